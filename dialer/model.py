@@ -1,0 +1,65 @@
+"""Plain values passed between the layers: a lead, its status, one send's outcome.
+
+Nothing here does I/O. The loader makes ``Lead`` values, the dispatcher turns them into
+``Outcome`` values, the ledger stores both.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Status(enum.StrEnum):
+    """A lead's status, as written in the results CSV ``status`` column."""
+
+    PENDING = "pending"  # not tried yet, or proven not called: a later run dials it
+    DIALING = "dialing"  # intent recorded, no outcome yet (only seen after a crash)
+    CALLED = "called"  # final: the API created the call; ``call_id`` holds its id
+    FAILED = "failed"  # final: the API refused it, ``error`` says why
+    IN_DOUBT = "in_doubt"  # the request was sent but the answer lost: the phone may have rung
+    INVALID = "invalid"  # final at load time: empty or invalid phone, never sent
+    DUPLICATE = "duplicate"  # final at load time: an earlier row has the same phone
+
+    @property
+    def is_final(self) -> bool:
+        """Final statuses are never dialed again by a rerun."""
+        return self in _FINAL
+
+
+_FINAL = frozenset({Status.CALLED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
+LOAD_TIME = frozenset({Status.INVALID, Status.DUPLICATE})
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """One row of the leads file.
+
+    ``row`` is the row's number as a spreadsheet shows it (the header is row 1).
+    ``phone`` is E.164 for a dialable lead, else the raw cell. ``params`` are the custom
+    params to send (renamed, excluded and empty cells already dropped).
+    """
+
+    row: int
+    phone: str
+    params: dict[str, str] = field(default_factory=dict)
+    status: Status = Status.PENDING
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        """The ledger key: the E.164 phone for a dialable lead, the row for a load-time reject."""
+        if self.status in LOAD_TIME:
+            return f"row:{self.row}"
+        return self.phone
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one lead's dispatch ended in."""
+
+    lead: Lead
+    status: Status
+    call_id: str = ""
+    attempts: int = 0
+    error: str = ""
