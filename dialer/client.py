@@ -1,0 +1,301 @@
+"""The Meetzy HTTP API, and the only module that speaks HTTP to it.
+
+Owns: request bodies (``CallSettings.body``), the API's two success shapes, its error bodies
+in every shape, and the mapping of httpx exceptions and HTTP statuses onto the ``DialerError``
+tree by *phase* (``_map_transport_error`` and ``_map_response``: the one place this happens):
+
+* ``NotSent``        nothing reached the API, or it refused before creating: retry is safe
+* ``Rejected``       the API refused this call (4xx); ``AuthError`` for 401/403
+* ``OutcomeUnknown`` the request may have been processed but the answer was lost
+
+The token lives here and in the process environment only: it is sent as a header and never
+put in a message, a repr or a dataclass.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from dialer.errors import (
+    AuthError,
+    ConfigError,
+    NotSent,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+)
+
+DEFAULT_API_URL = "https://api.meetzy.io"
+TOKEN_ENV = "MEETZY_API_TOKEN"
+TOKEN_FILE_ENV = "MEETZY_API_TOKEN_FILE"
+URL_ENV = "MEETZY_API_URL"
+
+# Keys the dialer sets itself: a custom param can never overwrite them.
+RESERVED_KEYS = frozenset(
+    {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """The call settings sent with every ``POST /call``; ``None`` means "not set: API default"."""
+
+    playbook_id: str
+    version_id: str | None = None
+    voice_id: str | None = None
+    voice_model: str | None = None
+    language: str | None = None
+    interrupt: bool | None = None
+
+    def body(self, phone: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """The JSON body for one call: custom params first, then the fixed keys on top."""
+        body: dict[str, Any] = {k: v for k, v in params.items() if k not in RESERVED_KEYS}
+        body["phone"] = phone
+        body["playbook_id"] = self.playbook_id
+        for key in ("version_id", "voice_id", "voice_model", "language", "interrupt"):
+            value = getattr(self, key)
+            if value is not None:
+                body[key] = value
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """``POST /call`` created a call."""
+
+    call_id: str
+
+
+# --- configuration from the environment -------------------------------------------------------
+
+
+def token_from_env(environ: Mapping[str, str] | None = None, token_file: str | None = None) -> str:
+    """The API token from ``--token-file``, ``MEETZY_API_TOKEN_FILE`` or ``MEETZY_API_TOKEN``."""
+    env = os.environ if environ is None else environ
+    path = token_file or env.get(TOKEN_FILE_ENV)
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from exc
+        if not token:
+            raise ConfigError(f"the token file {path} is empty")
+        return token
+    token = env.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(
+            f"{TOKEN_ENV} is not set: export your Meetzy API token in it "
+            "(or use --sandbox to try the dialer without one)"
+        )
+    return token
+
+
+def check_api_url(url: str) -> str:
+    """Validate ``MEETZY_API_URL``: https anywhere, plain http only to a loopback host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{URL_ENV} must be an http(s) URL such as {DEFAULT_API_URL}, not {url!r}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"{URL_ENV} uses plain http:// to {parts.hostname}: the token would travel in clear; "
+            "use https:// (plain http is allowed only for 127.0.0.1 or localhost)"
+        )
+    return url.strip().rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the client -----------------------------------------------------------------------------
+
+
+class MeetzyClient:
+    """An async client for the Meetzy API over one ``httpx.AsyncClient``.
+
+    ``transport`` lets tests and the sandbox swap the network (``httpx.ASGITransport``,
+    ``httpx.MockTransport``) instead of patching.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 10,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"MeetzyClient({self.base_url!r}, token=<hidden>)"
+
+    async def __aenter__(self) -> MeetzyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create_call(self, body: Mapping[str, Any]) -> Created:
+        """``POST /call``: ``Created``, or raises NotSent / Rejected / OutcomeUnknown."""
+        try:
+            response = await self._http.post("/call", json=dict(body))
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from exc
+        _map_response(response, self._redact)
+        return Created(_call_id(response))
+
+    async def list_calls(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``GET /calls``: the listed calls in either documented shape, ``to`` always set."""
+        try:
+            response = await self._http.get("/calls", params=dict(params))
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from exc
+        _map_response(response, self._redact)
+        data = _json(response)
+        calls = data.get("calls") if isinstance(data, dict) else data
+        if not isinstance(calls, list):
+            raise OutcomeUnknown("GET /calls answered with an unexpected body", status=200)
+        out = []
+        for call in calls:
+            if isinstance(call, dict):
+                call = dict(call)
+                call.setdefault("to", call.get("phone"))
+                out.append(call)
+        return out
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "<token>") if self._token else text
+
+    def _map_transport_error(self, exc: httpx.HTTPError) -> NotSent | OutcomeUnknown:
+        """The one place httpx exceptions become dialer errors, by whether the request left."""
+        detail = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        where = urlsplit(self.base_url).netloc
+        if isinstance(exc, _NEVER_SENT):
+            return NotSent(f"request not sent to {where} ({detail})", code="not_sent")
+        if isinstance(exc, httpx.TimeoutException):
+            return OutcomeUnknown(f"no answer from {where} in time ({detail})", code="timeout")
+        return OutcomeUnknown(f"answer from {where} lost ({detail})", code="answer_lost")
+
+
+# Raised before a single byte of the request reached the server.
+_NEVER_SENT: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def _map_response(response: httpx.Response, redact: Any = str) -> None:
+    """Raise the dialer error an HTTP answer means; return quietly on 2xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    code, message = _error_detail(response)
+    text = redact(
+        f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    )
+    if status in (401, 403):
+        raise AuthError(
+            f"the API refused the token ({text}): check {TOKEN_ENV}", status=status, code=code
+        )
+    if status == 429:
+        raise RateLimited(f"rate limited ({text})", retry_after=_retry_after(response))
+    if status == 503 and code:
+        # The API's own documented error body: it refused before creating anything.
+        raise NotSent(f"service unavailable ({text})", status=status, code=code)
+    if 400 <= status < 500:
+        raise Rejected(text, status=status, code=code)
+    raise OutcomeUnknown(
+        f"server error after the request was sent ({text})", status=status, code=code
+    )
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_detail(response: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` from any error body shape; ``("", "")`` when it has none."""
+    data = _json(response)
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            return str(err.get("code") or ""), str(err.get("message") or "")
+        if isinstance(err, str):
+            return "", err
+        if isinstance(data.get("message"), str):
+            return "", data["message"]
+    return "", "body is not JSON" if response.content else ""
+
+
+def _call_id(response: httpx.Response) -> str:
+    """The call id from either success shape; anything else means we cannot know."""
+    data = _json(response)
+    if isinstance(data, dict) and data.get("success") is not False:
+        call_id = data.get("id")
+        inner = data.get("data")
+        if not call_id and isinstance(inner, dict):
+            call_id = inner.get("call_id") or inner.get("id")
+        if isinstance(call_id, str | int) and str(call_id).strip():
+            return str(call_id).strip()
+    shape = "not JSON" if data is None else "without a call id"
+    raise OutcomeUnknown(
+        f"HTTP {response.status_code} answer {shape}: the call may have been created",
+        status=response.status_code,
+        code="bad_answer",
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if usable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
