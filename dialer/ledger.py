@@ -1,0 +1,416 @@
+"""The ledger: what each lead's state is, kept in a journal and a results CSV, under a run lock.
+
+Owns three files beside the results CSV (``leads.results.csv`` below):
+
+* ``leads.results.csv``          one row per lead: what a person or a spreadsheet reads. Rows are
+                                 appended as leads finish and the file is compacted (temp file,
+                                 fsync, rename, fsync of the directory) when the run closes; a
+                                 reader keeps the last row per lead, so a crash leaves it usable.
+* ``leads.results.csv.journal``  the source of truth: an append-only log of *intents* (written
+                                 and fsynced BEFORE each ``POST /call``) and *outcomes*. A line is
+                                 ``<crc32 hex> <json>``. A torn last line is ignored; damage
+                                 anywhere else stops the run.
+* ``leads.results.csv.lock``     an OS lock (flock through filelock): released by the kernel
+                                 when the holder dies, even by SIGKILL; the file is never deleted.
+
+An intent with no outcome after it means the process died between deciding to dial and
+learning the answer: the phone may have rung, so the lead is ``in_doubt`` and is not dialed
+again blindly. Only this module writes these files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import socket
+import zlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import filelock
+
+from dialer.errors import LedgerError, LedgerLocked
+from dialer.model import LOAD_TIME, Lead, Outcome, Status
+
+RESULT_COLUMNS = ["row", "phone", "status", "call_id", "attempts", "error", "updated_at"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The ledger's record of one lead."""
+
+    key: str
+    row: int
+    phone: str
+    status: Status
+    call_id: str = ""
+    attempts: int = 0
+    error: str = ""
+    updated_at: str = ""
+
+
+def journal_path(results: Path) -> Path:
+    return results.with_name(results.name + ".journal")
+
+
+def lock_path(results: Path) -> Path:
+    return results.with_name(results.name + ".lock")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Ledger:
+    """One campaign's results, journal and lock. Use as a context manager around a run."""
+
+    def __init__(self, results: str | Path, *, durable: bool = True) -> None:
+        self.results = Path(results)
+        self.journal = journal_path(self.results)
+        self.durable = durable
+        self._entries: dict[str, Entry] = {}
+        self._lock = filelock.FileLock(
+            lock_path(self.results), timeout=0, preserve_lock_file=True, fallback_to_soft=False
+        )
+        self._info = self.results.with_name(self.results.name + ".lock.info")
+        self._journal_file: IO[str] | None = None
+        self._results_file: IO[str] | None = None
+        self._results_writer: Any = None
+        self.torn_tail = False  # the journal's last line was torn by a crash and ignored
+
+    # --- opening and closing --------------------------------------------------------------
+
+    def __enter__(self) -> Ledger:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Take the lock, then read the results CSV and replay the journal over it."""
+        self._take_lock()
+        try:
+            self._entries = {
+                e.key: e for e in read_results(self.results) if e.status not in LOAD_TIME
+            }
+            for record in self._read_journal():
+                self._apply(record)
+            # An intent never answered: the phone may have rung.
+            for key, entry in self._entries.items():
+                if entry.status is Status.DIALING:
+                    self._entries[key] = replace(
+                        entry,
+                        status=Status.IN_DOUBT,
+                        attempts=entry.attempts + 1,
+                        error="interrupted after sending: the call may have been placed",
+                    )
+            self._journal_file = self._open_append(self.journal)
+            self._results_file = self._open_append(self.results)
+            self._results_writer = csv.writer(self._results_file, lineterminator="\r\n")
+            if self.results.stat().st_size == 0:
+                self._results_writer.writerow(RESULT_COLUMNS)
+                self._results_file.flush()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def close(self) -> None:
+        """Compact the results CSV to one row per lead, atomically, and release the lock."""
+        try:
+            for handle in (self._journal_file, self._results_file):
+                if handle is not None:
+                    handle.close()
+            self._journal_file = self._results_file = None
+            if self._lock.is_locked:
+                self._compact()
+        finally:
+            self._release_lock()
+
+    def _take_lock(self) -> None:
+        self.results.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads(self._info.read_text(encoding="utf-8"))
+                holder = f" (pid {info['pid']} on {info['host']}, since {info['since']})"
+            raise LedgerLocked(
+                f"{self.results.name} is in use by another dialer run{holder}: "
+                "wait for it to finish; nothing was touched"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(f"cannot lock {self.results}: {exc.strerror}") from exc
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now_iso()}
+        with contextlib.suppress(OSError):
+            self._info.write_text(json.dumps(info), encoding="utf-8")
+
+    def _release_lock(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+    def _open_append(self, path: Path) -> IO[str]:
+        try:
+            return open(path, "a", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise LedgerError(f"cannot write {path}: {exc.strerror}") from exc
+
+    # --- reading the state ----------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        return self._entries.get(key)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def should_dial(self, lead: Lead) -> bool:
+        """True for a dialable lead the ledger has no final or in-doubt record of."""
+        if lead.status is not Status.PENDING:
+            return False
+        entry = self._entries.get(lead.key)
+        return entry is None or entry.status is Status.PENDING
+
+    # --- writing --------------------------------------------------------------------------
+
+    def record_load(self, lead: Lead) -> None:
+        """A lead final at load time (invalid, duplicate): a results row, no journal record."""
+        self._write_row(Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason))
+
+    def intent(self, lead: Lead) -> None:
+        """Durably record that ``lead`` is about to be dialed. Call BEFORE the POST."""
+        previous = self._entries.get(lead.key)
+        attempts = previous.attempts if previous else 0
+        self._append(
+            {
+                "e": "intent",
+                "k": lead.key,
+                "row": lead.row,
+                "phone": lead.phone,
+                "attempts": attempts,
+            }
+        )
+
+    def not_sent(self, lead: Lead, error: str) -> None:
+        """Close an intent whose request provably created no call (a retry may follow)."""
+        before = self._entries.get(lead.key)
+        self._append(
+            {
+                "e": "outcome",
+                "k": lead.key,
+                "row": lead.row,
+                "phone": lead.phone,
+                "status": Status.PENDING.value,
+                "call_id": "",
+                "attempts": before.attempts if before else 0,
+                "error": error,
+                "at": _now_iso(),
+            }
+        )
+
+    def outcome(self, outcome: Outcome) -> None:
+        """Record how a lead's dispatch ended: journal first, then its results row."""
+        lead = outcome.lead
+        before = self._entries.get(lead.key)
+        attempts = (before.attempts if before else 0) + outcome.attempts
+        entry = Entry(
+            lead.key,
+            lead.row,
+            lead.phone,
+            outcome.status,
+            outcome.call_id,
+            attempts,
+            outcome.error,
+            _now_iso(),
+        )
+        self._append(
+            {
+                "e": "outcome",
+                "k": entry.key,
+                "row": entry.row,
+                "phone": entry.phone,
+                "status": entry.status.value,
+                "call_id": entry.call_id,
+                "attempts": entry.attempts,
+                "error": entry.error,
+                "at": entry.updated_at,
+            }
+        )
+        self._write_row(entry)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self._journal_file is None:
+            raise LedgerError("the ledger is not open")
+        payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        line = f"{zlib.crc32(payload.encode()):08x} {payload}\n"
+        try:
+            self._journal_file.write(line)
+            self._journal_file.flush()
+            if self.durable:
+                os.fsync(self._journal_file.fileno())
+        except OSError as exc:
+            # A failed fsync may have dropped the data: retrying it proves nothing. Stop.
+            raise LedgerError(f"cannot write the journal {self.journal}: {exc.strerror}") from exc
+        self._apply(record)
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        key = record["k"]
+        old = self._entries.get(key)
+        if record["e"] == "intent":
+            self._entries[key] = Entry(
+                key,
+                int(record["row"]),
+                record["phone"],
+                Status.DIALING,
+                old.call_id if old else "",
+                int(record.get("attempts", 0)),
+                "",
+                old.updated_at if old else "",
+            )
+        else:
+            self._entries[key] = Entry(
+                key,
+                int(record["row"]),
+                record["phone"],
+                Status(record["status"]),
+                record.get("call_id", ""),
+                int(record.get("attempts", 0)),
+                record.get("error", ""),
+                record.get("at", ""),
+            )
+
+    def _write_row(self, entry: Entry) -> None:
+        if self._results_file is None:
+            raise LedgerError("the ledger is not open")
+        if entry.status in LOAD_TIME:
+            self._entries[entry.key] = entry
+        try:
+            self._results_writer.writerow(_row(entry))
+            self._results_file.flush()
+        except OSError as exc:
+            raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
+
+    def _read_journal(self) -> list[dict[str, Any]]:
+        try:
+            data = self.journal.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise LedgerError(f"cannot read the journal {self.journal}: {exc.strerror}") from exc
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]
+        records = []
+        good = 0  # bytes of the journal that hold whole, valid lines
+        for number, raw in enumerate(complete, start=1):
+            record = _decode(raw)
+            if record is None:
+                if number == len(complete) and not tail:
+                    break  # the last line, garbled by a crash mid-write: a torn tail
+                raise LedgerError(
+                    f"the journal {self.journal} is damaged at line {number}: the run stops so "
+                    "that nobody is dialed twice; restore the file or ask for help"
+                )
+            records.append(record)
+            good += len(raw) + 1
+        if good < len(data):
+            # Cut the torn tail off so the next record starts on a line of its own.
+            self.torn_tail = True
+            try:
+                os.truncate(self.journal, good)
+            except OSError as exc:
+                raise LedgerError(f"cannot repair {self.journal}: {exc.strerror}") from exc
+        return records
+
+    def _compact(self) -> None:
+        rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
+        tmp = self.results.with_name(self.results.name + ".tmp")
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\r\n")
+                writer.writerow(RESULT_COLUMNS)
+                writer.writerows(_row(e) for e in rows)
+                handle.flush()
+                if self.durable:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, self.results)
+            if self.durable:
+                _fsync_dir(self.results.parent)
+        except OSError as exc:
+            raise LedgerError(f"cannot rewrite {self.results}: {exc.strerror}") from exc
+
+
+def _decode(raw: bytes) -> dict[str, Any] | None:
+    """One journal line, or None when its checksum or JSON does not hold."""
+    crc, _, payload = raw.partition(b" ")
+    try:
+        if int(crc, 16) != zlib.crc32(payload):
+            return None
+        record = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("e") not in ("intent", "outcome"):
+        return None
+    return record
+
+
+def _row(entry: Entry) -> list[str]:
+    return [
+        str(entry.row),
+        entry.phone,
+        entry.status.value,
+        entry.call_id,
+        str(entry.attempts),
+        entry.error,
+        entry.updated_at,
+    ]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_results(path: str | Path) -> list[Entry]:
+    """Read a results CSV (a missing file reads as empty); the last row per lead wins."""
+    path = Path(path)
+    try:
+        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LedgerError(f"cannot read {path}: {exc.strerror}") from exc
+    entries: dict[str, Entry] = {}
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("row", "phone", "status") if c not in (reader.fieldnames or [])]
+        if reader.fieldnames and missing:
+            raise LedgerError(
+                f"{path.name} is not a dialer results file (no column {', '.join(missing)}): "
+                "choose another --output"
+            )
+        for line, rec in enumerate(reader, start=2):
+            try:
+                status = Status(rec["status"])
+                row = int(rec["row"])
+                attempts = int(rec.get("attempts") or 0)
+            except (ValueError, TypeError) as exc:
+                raise LedgerError(f"{path.name} row {line} cannot be read: {exc}") from exc
+            key = f"row:{row}" if status in LOAD_TIME else rec["phone"]
+            entries[key] = Entry(
+                key,
+                row,
+                rec["phone"],
+                status,
+                rec.get("call_id") or "",
+                attempts,
+                rec.get("error") or "",
+                rec.get("updated_at") or "",
+            )
+    return list(entries.values())
