@@ -1,0 +1,149 @@
+"""The dispatcher: a pool of workers that dials leads within the rate limits, with retries.
+
+Owns the order of one lead's send, which is what keeps a phone from ringing twice:
+
+1. wait for the rate windows (and any shared 429 pause);
+2. ``ledger.intent(lead)``: durable before anything is sent; then ``send(lead)``;
+   retry from 1, with jittered exponential backoff, only on ``NotSent`` (provably no call
+   created: the ledger records that too, so a crash during the backoff leaves no doubt);
+3. ``ledger.outcome(...)``: ``called`` with the id, ``failed`` (the API refused it),
+   ``in_doubt`` (sent, answer lost: never retried blindly) or ``pending`` (never sent).
+
+Concurrency and rate are separate knobs. A worker never raises a send error into the pool: it
+returns an ``Outcome``, streamed to ``on_outcome`` as leads finish. A 401/403 stops the pool
+after the first such answer; so does ``stop`` (a signal): no new lead starts, leads in flight
+finish. Ledger errors and bugs do propagate, cancelling the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
+from dialer.ledger import Ledger
+from dialer.limits import SlidingWindows
+from dialer.model import Lead, Outcome, Status
+
+Send = Callable[[Lead], Awaitable[str]]  # returns the call id, or raises a SendError
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of sends that provably created no call."""
+
+    max_attempts: int = 6
+    backoff: float = 0.5  # the first wait's scale (s); doubles, with full jitter
+    backoff_max: float = 30.0
+    sleep: Sleep = asyncio.sleep  # injectable, so tests do not sleep
+
+
+@dataclass
+class DispatchResult:
+    """What the pool did: counts per status, and why it ended early if it did."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    sent: int = 0  # POST /call requests made
+    rate_limited: int = 0  # 429 answers seen
+    auth_error: AuthError | None = None
+    stopped: bool = False  # a stop was requested before every lead was started
+
+
+class _Abandoned(Exception):
+    """A retry was due but the run is stopping: the lead stays pending."""
+
+
+async def dispatch(
+    leads: Iterable[Lead],
+    send: Send,
+    *,
+    ledger: Ledger,
+    limiter: SlidingWindows,
+    concurrency: int = 10,
+    retry: RetryPolicy | None = None,
+    stop: asyncio.Event | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> DispatchResult:
+    """Dial every lead the ledger says to, at most ``concurrency`` at a time."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    retry = retry or RetryPolicy()
+    stop = stop or asyncio.Event()
+    result = DispatchResult()
+    pending = iter(leads)
+
+    async def one(lead: Lead) -> Outcome:
+        attempts = 0
+
+        async def attempt() -> str:
+            nonlocal attempts
+            if attempts and stop.is_set():
+                raise _Abandoned
+            await limiter.acquire()
+            ledger.intent(lead)  # durable BEFORE the first byte is sent
+            attempts += 1
+            result.sent += 1
+            try:
+                return await send(lead)
+            except NotSent as exc:
+                ledger.not_sent(lead, str(exc))  # proven: this attempt rang nobody
+                if isinstance(exc, RateLimited):
+                    result.rate_limited += 1
+                    # The whole pool waits, not only this worker.
+                    limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
+                raise
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(NotSent),
+            stop=stop_after_attempt(retry.max_attempts),
+            wait=wait_random_exponential(multiplier=retry.backoff, max=retry.backoff_max),
+            sleep=retry.sleep,
+            reraise=True,
+        )
+        try:
+            call_id = await retrying(attempt)
+        except AuthError as exc:
+            result.auth_error = result.auth_error or exc
+            stop.set()
+            return Outcome(lead, Status.PENDING, attempts=attempts, error=str(exc))
+        except Rejected as exc:
+            return Outcome(lead, Status.FAILED, attempts=attempts, error=str(exc))
+        except NotSent as exc:
+            error = f"not sent after {attempts} attempts: {exc}"
+            return Outcome(lead, Status.PENDING, attempts=attempts, error=error)
+        except OutcomeUnknown as exc:
+            return Outcome(lead, Status.IN_DOUBT, attempts=attempts, error=str(exc))
+        except _Abandoned:
+            return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before a retry")
+        return Outcome(lead, Status.CALLED, call_id=call_id, attempts=attempts)
+
+    async def worker() -> None:
+        while not stop.is_set():
+            lead = next(pending, None)
+            if lead is None:
+                return
+            if not ledger.should_dial(lead):
+                continue
+            outcome = await one(lead)
+            ledger.outcome(outcome)
+            result.counts[outcome.status.value] = result.counts.get(outcome.status.value, 0) + 1
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+    result.stopped = (
+        stop.is_set()
+        and next((lead for lead in pending if ledger.should_dial(lead)), None) is not None
+    )
+    return result
