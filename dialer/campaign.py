@@ -1,0 +1,195 @@
+"""Campaign settings: from a TOML campaign file and command-line flags, validated once.
+
+A flag overrides the file; the file overrides the defaults. Every setting has one name, the
+same in the file as the flag's long name with ``_`` for ``-`` (``--max-per-minute`` is
+``max_per_minute``). An unknown key or a bad value is a ``ConfigError`` naming the file and
+the key. Relative paths in a campaign file are read from the file's own folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dialer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs, validated. Build it with ``build_settings``."""
+
+    leads: Path
+    playbook: str
+    output: Path
+    # call settings: None = not sent, the API's default applies
+    version_id: str | None = None
+    voice_id: str | None = None
+    voice_model: str | None = None
+    language: str | None = None
+    interrupt: bool | None = None
+    # column mapping
+    phone_column: str | None = None
+    default_region: str = "ES"
+    params: dict[str, str] = field(default_factory=dict)  # column -> custom param name
+    exclude: tuple[str, ...] = ()
+    # pacing
+    max_per_second: int = 10
+    max_per_minute: int = 100
+    concurrency: int = 10
+    timeout: float = 30.0
+
+
+# The keys a campaign file may hold, and the type each must have there.
+_FILE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "playbook": str,
+    "output": str,
+    "version_id": str,
+    "voice_id": (str, int),
+    "voice_model": str,
+    "language": str,
+    "interrupt": bool,
+    "phone_column": str,
+    "default_region": str,
+    "params": dict,
+    "exclude": list,
+    "max_per_second": int,
+    "max_per_minute": int,
+    "concurrency": int,
+    "timeout": (int, float),
+}
+_NAMES = {f.name for f in fields(Settings)}
+_KIND_NAMES = {
+    key: {
+        str: "a string",
+        bool: "true or false",
+        int: "a whole number",
+        dict: "a table",
+        list: "a list of strings",
+    }.get(kind, "a number" if key == "timeout" else "1 to 7")
+    for key, kind in _FILE_KEYS.items()
+}
+
+
+def read_campaign_file(path: str | Path) -> dict[str, Any]:
+    """The settings in a campaign TOML file, type-checked, paths made absolute."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: campaign file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the campaign file ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = _FILE_KEYS.get(key)
+        if kind is None:
+            known = ", ".join(sorted(_FILE_KEYS))
+            raise ConfigError(f"{path}: unknown key '{key}' (known keys: {known})")
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            raise ConfigError(f"{path}: '{key}' must be {_KIND_NAMES[key]}, not {value!r}")
+        if key == "output":
+            value = str((path.parent / value).resolve())
+        values[key] = value
+    for key in ("params", "exclude"):
+        items = values.get(key, {})
+        pairs = items.items() if isinstance(items, dict) else [(v, v) for v in items]
+        if any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs):
+            raise ConfigError(f"{path}: every entry of '{key}' must be a string")
+    return values
+
+
+def parse_param_flags(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--param COL=NAME`` values as a mapping."""
+    out: dict[str, str] = {}
+    for item in items:
+        column, sep, name = item.partition("=")
+        if not sep or not column.strip() or not name.strip():
+            raise ConfigError(f"--param takes COLUMN=NAME, not {item!r}")
+        out[column.strip()] = name.strip()
+    return out
+
+
+def build_settings(
+    leads: str | Path, flags: Mapping[str, Any], campaign_file: str | Path | None = None
+) -> Settings:
+    """Merge defaults, the campaign file and the flags (flags win; ``None`` = not given)."""
+    merged: dict[str, Any] = read_campaign_file(campaign_file) if campaign_file else {}
+    origin = {key: f"{campaign_file}: '{key}'" for key in merged}
+    for key, value in flags.items():
+        if key not in _NAMES:
+            raise ConfigError(f"unknown setting '{key}'")
+        if value is None or (key in ("params", "exclude") and not value):
+            continue
+        if key == "params":
+            value = {**merged.get("params", {}), **value}
+        elif key == "exclude":
+            value = [*merged.get("exclude", []), *value]
+        merged[key] = value
+        origin[key] = "--" + key.replace("_", "-")
+    leads_path = Path(leads)
+    merged.setdefault("output", str(default_output(leads_path)))
+    if not merged.get("playbook"):
+        raise ConfigError(
+            "no playbook: pass --playbook ID"
+            + (f" or set 'playbook' in {campaign_file}" if campaign_file else "")
+        )
+    return _validated(leads_path, merged, origin)
+
+
+def default_output(leads: Path) -> Path:
+    """``<leads stem>.results.csv`` beside the leads file."""
+    return leads.with_name(f"{leads.stem}.results.csv")
+
+
+def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settings:
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{origin.get(key, key)} {why}")
+
+    if v.get("voice_id") is not None:
+        v["voice_id"] = str(v["voice_id"]).strip()
+        if v["voice_id"] not in {str(i) for i in range(1, 8)}:
+            raise bad("voice_id", f"must be 1 to 7, not {v['voice_id']!r}")
+    if v.get("voice_model") is not None and v["voice_model"] not in ("fast", "human"):
+        raise bad("voice_model", f"must be 'fast' or 'human', not {v['voice_model']!r}")
+    if v.get("language") is not None:
+        v["language"] = str(v["language"]).strip().upper()
+        if not re.fullmatch(r"[A-Z]{2,3}", v["language"]):
+            raise bad(
+                "language", f"must be a language code such as ES or EN, not {v['language']!r}"
+            )
+    for key in ("max_per_second", "max_per_minute", "concurrency"):
+        if key in v and (not isinstance(v[key], int) or v[key] < 1):
+            raise bad(key, f"must be a whole number of at least 1, not {v[key]!r}")
+    if "timeout" in v and not (0 < float(v["timeout"]) <= 600):
+        raise bad("timeout", f"must be between 0 and 600 seconds, not {v['timeout']!r}")
+    if v.get("default_region") is not None:
+        v["default_region"] = str(v["default_region"]).strip().upper()
+    for key in ("playbook", "version_id", "phone_column"):
+        if v.get(key) is not None:
+            v[key] = str(v[key]).strip()
+            if not v[key]:
+                raise bad(key, "is empty")
+    return Settings(
+        leads=leads,
+        playbook=v["playbook"],
+        output=Path(v["output"]),
+        version_id=v.get("version_id"),
+        voice_id=v.get("voice_id"),
+        voice_model=v.get("voice_model"),
+        language=v.get("language"),
+        interrupt=v.get("interrupt"),
+        phone_column=v.get("phone_column"),
+        default_region=v.get("default_region") or "ES",
+        params=dict(v.get("params") or {}),
+        exclude=tuple(v.get("exclude") or ()),
+        max_per_second=v.get("max_per_second", 10),
+        max_per_minute=v.get("max_per_minute", 100),
+        concurrency=v.get("concurrency", 10),
+        timeout=float(v.get("timeout", 30.0)),
+    )

@@ -1,0 +1,240 @@
+"""The ``dialer`` command line: flags in, one library call, text and an exit code out.
+
+Each command builds settings from its flags, calls one function of ``dialer.run`` (or the
+simulator), and prints what ``dialer.report`` formats. Every ``DialerError`` (and every usage
+error) becomes ONE line on stderr, ``error: ...``, and its documented exit code; nothing else
+here decides behaviour. Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from dialer import __version__
+from dialer.campaign import build_settings, parse_param_flags
+from dialer.client import DEFAULT_API_URL, TOKEN_ENV, URL_ENV, check_api_url, token_from_env
+from dialer.errors import (
+    EXIT_IN_DOUBT,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_STOPPED,
+    DialerError,
+)
+from dialer.model import Outcome
+from dialer.report import plan_lines, start_lines, summary_lines
+from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dialer")
+def cli() -> None:
+    """Run outbound AI calling campaigns from a CSV on the Meetzy voice-call API.
+
+    Exit codes: 0 done, 1 internal error, 2 usage/config/input error, 3 auth failure,
+    4 results or journal unusable, 5 another run holds the campaign, 6 leads left in doubt,
+    130 stopped by a signal.
+    """
+
+
+@cli.command()
+@click.argument("leads", type=click.Path(dir_okay=False))
+@click.option("--playbook", help="Playbook id that runs the calls (required).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Results CSV. Default: <leads stem>.results.csv beside the leads file.",
+)
+@click.option(
+    "--campaign",
+    "campaign_file",
+    type=click.Path(dir_okay=False),
+    help="TOML campaign file with any of these settings; flags override it.",
+)
+@click.option("--version-id", help="Playbook version (default: its production version).")
+@click.option("--voice-id", help="Voice 1 to 7 (API default 6).")
+@click.option("--voice-model", help="fast or human (API default human).")
+@click.option("--language", help="Call language: ES, EN, FR, DE, IT, PT... (API default ES).")
+@click.option(
+    "--interrupt/--no-interrupt",
+    default=None,
+    help="May the callee interrupt the AI (API default: no).",
+)
+@click.option("--phone-column", help="Column with the phone (default: detected by name).")
+@click.option("--default-region", help="Country for numbers without a prefix (default ES).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="COL=NAME",
+    help="Send column COL as custom param NAME. Repeatable.",
+)
+@click.option("--exclude", multiple=True, metavar="COL", help="Do not send column COL. Repeatable.")
+@click.option("--max-per-second", type=int, help="Sends in any 1 s window (default 10).")
+@click.option("--max-per-minute", type=int, help="Sends in any 60 s window (default 100).")
+@click.option("--concurrency", type=int, help="Requests in flight at once (default 10).")
+@click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
+@click.option("--dry-run", is_flag=True, help="Validate and preview; dial nobody, need no token.")
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Run against the built-in simulator on 127.0.0.1: no token, no network.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help=f"Read the API token from this file instead of ${TOKEN_ENV}.",
+)
+def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
+        token_file: str | None, params: tuple[str, ...], exclude: tuple[str, ...],
+        **flags: Any) -> int:  # fmt: skip
+    """Place one AI call per lead of LEADS (CSV) that has no final result yet.
+
+    A rerun of the same command dials only the leads without a final result. The API token
+    comes from $MEETZY_API_TOKEN (never from a flag); the API address from $MEETZY_API_URL
+    (default https://api.meetzy.io).
+    """
+    flags["params"] = parse_param_flags(params)
+    flags["exclude"] = list(exclude)
+    settings = build_settings(leads, flags, campaign_file)
+    if dry_run:
+        for line in plan_lines(plan(settings), output=str(settings.output)):
+            click.echo(line)
+        return EXIT_OK
+    if use_sandbox:
+        with sandbox() as (url, token):
+            click.echo(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
+            summary = _dial(settings, url, token)
+    else:
+        token = token_from_env(token_file=token_file)
+        url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
+        summary = _dial(settings, url, token)
+    for line in summary_lines(summary):
+        click.echo(line)
+    if summary.stopped:
+        return EXIT_STOPPED
+    return EXIT_IN_DOUBT if summary.in_doubt else EXIT_OK
+
+
+def _dial(settings: Any, url: str, token: str) -> RunSummary:
+    bar: tqdm[Any] | None = None
+
+    def on_start(p: Plan) -> None:
+        nonlocal bar
+        for line in start_lines(p):
+            click.echo(line)
+        if sys.stderr.isatty() and p.to_dial:
+            bar = tqdm(total=len(p.to_dial), unit="lead", file=sys.stderr)
+
+    def on_outcome(outcome: Outcome) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        return run_campaign(settings, api_url=url, token=token, on_start=on_start,
+                            on_outcome=on_outcome, handle_signals=True)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+@cli.command(name="sandbox")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every answer."
+)
+@click.option(
+    "--per-second",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Strict 1 s window limit (0: none).",
+)
+@click.option(
+    "--per-minute",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Strict 60 s window limit (0: none).",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="NAME=RATE",
+    help="Inject a fault on a share of POST /call: 503_before, 500_after, drop_after, "
+    "slow, garbage_200, 429. Repeatable.",
+)
+@click.option("--old-shape", is_flag=True, help="Answer in the API's older response shape.")
+def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
+                faults: tuple[str, ...], old_shape: bool) -> int:  # fmt: skip
+    """Serve the built-in Meetzy API simulator on 127.0.0.1 until Ctrl-C.
+
+    Its token is 'sandbox-token'. GET /_sim/calls lists every call it created.
+    """
+    from dialer.simulator import SimConfig, Simulator, serve_forever
+
+    rates = {}
+    for item in faults:
+        name, _, rate = item.partition("=")
+        try:
+            rates[name.strip()] = float(rate)
+        except ValueError:
+            raise click.UsageError(f"--fault takes NAME=RATE, not {item!r}") from None
+    config = SimConfig(latency=latency, per_second=per_second or None,
+                       per_minute=per_minute or None, fault_rates=rates,
+                       response_shape="old" if old_shape else "new")  # fmt: skip
+    click.echo(
+        f"Meetzy simulator on http://127.0.0.1:{port} (token: {config.token}); Ctrl-C stops."
+    )
+    try:
+        serve_forever(Simulator(config), port=port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on 127.0.0.1:{port}: {exc.strerror}") from exc
+    return EXIT_OK
+
+
+def _one_line(message: str) -> str:
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        message = message.replace(token, "<token>")
+    return " ".join(message.split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turn every error into one line and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="dialer", standalone_mode=False)
+    except DialerError as exc:
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        code = EXIT_STOPPED
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see '{exc.ctx.command_path} --help')"
+        click.echo(f"error: {_one_line(exc.format_message())}{hint}", err=True)
+        code = EXIT_INPUT if isinstance(exc, click.UsageError) else exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        code = EXIT_STOPPED
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("DIALER_DEBUG"):
+            raise
+        click.echo(
+            f"error: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(set DIALER_DEBUG=1 to see the traceback)",
+            err=True,
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

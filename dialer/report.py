@@ -1,0 +1,93 @@
+"""Reports: the words and numbers a person reads about a run, a plan or a results file.
+
+Pure formatting: every function takes the library's dataclasses and returns lines of text;
+the CLI decides where they go.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from dialer.model import Status
+from dialer.run import Plan, RunSummary
+
+# The order statuses are listed in, most interesting first.
+STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
+                                  Status.DIALING, Status.INVALID, Status.DUPLICATE)]  # fmt: skip
+REJECTS_SHOWN = 10
+
+
+def counts_phrase(counts: Mapping[str, int]) -> str:
+    """``"9 called, 2 invalid, 1 duplicate"``: non-zero counts in a fixed order."""
+    known = [(s, counts.get(s, 0)) for s in STATUS_ORDER]
+    other = sorted((s, n) for s, n in counts.items() if s not in STATUS_ORDER)
+    parts = [f"{n:,} {s}" for s, n in known + other if n]
+    return ", ".join(parts) if parts else "no leads"
+
+
+def plan_lines(plan: Plan, *, output: str) -> list[str]:
+    """The dry run's preview: what was read, what would be sent, what was rejected and why."""
+    load = plan.load
+    counts = load.counts()
+    rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
+    lines = [
+        "Dry run: nobody dialed, no token used.",
+        f"Leads file:    {load.path} ({load.encoding}, delimiter {_delimiter(load.delimiter)})",
+        f"Phone column:  {load.phone_column}",
+        f"Custom params: {', '.join(load.param_names) or '(none)'}",
+        f"Rows:          {len(load.leads):,} ({counts_phrase(counts)})",
+        f"To dial now:   {len(plan.to_dial):,}"
+        + (f" ({plan.already_done:,} already done in {output})" if plan.already_done else ""),
+    ]
+    lines += [f"Warning:       {w}" for w in load.warnings]
+    if rejected:
+        lines.append(f"Rejected rows ({len(rejected):,}):")
+        for lead in rejected[:REJECTS_SHOWN]:
+            shown = lead.phone or '""'
+            lines.append(f"  row {lead.row:<5} {lead.status.value:<9} {shown}: {lead.reason}")
+        if len(rejected) > REJECTS_SHOWN:
+            lines.append(f"  ... and {len(rejected) - REJECTS_SHOWN:,} more")
+    if plan.sample_body is not None:
+        lines.append("Example request (POST /call):")
+        body = json.dumps(plan.sample_body, ensure_ascii=False, indent=2)
+        lines += ["  " + line for line in body.splitlines()]
+    return lines
+
+
+def start_lines(plan: Plan) -> list[str]:
+    """What a real run announces before it dials."""
+    load = plan.load
+    line = f"{len(load.leads):,} rows in {load.path.name}: {len(plan.to_dial):,} to dial"
+    if plan.already_done:
+        line += f", {plan.already_done:,} already done"
+    not_dialable = len(load.leads) - len(plan.to_dial) - plan.already_done
+    if not_dialable:
+        line += f", {not_dialable:,} not dialable"
+    return [line] + [f"warning: {w}" for w in load.warnings]
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """The closing summary of a run."""
+    this_run = counts_phrase(summary.this_run) if summary.this_run else "nobody dialed"
+    verb = "Stopped early" if summary.stopped else "Done"
+    lines = [
+        f"{verb} in {summary.elapsed:.1f} s: {this_run}"
+        f" ({summary.sent:,} requests, {summary.calls_per_minute:.1f} calls/min)",
+        f"Campaign: {counts_phrase(summary.counts)}",
+    ]
+    if summary.rate_limited:
+        lines.append(f"The API rate-limited {summary.rate_limited:,} requests (429): all retried.")
+    if summary.not_started:
+        lines.append(f"{summary.not_started:,} leads not dialed yet: run the same command again.")
+    if summary.in_doubt:
+        lines.append(
+            f"{summary.in_doubt:,} leads are in doubt (the call may have been placed): "
+            "check them in the Meetzy dashboard before dialing them again."
+        )
+    lines.append(f"Results: {summary.output}")
+    return lines
+
+
+def _delimiter(delimiter: str) -> str:
+    return {",": "','", ";": "';'", "\t": "tab"}.get(delimiter, repr(delimiter))
