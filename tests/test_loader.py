@@ -1,0 +1,474 @@
+"""Tests for dialer.loader: encodings, delimiters, rows, column mapping and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
+from dialer.loader import RESERVED, ColumnMapping, LoadResult, load_leads
+from dialer.model import Lead, Status
+from dialer.phones import REASON_EMPTY, REASON_SCIENTIFIC
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE = Path(__file__).parent.parent / "sample_data" / "leads.csv"
+
+
+def write(tmp_path: Path, text: str, name: str = "leads.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def statuses(result: LoadResult) -> list[tuple[int, str, Status]]:
+    return [(lead.row, lead.phone, lead.status) for lead in result.leads]
+
+
+# --- files as real tools write them -----------------------------------------------------------
+
+
+def test_libreoffice_utf8() -> None:
+    result = load_leads(FIXTURES / "libreoffice_utf8.csv")
+    assert (result.encoding, result.delimiter) == ("utf-8", ",")
+    assert result.phone_column == "Teléfono móvil"
+    assert result.param_names == ["Nombre", "Apellidos", "Correo", "Programa"]
+    assert result.warnings == [
+        "column 'language' ignored: 'language' is a call setting; "
+        "rename it with --param language=NAME"
+    ]
+    assert result.leads[0] == Lead(
+        2,
+        "+34612345678",
+        {
+            "Nombre": "José",
+            "Apellidos": "García López",
+            "Correo": "jose@example.com",
+            "Programa": "Grado en Derecho, bilingüe",
+        },
+    )
+    # Empty cells are not sent.
+    assert result.leads[1].params == {
+        "Nombre": "María Ángeles",
+        "Apellidos": "Ibáñez",
+        "Programa": "Máster en Finanzas",
+    }
+    assert result.leads[3] == Lead(
+        5,
+        "12345",
+        result.leads[3].params,
+        Status.INVALID,
+        "invalid number for ES",
+    )
+    assert result.counts() == {"pending": 3, "invalid": 1}
+
+
+def test_excel_utf8_bom_crlf() -> None:
+    result = load_leads(FIXTURES / "excel_utf8_bom.csv")
+    assert (result.encoding, result.delimiter) == ("utf-8-sig", ",")
+    assert result.phone_column == "phone"  # no BOM glued to the first header
+    assert result.param_names == ["first_name", "last_name", "program_of_interest", "city"]
+    assert statuses(result) == [
+        (2, "+34633444555", Status.PENDING),
+        (3, "+14155552671", Status.PENDING),
+        (4, "+442079460958", Status.PENDING),
+        (5, "+34612345678", Status.PENDING),
+        (6, "+34612345678", Status.DUPLICATE),
+    ]
+    assert result.leads[4].reason == "same phone as row 5"
+    assert result.leads[0].params["first_name"] == "Íñigo"
+    assert result.leads[2].params["program_of_interest"] == "Finance, MSc"
+    assert result.leads[4].params["city"] == "A Coruña"  # no stray "\r"
+
+
+def test_excel_cp1252_semicolon_keeps_accents() -> None:
+    result = load_leads(FIXTURES / "excel_cp1252_semicolon.csv")
+    assert (result.encoding, result.delimiter) == ("cp1252", ";")
+    assert result.phone_column == "Teléfono"
+    assert result.param_names == ["Nombre", "Apellidos", "Población", "Importe matrícula"]
+    first = result.leads[0]
+    assert first == Lead(
+        2,
+        "+34612345678",
+        {
+            "Nombre": "Begoña",
+            "Apellidos": "Muñoz Peña",
+            "Población": "Logroño",
+            "Importe matrícula": "1.250 €",
+        },
+    )
+    assert result.leads[1] == Lead(
+        3, "3,46699E+10", result.leads[1].params, Status.INVALID, REASON_SCIENTIFIC
+    )
+    assert result.leads[1].params["Apellidos"] == "Ibáñez"
+    assert result.leads[3].params["Población"] == "Alcalá de Henares; Madrid"
+    assert result.counts() == {"pending": 3, "invalid": 1}
+
+
+def test_quoted_newlines_count_as_one_row() -> None:
+    result = load_leads(FIXTURES / "embedded_newline.csv")
+    assert statuses(result) == [
+        (2, "+34699123456", Status.PENDING),
+        (3, "+34911234567", Status.PENDING),
+        (4, "+34655987654", Status.PENDING),
+    ]
+    assert result.leads[0].params["notes"] == "Llamar por la tarde.\nPrefiere WhatsApp"
+    assert result.leads[1].params["notes"] == (
+        "Visita el campus el lunes;\nviene con su madre,\ny su hermano"
+    )
+    assert result.leads[2].params == {"name": "Lucía Díaz"}
+
+
+def test_excel_unicode_text_utf16_tabs() -> None:
+    result = load_leads(FIXTURES / "excel_unicode.txt")
+    assert (result.encoding, result.delimiter) == ("utf-16", "\t")
+    assert result.phone_column == "Móvil"
+    assert [lead.params for lead in result.leads] == [
+        {"Nombre": "José", "Ciudad": "Málaga"},
+        {"Nombre": "Begoña", "Ciudad": "Donostia"},
+    ]
+
+
+def test_sample_data_counts() -> None:
+    result = load_leads(SAMPLE)
+    assert result.counts() == {"pending": 9, "invalid": 2, "duplicate": 1}
+    assert len(result.leads) == 12
+    assert result.phone_column == "phone"
+    assert result.param_names == [
+        "first_name",
+        "last_name",
+        "email",
+        "program_of_interest",
+        "city",
+    ]
+    assert result.warnings == []
+    by_status = {lead.status: lead for lead in reversed(result.leads)}
+    assert by_status[Status.DUPLICATE].reason == "same phone as row 2"
+    invalid = [(lead.row, lead.phone, lead.reason) for lead in result.leads if lead.reason]
+    assert invalid == [
+        (8, "", REASON_EMPTY),
+        (9, "12345", "invalid number for ES"),
+        (10, "+34612345678", "same phone as row 2"),
+    ]
+
+
+# --- encodings, delimiters, rows ---------------------------------------------------------------
+
+
+def test_cp1252_with_only_a_few_accents(tmp_path: Path) -> None:
+    # Short files tie between cp1250 and cp1252 in detection; ñ must stay ñ.
+    path = write(tmp_path, "nombre;telefono\r\nBegoña;612345678\r\n", encoding="cp1252")
+    result = load_leads(path)
+    assert result.encoding == "cp1252"
+    assert result.leads[0].params == {"nombre": "Begoña"}
+
+
+def test_encoding_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "nombre,phone\nJosé,612345678\n", encoding="latin-1")
+    assert load_leads(path, encoding="latin-1").leads[0].params == {"nombre": "José"}
+    with pytest.raises(LeadsFileError, match=r"^leads\.csv: not valid utf-8 \(byte \d+\)"):
+        load_leads(path, encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        load_leads(path, encoding="klingon")
+
+
+def test_undecodable_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "leads.csv"
+    path.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(path)
+    assert str(info.value).startswith("leads.csv: cannot tell the text encoding; save it as")
+    assert "--encoding" in str(info.value)
+
+
+def test_headers_trimmed_and_stray_bom(tmp_path: Path) -> None:
+    path = write(tmp_path, "\ufeff\ufeff name , Phone ,\tcity\t\nAna,612345678, Soria \n")
+    result = load_leads(path)
+    assert result.phone_column == "Phone"
+    assert result.leads == [Lead(2, "+34612345678", {"name": "Ana", "city": "Soria"})]
+
+
+def test_single_column_file(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, "telefono\n612345678\n622111222\n"))
+    assert result.delimiter == ","
+    assert [lead.phone for lead in result.leads] == ["+34612345678", "+34622111222"]
+    assert result.param_names == []
+
+
+def test_semicolon_file_with_commas_in_values(tmp_path: Path) -> None:
+    text = 'nombre;ciudad;telefono\nJosé;"Madrid, España";612345678\nAna;Soria, España;622111222\n'
+    result = load_leads(write(tmp_path, text))
+    assert result.delimiter == ";"
+    assert [lead.params["ciudad"] for lead in result.leads] == ["Madrid, España", "Soria, España"]
+
+
+def test_blank_rows_keep_numbering(tmp_path: Path) -> None:
+    path = write(tmp_path, "name,phone\r\nAna,612345678\r\n\r\n,\r\nLuis,622111222\r\n")
+    result = load_leads(path)
+    assert statuses(result) == [
+        (2, "+34612345678", Status.PENDING),
+        (5, "+34622111222", Status.PENDING),
+    ]
+    assert result.warnings == ["2 empty row(s) skipped"]
+
+
+def test_short_rows_and_unnamed_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "name,phone,\nAna,612345678,x\nLuis\n")
+    result = load_leads(path)
+    assert result.leads[1] == Lead(3, "", {"name": "Luis"}, Status.INVALID, REASON_EMPTY)
+    assert result.warnings == ["column 3 has values but no header: its values are not sent"]
+
+
+def test_invalid_phone_keeps_raw_cell_and_no_numbers_are_coerced(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "phone,zip,notes\n  612345678.0  ,08001,NA\n0034 622 111 222,00123,null\n"
+    )
+    result = load_leads(path)
+    assert result.leads[0].phone == "612345678.0"
+    assert result.leads[0].status is Status.INVALID
+    assert result.leads[0].reason.startswith("phone stored as a number")
+    assert result.leads[0].params == {"zip": "08001", "notes": "NA"}
+    assert result.leads[1].params == {"zip": "00123", "notes": "null"}
+
+
+def test_duplicates_compare_e164(tmp_path: Path) -> None:
+    text = "phone\n+34 612 345 678\n612-345-678\n0034612345678\n612345679\n"
+    result = load_leads(write(tmp_path, text))
+    assert [(lead.status, lead.reason) for lead in result.leads] == [
+        (Status.PENDING, ""),
+        (Status.DUPLICATE, "same phone as row 2"),
+        (Status.DUPLICATE, "same phone as row 2"),
+        (Status.PENDING, ""),
+    ]
+
+
+def test_default_region(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone\n(415) 555-2671\n")
+    assert load_leads(path, default_region="us").leads[0].phone == "+14155552671"
+    assert load_leads(path).leads[0].status is Status.INVALID
+    with pytest.raises(ConfigError, match="unknown region 'XX'"):
+        load_leads(path, default_region="XX")
+
+
+def test_header_only_means_zero_leads(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, "name,phone\r\n"))
+    assert result.leads == []
+    assert result.counts() == {}
+
+
+def test_txt_suffix_accepted(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, "name\tphone\nAna\t612345678\n", name="leads.TXT"))
+    assert result.delimiter == "\t"
+    assert len(result.leads) == 1
+
+
+# --- column mapping -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Phone", "PHONE NUMBER", "phone_number", "Teléfono", "Teléfono Móvil", "Tel.", "mobile",
+     "Móvil", "Cell-Phone", "celular", "WhatsApp", "Número"],
+)  # fmt: skip
+def test_phone_column_detected(tmp_path: Path, header: str) -> None:
+    result = load_leads(write(tmp_path, f"name,{header}\nAna,612345678\n"))
+    assert result.phone_column == header
+    assert result.leads[0].phone == "+34612345678"
+
+
+def test_strong_phone_name_beats_number(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, "number,name,phone\n7,Ana,612345678\n"))
+    assert result.phone_column == "phone"
+    assert result.param_names == ["number", "name"]
+
+
+def test_no_phone_column(tmp_path: Path) -> None:
+    with pytest.raises(ColumnError) as info:
+        load_leads(write(tmp_path, "a,b,c\n1,2,3\n"))
+    assert str(info.value) == (
+        "leads.csv: no phone column found (columns: a, b, c); name it with --phone-column"
+    )
+
+
+def test_several_phone_columns(tmp_path: Path) -> None:
+    with pytest.raises(ColumnError) as info:
+        load_leads(write(tmp_path, "name,mobile,phone\nAna,612345678,622111222\n"))
+    assert str(info.value) == (
+        "leads.csv: several phone columns (mobile, phone); choose one with --phone-column"
+    )
+
+
+def test_phone_column_chosen(tmp_path: Path) -> None:
+    path = write(tmp_path, "name,mobile,phone\nAna,612345678,622111222\n")
+    result = load_leads(path, ColumnMapping(phone_column="  MOBILE "))
+    assert result.phone_column == "mobile"
+    assert result.leads[0].phone == "+34612345678"
+    # The other phone column is a reserved name: not sent, with a warning.
+    assert result.param_names == ["name"]
+    assert result.warnings == [
+        "column 'phone' ignored: 'phone' is a call setting; rename it with --param phone=NAME"
+    ]
+
+
+def test_phone_column_missing(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,c\n1,2,3\n")
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(phone_column="X"))
+    assert str(info.value) == "leads.csv: no column 'X' (columns: a, b, c)"
+
+
+def test_rename_and_exclude(tmp_path: Path) -> None:
+    text = "Nombre,Email,phone,Language,Notes\nAna,ana@example.com,612345678,ES,vip\n"
+    mapping = ColumnMapping(
+        rename={"Nombre": "firstname", "language": "lead_language"},
+        exclude=frozenset({"notes"}),
+    )
+    result = load_leads(write(tmp_path, text), mapping)
+    assert result.param_names == ["firstname", "Email", "lead_language"]
+    assert result.leads[0].params == {
+        "firstname": "Ana",
+        "Email": "ana@example.com",
+        "lead_language": "ES",
+    }
+    assert result.warnings == []
+
+
+def test_rename_missing_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,phone\n1,2,612345678\n")
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(rename={"nombre": "firstname"}))
+    assert str(info.value) == (
+        "leads.csv: no column 'nombre' for --param nombre=firstname (columns: a, b, phone)"
+    )
+
+
+def test_exclude_missing_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,phone\n1,2,612345678\n")
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(exclude=frozenset({"notes"})))
+    assert str(info.value) == "leads.csv: no column 'notes' for --exclude (columns: a, b, phone)"
+
+
+def test_rename_onto_reserved_or_taken_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "lang,name,first,phone\nES,Ana,Ana,612345678\n")
+    result = load_leads(path, ColumnMapping(rename={"lang": "language"}))
+    assert "lang" not in result.param_names
+    assert result.warnings == [
+        "column 'lang' ignored: 'language' is a call setting; choose another name with --param"
+    ]
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(rename={"first": "name"}))
+    assert str(info.value) == (
+        "leads.csv: columns 'name' and 'first' would both send param 'name'; "
+        "rename one with --param or leave one out with --exclude"
+    )
+
+
+def test_every_reserved_name_is_held_back(tmp_path: Path) -> None:
+    names = sorted(RESERVED - {"phone"})
+    header = ",".join(["tel", *names, "city"])
+    row = ",".join(["612345678", *("x" for _ in names), "Soria"])
+    result = load_leads(write(tmp_path, f"{header}\n{row}\n"))
+    assert result.param_names == ["city"]
+    assert result.leads[0].params == {"city": "Soria"}
+    assert len(result.warnings) == len(names)
+
+
+# --- file errors --------------------------------------------------------------------------------
+
+
+def test_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(tmp_path / "missing" / "leads.csv")
+    assert str(info.value) == "leads.csv: file not found"
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "  \r\n", "\ufeff"])
+def test_empty_file(tmp_path: Path, text: str) -> None:
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(write(tmp_path, text))
+    assert str(info.value) == "leads.csv: the file is empty"
+
+
+def test_header_with_no_names(tmp_path: Path) -> None:
+    with pytest.raises(LeadsFileError, match=r"^leads\.csv: the first row has no column names$"):
+        load_leads(write(tmp_path, ",,\n1,2,3\n"))
+
+
+def test_directory(tmp_path: Path) -> None:
+    folder = tmp_path / "leads.csv"
+    folder.mkdir()
+    with pytest.raises(LeadsFileError, match=r"^leads\.csv: is a directory"):
+        load_leads(folder)
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (PermissionError(13, "Permission denied"), "cannot read the file (permission denied)"),
+        (OSError(5, "Input/output error"), "cannot read the file (Input/output error)"),
+    ],
+)
+def test_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: OSError, message: str
+) -> None:
+    path = write(tmp_path, "phone\n612345678\n")
+
+    def refuse(self: Path) -> bytes:
+        raise error
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(path)
+    assert str(info.value) == f"leads.csv: {message}"
+    assert info.value.__cause__ is error
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("leads.xls", "leads.xls: unsupported file type '.xls' (use .csv or .txt)"),
+        ("leads.xlsx", "leads.xlsx: unsupported file type '.xlsx' (use .csv or .txt)"),
+        ("leads", "leads: unsupported file type (no extension) (use .csv or .txt)"),
+    ],
+)
+def test_unsupported_suffix(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(write(tmp_path, "phone\n612345678\n", name=name))
+    assert str(info.value) == message
+
+
+def test_ragged_row(tmp_path: Path) -> None:
+    path = write(tmp_path, 'name,phone\n"Ana\nMaría",612345678\nLuis, Gil,622111222\n')
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(path)
+    assert str(info.value) == (
+        "leads.csv: row 3 has 3 fields but the header has 2 (an unquoted delimiter in a value?)"
+    )
+    assert info.value.__cause__ is not None
+
+
+def test_unclosed_quote(tmp_path: Path) -> None:
+    path = write(tmp_path, 'name,phone\nAna,612345678\nLuis,"622111222\n')
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(path)
+    assert str(info.value) == "leads.csv: a quoted value starting in row 3 is never closed"
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=300) | st.text(alphabet=',;\t"\n\r abcphone0123456789+é', max_size=120))
+def test_only_dialer_errors_escape(tmp_path: Path, content: bytes | str) -> None:
+    path = tmp_path / "fuzz.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    try:
+        result = load_leads(path, ColumnMapping(phone_column="phone"))
+    except DialerError as exc:
+        assert str(exc).startswith("fuzz.csv: ")
+        assert "\n" not in str(exc)
+    else:
+        assert all(lead.row >= 2 for lead in result.leads)
