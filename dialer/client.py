@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -39,6 +40,9 @@ DEFAULT_API_URL = "https://api.meetzy.io"
 TOKEN_ENV = "MEETZY_API_TOKEN"
 TOKEN_FILE_ENV = "MEETZY_API_TOKEN_FILE"
 URL_ENV = "MEETZY_API_URL"
+
+# A Retry-After longer than this is read as this: a run never sleeps for hours on one header.
+MAX_RETRY_AFTER = 300.0
 
 # Keys the dialer sets itself: a custom param can never overwrite them.
 RESERVED_KEYS = frozenset(
@@ -275,7 +279,11 @@ def _call_id(response: httpx.Response) -> str:
         inner = data.get("data")
         if not call_id and isinstance(inner, dict):
             call_id = inner.get("call_id") or inner.get("id")
-        if isinstance(call_id, str | int) and str(call_id).strip():
+        if (
+            isinstance(call_id, str | int)
+            and not isinstance(call_id, bool)
+            and str(call_id).strip()
+        ):
             return str(call_id).strip()
     shape = "not JSON" if data is None else "without a call id"
     raise OutcomeUnknown(
@@ -291,11 +299,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not math.isfinite(seconds):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)

@@ -84,4 +84,6 @@ class SlidingWindows:
 
     def slow_down(self, factor: float) -> None:
         """Lower every window's limit by ``factor`` (0 < factor <= 1), keeping at least 1."""
+        if not 0 < factor <= 1:
+            raise ValueError("slow_down takes a factor in (0, 1]")
         self._windows = [(max(1, int(limit * factor)), period) for limit, period in self._windows]
