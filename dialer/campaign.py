@@ -8,6 +8,7 @@ the key. Relative paths in a campaign file are read from the file's own folder.
 
 from __future__ import annotations
 
+import codecs
 import re
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ class Settings:
     interrupt: bool | None = None
     # column mapping
     phone_column: str | None = None
+    encoding: str | None = None  # None: detected
     default_region: str = "ES"
     params: dict[str, str] = field(default_factory=dict)  # column -> custom param name
     exclude: tuple[str, ...] = ()
@@ -53,6 +55,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "language": str,
     "interrupt": bool,
     "phone_column": str,
+    "encoding": str,
     "default_region": str,
     "params": dict,
     "exclude": list,
@@ -170,6 +173,11 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         raise bad("timeout", f"must be between 0 and 600 seconds, not {v['timeout']!r}")
     if v.get("default_region") is not None:
         v["default_region"] = str(v["default_region"]).strip().upper()
+    if v.get("encoding") is not None:
+        try:
+            v["encoding"] = codecs.lookup(str(v["encoding"]).strip()).name
+        except LookupError:
+            raise bad("encoding", f"is not an encoding Python knows: {v['encoding']!r}") from None
     for key in ("playbook", "version_id", "phone_column"):
         if v.get(key) is not None:
             v[key] = str(v[key]).strip()
@@ -185,6 +193,7 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         language=v.get("language"),
         interrupt=v.get("interrupt"),
         phone_column=v.get("phone_column"),
+        encoding=v.get("encoding"),
         default_region=v.get("default_region") or "ES",
         params=dict(v.get("params") or {}),
         exclude=tuple(v.get("exclude") or ()),

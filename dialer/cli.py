@@ -66,6 +66,7 @@ def cli() -> None:
     help="May the callee interrupt the AI (API default: no).",
 )
 @click.option("--phone-column", help="Column with the phone (default: detected by name).")
+@click.option("--encoding", help="Text encoding of LEADS, e.g. cp1252 (default: detected).")
 @click.option("--default-region", help="Country for numbers without a prefix (default ES).")
 @click.option(
     "--param",

@@ -82,7 +82,9 @@ def load(settings: Settings) -> LoadResult:
         rename=dict(settings.params),
         exclude=frozenset(settings.exclude),
     )
-    return load_leads(settings.leads, mapping, default_region=settings.default_region)
+    return load_leads(
+        settings.leads, mapping, default_region=settings.default_region, encoding=settings.encoding
+    )
 
 
 def plan(settings: Settings) -> Plan:
