@@ -1,0 +1,214 @@
+"""The ledger: intents before sends, outcomes after, resume state, torn tails, damage, the lock."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dialer.errors import LedgerError, LedgerLocked
+from dialer.ledger import Ledger, journal_path, read_results
+from dialer.model import Lead, Outcome, Status
+
+A = Lead(2, "+34612345678", {"name": "Ana"})
+B = Lead(3, "+34612345679", {"name": "Bea"})
+BAD = Lead(4, "12345", status=Status.INVALID, reason="invalid number for ES")
+
+
+def rows(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_new_ledger_dials_everything_and_writes_a_header(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        assert ledger.should_dial(A) and ledger.should_dial(B)
+        assert not ledger.should_dial(BAD)
+    assert rows(out) == []
+    assert out.read_text().startswith("row,phone,status,call_id,attempts,error,updated_at")
+
+
+def test_outcomes_are_final_across_runs(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.record_load(BAD)
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1))
+        ledger.intent(B)
+        ledger.outcome(Outcome(B, Status.FAILED, attempts=1, error="HTTP 400 invalid_phone"))
+    got = {r["phone"]: r for r in rows(out)}
+    assert got["+34612345678"]["status"] == "called"
+    assert got["+34612345678"]["call_id"] == "c-1"
+    assert got["+34612345679"]["error"] == "HTTP 400 invalid_phone"
+    assert got["12345"]["status"] == "invalid"
+    assert [r["row"] for r in rows(out)] == ["2", "3", "4"]  # compacted in row order
+    with Ledger(out) as again:
+        assert not again.should_dial(A)
+        assert not again.should_dial(B)
+
+
+def test_an_intent_without_outcome_is_in_doubt_after_a_crash(tmp_path):
+    out = tmp_path / "r.csv"
+    ledger = Ledger(out)
+    ledger.open()
+    ledger.intent(A)  # ... and the process dies here: no outcome, no close
+    ledger._release_lock()
+    with Ledger(out) as again:
+        entry = again.get(A.key)
+        assert entry is not None and entry.status is Status.IN_DOUBT
+        assert not again.should_dial(A)
+    assert rows(out)[0]["status"] == "in_doubt"
+
+
+def test_not_sent_closes_the_intent_and_the_lead_stays_dialable(tmp_path):
+    out = tmp_path / "r.csv"
+    ledger = Ledger(out)
+    ledger.open()
+    ledger.intent(A)
+    ledger.not_sent(A, "connection refused")
+    ledger._release_lock()  # crash during the backoff
+    with Ledger(out) as again:
+        assert again.should_dial(A)
+
+
+def test_attempts_add_up_across_runs(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.PENDING, attempts=3, error="not sent"))
+    with Ledger(out) as ledger:
+        assert ledger.should_dial(A)
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-9", attempts=1))
+    assert rows(out)[0]["attempts"] == "4"
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1))
+    journal = journal_path(out)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'1234abcd {"e":"intent","k":"+346')  # cut mid-write
+    with Ledger(out) as ledger:
+        assert ledger.torn_tail
+        assert ledger.get(A.key).status is Status.CALLED
+        ledger.intent(B)
+        ledger.outcome(Outcome(B, Status.CALLED, call_id="c-2", attempts=1))
+    with Ledger(out) as ledger:  # the next record started on a line of its own
+        assert ledger.get(B.key).call_id == "c-2"
+    assert journal.read_bytes().startswith(whole)
+
+
+def test_damage_before_the_last_line_stops_the_run(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1))
+    journal = journal_path(out)
+    lines = journal.read_bytes().split(b"\n")
+    lines[0] = lines[0].replace(b"+34612345678", b"+34612345670")  # checksum no longer holds
+    journal.write_bytes(b"\n".join(lines))
+    with pytest.raises(LedgerError, match=r"damaged at line 1: the run stops"):
+        Ledger(out).open()
+
+
+def test_results_csv_alone_is_enough_to_resume(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1))
+    journal_path(out).unlink()
+    with Ledger(out) as ledger:
+        assert not ledger.should_dial(A)
+
+
+def test_read_results_keeps_the_last_row_per_lead(tmp_path):
+    out = tmp_path / "r.csv"
+    out.write_text(
+        "row,phone,status,call_id,attempts,error,updated_at\r\n"
+        "2,+34612345678,in_doubt,,1,lost,\r\n"
+        "2,+34612345678,called,c-1,1,,\r\n",
+        encoding="utf-8",
+    )
+    [entry] = read_results(out)
+    assert entry.status is Status.CALLED and entry.call_id == "c-1"
+    assert read_results(tmp_path / "missing.csv") == []
+
+
+def test_a_foreign_csv_is_not_taken_for_results(tmp_path):
+    out = tmp_path / "leads.csv"
+    out.write_text("name,phone\nAna,+34612345678\n", encoding="utf-8")
+    with pytest.raises(LedgerError, match="not a dialer results file"):
+        read_results(out)
+
+
+def test_a_second_holder_is_refused_with_who_and_since(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out), pytest.raises(LedgerLocked, match=r"in use by another dialer run \(pid"):
+        Ledger(out).open()
+    with Ledger(out):  # released on close
+        pass
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    out = tmp_path / "r.csv"
+    code = (
+        "import os, sys; from dialer.ledger import Ledger; "
+        f"l = Ledger({str(out)!r}); l.open(); print('locked', flush=True); os._exit(0)"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert child.stdout.strip() == "locked"
+    with Ledger(out):  # the dead holder left the lock file, not the lock
+        pass
+    assert (tmp_path / "r.csv.lock").exists()
+
+
+# --- property: any prefix of a journal, plus a torn tail, reads back consistently ----------
+
+EVENTS = st.lists(
+    st.tuples(st.sampled_from([A, B]), st.sampled_from(["called", "failed", "unknown", "none"])),
+    max_size=6,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=EVENTS, cut=st.integers(min_value=0, max_value=10_000))
+def test_any_prefix_of_the_journal_is_a_consistent_state(tmp_path_factory, events, cut):
+    out = tmp_path_factory.mktemp("p") / "r.csv"
+    with Ledger(out, durable=False) as ledger:
+        for lead, what in events:
+            if not ledger.should_dial(lead):
+                continue
+            ledger.intent(lead)
+            if what == "called":
+                ledger.outcome(Outcome(lead, Status.CALLED, call_id="id-" + lead.phone[-2:]))
+            elif what == "failed":
+                ledger.outcome(Outcome(lead, Status.FAILED, error="HTTP 400"))
+            elif what == "unknown":
+                ledger.outcome(Outcome(lead, Status.IN_DOUBT, error="timeout"))
+    journal = journal_path(out)
+    data = journal.read_bytes()
+    journal.write_bytes(data[: cut % (len(data) + 1)])
+    out.unlink()
+    with Ledger(out, durable=False) as ledger:
+        for lead in (A, B):
+            entry = ledger.get(lead.key)
+            # Never "dialing" once open: an unanswered intent is in doubt, never dialable.
+            assert entry is None or entry.status in {
+                Status.CALLED,
+                Status.FAILED,
+                Status.IN_DOUBT,
+                Status.PENDING,
+            }
+            if entry is not None and entry.status is Status.CALLED:
+                assert entry.call_id == "id-" + lead.phone[-2:]
+            assert ledger.should_dial(lead) == (entry is None or entry.status is Status.PENDING)
