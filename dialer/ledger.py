@@ -179,7 +179,9 @@ class Ledger:
 
     def record_load(self, lead: Lead) -> None:
         """A lead final at load time (invalid, duplicate): a results row, no journal record."""
-        self._write_row(Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason))
+        entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
+                      updated_at=_now_iso())  # fmt: skip
+        self._write_row(entry)
 
     def intent(self, lead: Lead) -> None:
         """Durably record that ``lead`` is about to be dialed. Call BEFORE the POST."""

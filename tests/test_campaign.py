@@ -419,3 +419,11 @@ def test_parse_param_flags_rejects(item: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_param_flags(["Nombre=firstname", item])
     assert str(info.value) == f"--param takes COLUMN=NAME, not {item!r}"
+
+
+def test_the_example_campaign_file_is_valid():
+    example = Path(__file__).resolve().parent.parent / "campaigns" / "admissions.toml"
+    settings = build_settings("leads.csv", {}, example)
+    assert settings.playbook == "pb_admissions_2027"
+    assert settings.params == {"first_name": "firstname"}
+    assert settings.exclude == ("email",)

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real simulator on 127.0.0.1, and the installed ``dialer`` CLI."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dialer.simulator import SimConfig, SimServer, Simulator
+
+TOKEN = "tok-e2e-SECRET-4f1c9a"  # distinctive, so a leak is easy to find
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulator served over real HTTP on 127.0.0.1; tests read ``sim.calls`` afterwards."""
+    simulator = Simulator(SimConfig(token=TOKEN))
+    with SimServer(simulator) as server:
+        simulator.url = server.url  # type: ignore[attr-defined]
+        yield simulator
+
+
+def dialer_exe() -> str:
+    exe = shutil.which("dialer")
+    if exe is None:
+        pytest.fail("the dialer CLI is not installed: run pip install -e '.[test]'")
+    return exe
+
+
+def run_cli(
+    *args: str, url: str | None = None, token: str | None = TOKEN, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``dialer`` as a subprocess, as cron or a person would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEETZY_")}
+    if url is not None:
+        env["MEETZY_API_URL"] = url
+    if token is not None:
+        env["MEETZY_API_TOKEN"] = token
+    return subprocess.run(
+        [dialer_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write_leads(path: Path, phones: list[str], **extra: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["first_name", "phone", *extra])
+        for i, phone in enumerate(phones):
+            writer.writerow([f"Lead {i}", phone, *(col[i] for col in extra.values())])
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def mobiles(n: int, start: int = 0) -> list[str]:
+    """``n`` distinct valid Spanish mobile numbers in E.164."""
+    return [f"+3461234{i:04d}" for i in range(start, start + n)]

@@ -1,0 +1,266 @@
+"""End to end: the installed ``dialer`` CLI as a subprocess against the real simulator.
+
+Every assertion about who was dialed comes from the simulator's own record of created calls
+(``sim.calls``), never from the dialer's word for it.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dialer.ledger import Ledger
+from tests.conftest import TOKEN, dialer_exe, mobiles, read_rows, run_cli, write_leads
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "leads.csv"
+
+
+def created_per_phone(sim) -> collections.Counter[str]:
+    return collections.Counter(call.phone for call in sim.calls)
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_sample_campaign_calls_each_valid_lead_once_with_params_and_settings(sim, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(SAMPLE.read_bytes())
+    proc = run_cli("run", str(leads), "--playbook", "pb_demo", "--voice-id", "3",
+                   "--language", "en", "--interrupt", "--param", "first_name=firstname",
+                   "--exclude", "city", url=sim.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert_no_traceback(proc)
+    rows = {r["row"]: r for r in read_rows(tmp_path / "leads.results.csv")}
+    called = {r["phone"]: r for r in rows.values() if r["status"] == "called"}
+    # exactly once per valid lead, according to the server
+    assert created_per_phone(sim) == collections.Counter(list(called))
+    assert len(called) == 9
+    by_phone = {c.phone: c for c in sim.calls}
+    for phone, row in called.items():
+        assert row["call_id"] == by_phone[phone].id  # the true id, from the server's record
+        assert row["attempts"] == "1"
+    jose = by_phone["+34612345678"].body
+    assert jose["firstname"] == "José" and jose["program_of_interest"].startswith("Grado")
+    assert "first_name" not in jose and "city" not in jose
+    assert (jose["playbook_id"], jose["voice_id"], jose["language"]) == ("pb_demo", "3", "EN")
+    assert jose["interrupt"] is True
+    assert "voice_model" not in jose and "version_id" not in jose  # not set: not sent
+    assert rows["8"]["status"] == "invalid" and rows["8"]["error"] == "empty phone"
+    assert rows["9"]["status"] == "invalid" and "invalid number" in rows["9"]["error"]
+    assert rows["10"]["status"] == "duplicate" and rows["10"]["error"] == "same phone as row 2"
+    assert "9 called" in proc.stdout and "2 invalid, 1 duplicate" in proc.stdout
+
+
+def test_a_rerun_dials_nobody(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(5))
+    first = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert first.returncode == 0, first.stderr
+    assert len(sim.calls) == 5
+    again = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert again.returncode == 0, again.stderr
+    assert len(sim.calls) == 5
+    assert "0 to dial, 5 already done" in again.stdout
+    assert len(read_rows(tmp_path / "l.results.csv")) == 5
+
+
+def test_rows_appended_between_runs_are_dialed_once(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(3))
+    assert run_cli("run", str(leads), "--playbook", "pb", url=sim.url).returncode == 0
+    write_leads(leads, mobiles(5))
+    assert run_cli("run", str(leads), "--playbook", "pb", url=sim.url).returncode == 0
+    assert created_per_phone(sim) == collections.Counter(mobiles(5))
+
+
+def test_the_old_response_shape_is_understood(sim, tmp_path):
+    sim.config.response_shape = "old"
+    leads = write_leads(tmp_path / "l.csv", mobiles(3))
+    proc = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    ids = {r["phone"]: r["call_id"] for r in read_rows(tmp_path / "l.results.csv")}
+    assert ids == {c.phone: c.id for c in sim.calls}
+
+
+def test_faults_never_ring_twice_and_every_created_call_is_accounted_for(sim, tmp_path):
+    phones = mobiles(8)
+    sim.config.faults = {
+        phones[0]: ["503_before", "503_before"],  # refused before creating: retried
+        phones[1]: ["429"],  # rate limited: retried after Retry-After
+        phones[2]: ["500_after"],  # created, then an error: in doubt
+        phones[3]: ["drop_after"],  # created, connection dropped: in doubt
+        phones[4]: ["garbage_200"],  # created, unreadable answer: in doubt
+        phones[5]: ["slow"],  # created, answer later than --timeout: in doubt
+    }
+    sim.config.slow_seconds = 2.0
+    leads = write_leads(tmp_path / "l.csv", phones)
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--timeout", "0.5", url=sim.url)
+    assert proc.returncode == 6, proc.stderr  # leads left in doubt need a person
+    assert_no_traceback(proc)
+    rows = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}
+    counts = created_per_phone(sim)
+    assert max(counts.values()) == 1  # nobody rang twice
+    assert set(counts) == set(phones)  # every lead was dialed
+    assert rows[phones[0]]["status"] == "called" and rows[phones[0]]["attempts"] == "3"
+    assert rows[phones[1]]["status"] == "called" and rows[phones[1]]["attempts"] == "2"
+    for phone in phones[2:6]:
+        assert rows[phone]["status"] == "in_doubt", rows[phone]
+        assert rows[phone]["error"]
+    ids = {r["call_id"] for r in rows.values() if r["call_id"]}
+    known = {c.id for c in sim.calls if c.phone not in phones[2:6]}
+    assert known <= ids  # every created call whose answer arrived is in the results
+    assert "4 leads are in doubt" in proc.stdout
+    # a rerun does not dial the in-doubt leads blindly
+    again = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert again.returncode == 6
+    assert max(created_per_phone(sim).values()) == 1
+
+
+def test_a_refused_lead_fails_for_good_and_the_run_goes_on(sim, tmp_path):
+    sim.config.playbooks = {"pb_real"}
+    leads = write_leads(tmp_path / "l.csv", mobiles(2))
+    proc = run_cli("run", str(leads), "--playbook", "pb_missing", url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "l.results.csv")
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all("HTTP 404 playbook_not_found" in r["error"] for r in rows)
+    assert sim.calls == []
+
+
+def test_default_limits_hold_in_every_1s_window(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(35))
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--concurrency", "20", url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    posts = sorted(r.at for r in sim.requests if r.method == "POST")
+    assert len(posts) == 35 and all(r.status == 200 for r in sim.requests)  # no 429
+    assert max(sum(t <= u < t + 1.0 for u in posts) for t in posts) <= 10
+    assert posts[-1] - posts[0] >= 3.0  # 35 sends at 10/s need more than 3 s
+
+
+@pytest.mark.slow
+def test_default_limits_hold_in_every_60s_window(sim, tmp_path):
+    """105 leads at the default limits: 100 in the first minute, 5 after it; no 429."""
+    leads = write_leads(tmp_path / "l.csv", mobiles(105))
+    proc = run_cli("run", str(leads), "--playbook", "pb", timeout=180, url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    posts = sorted(r.at for r in sim.requests if r.method == "POST")
+    assert len(posts) == 105 and all(r.status == 200 for r in sim.requests)
+    assert max(sum(t <= u < t + 1.0 for u in posts) for t in posts) <= 10
+    assert max(sum(t <= u < t + 60.0 for u in posts) for t in posts) <= 100
+    assert posts[-1] - posts[0] >= 60.0
+
+
+def test_missing_token_is_one_line(tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(1))
+    proc = run_cli("run", str(leads), "--playbook", "pb", token=None)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: MEETZY_API_TOKEN is not set: export your Meetzy API token in it "
+        "(or use --sandbox to try the dialer without one)\n"
+    )
+    assert not (tmp_path / "l.results.csv").exists()
+
+
+def test_a_bad_token_stops_the_run_at_once(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(30))
+    proc = run_cli("run", str(leads), "--playbook", "pb", token="wrong-token", url=sim.url)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: the API refused the token (HTTP 401 unauthorized")
+    assert "wrong-token" not in proc.stdout + proc.stderr
+    assert sim.calls == []
+    assert sum(r.status == 401 for r in sim.requests) <= 10  # only those already in flight
+    # the leads stay dialable: a rerun with the right token calls them all, once
+    assert run_cli("run", str(leads), "--playbook", "pb", url=sim.url).returncode == 0
+    assert created_per_phone(sim) == collections.Counter(mobiles(30))
+
+
+def test_no_phone_column_is_one_line(tmp_path):
+    leads = tmp_path / "l.csv"
+    leads.write_text("name,email\nAna,a@example.com\n", encoding="utf-8")
+    proc = run_cli("run", str(leads), "--playbook", "pb")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: l.csv: no phone column found (columns: name, email); "
+        "name it with --phone-column\n"
+    )
+
+
+def test_plain_http_to_a_remote_host_is_refused(tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(1))
+    proc = run_cli("run", str(leads), "--playbook", "pb", url="http://api.example.com")
+    assert proc.returncode == 2
+    assert "token would travel in clear" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_the_token_never_appears_in_output_or_files(sim, tmp_path):
+    sim.config.faults = {mobiles(3)[2]: ["500_after"]}
+    leads = write_leads(tmp_path / "l.csv", mobiles(3))
+    proc = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert proc.returncode == 6
+    assert TOKEN not in proc.stdout + proc.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 4  # leads, results, journal, lock
+    for path in files:
+        assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_dry_run_dials_nobody_and_needs_no_token(sim, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(SAMPLE.read_bytes())
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--dry-run", token=None, url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    assert sim.requests == []
+    assert not (tmp_path / "leads.results.csv").exists()
+    assert "To dial now:   9" in proc.stdout
+    assert "row 9     invalid   12345: invalid number for ES" in proc.stdout
+    body = proc.stdout.split("Example request (POST /call):\n", 1)[1]
+    assert json.loads(body)["phone"] == "+34612345678"
+
+
+def test_a_second_run_on_the_same_output_is_refused(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(2))
+    with Ledger(tmp_path / "l.results.csv"):
+        proc = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert proc.returncode == 5
+    assert proc.stderr.startswith("error: l.results.csv is in use by another dialer run (pid ")
+    assert sim.calls == []
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_without_double_dials(sim, tmp_path):
+    phones = mobiles(40)
+    leads = write_leads(tmp_path / "l.csv", phones)
+    env_run = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--max-per-second", "5"]
+    import os
+
+    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    child = subprocess.Popen(env_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    deadline = time.monotonic() + 20
+    while len(sim.calls) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    assert "Stopped early" in out and "run the same command again" in out
+    assert 5 <= len(sim.calls) < 40
+    rows = read_rows(tmp_path / "l.results.csv")
+    assert {r["phone"] for r in rows if r["status"] == "called"} == {c.phone for c in sim.calls}
+    proc = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert proc.returncode == 0, proc.stderr
+    assert created_per_phone(sim) == collections.Counter(phones)
+
+
+def test_sandbox_flag_runs_without_token_or_network(tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes(SAMPLE.read_bytes())
+    proc = run_cli("run", str(leads), "--playbook", "demo", "--sandbox", token=None)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Sandbox: a simulated Meetzy API on http://127.0.0.1:")
+    rows = read_rows(tmp_path / "leads.results.csv")
+    assert sum(r["status"] == "called" and bool(r["call_id"]) for r in rows) == 9
