@@ -119,9 +119,17 @@ def parse_param_flags(items: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 
 def build_settings(
-    leads: str | Path, flags: Mapping[str, Any], campaign_file: str | Path | None = None
+    leads: str | Path,
+    flags: Mapping[str, Any],
+    campaign_file: str | Path | None = None,
+    *,
+    sandbox: bool = False,
 ) -> Settings:
-    """Merge defaults, the campaign file and the flags (flags win; ``None`` = not given)."""
+    """Merge defaults, the campaign file and the flags (flags win; ``None`` = not given).
+
+    With ``sandbox`` the default output is ``<stem>.sandbox.results.csv``, so that simulated
+    calls never mark real leads as done.
+    """
     merged: dict[str, Any] = read_campaign_file(campaign_file) if campaign_file else {}
     origin = {key: f"{campaign_file}: '{key}'" for key in merged}
     for key, value in flags.items():
@@ -136,6 +144,8 @@ def build_settings(
         merged[key] = value
         origin[key] = "--" + key.replace("_", "-")
     leads_path = Path(leads)
+    if sandbox and "output" not in flags_given(flags):
+        merged["output"] = str(default_output(leads_path, sandbox=True))
     merged.setdefault("output", str(default_output(leads_path)))
     if not merged.get("playbook"):
         raise ConfigError(
@@ -145,9 +155,13 @@ def build_settings(
     return _validated(leads_path, merged, origin)
 
 
-def default_output(leads: Path) -> Path:
-    """``<leads stem>.results.csv`` beside the leads file."""
-    return leads.with_name(f"{leads.stem}.results.csv")
+def default_output(leads: Path, *, sandbox: bool = False) -> Path:
+    """``<leads stem>.results.csv`` beside the leads file (``.sandbox.results.csv``)."""
+    return leads.with_name(f"{leads.stem}{'.sandbox' if sandbox else ''}.results.csv")
+
+
+def flags_given(flags: Mapping[str, Any]) -> set[str]:
+    return {key for key, value in flags.items() if value is not None}
 
 
 def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settings:

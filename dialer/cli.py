@@ -103,7 +103,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     """
     flags["params"] = parse_param_flags(params)
     flags["exclude"] = list(exclude)
-    settings = build_settings(leads, flags, campaign_file)
+    settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)
     if dry_run:
         for line in plan_lines(plan(settings), output=str(settings.output)):
             click.echo(line)

@@ -71,9 +71,9 @@ def summary_lines(summary: RunSummary) -> list[str]:
     """The closing summary of a run."""
     this_run = counts_phrase(summary.this_run) if summary.this_run else "nobody dialed"
     verb = "Stopped early" if summary.stopped else "Done"
+    rate = f", {summary.calls_per_minute:,.1f} calls/min" if summary.sent else ""
     lines = [
-        f"{verb} in {summary.elapsed:.1f} s: {this_run}"
-        f" ({summary.sent:,} requests, {summary.calls_per_minute:.1f} calls/min)",
+        f"{verb} in {summary.elapsed:.1f} s: {this_run} ({summary.sent:,} requests{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
     if summary.rate_limited:

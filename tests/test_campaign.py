@@ -427,3 +427,11 @@ def test_the_example_campaign_file_is_valid():
     assert settings.playbook == "pb_admissions_2027"
     assert settings.params == {"first_name": "firstname"}
     assert settings.exclude == ("email",)
+
+
+def test_sandbox_runs_default_to_their_own_results_file():
+    assert build_settings("d/leads.csv", {"playbook": "p"}, sandbox=True).output == Path(
+        "d/leads.sandbox.results.csv"
+    )
+    explicit = build_settings("d/leads.csv", {"playbook": "p", "output": "o.csv"}, sandbox=True)
+    assert explicit.output == Path("o.csv")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import subprocess
 import time
@@ -186,8 +187,7 @@ def test_no_phone_column_is_one_line(tmp_path):
     proc = run_cli("run", str(leads), "--playbook", "pb")
     assert proc.returncode == 2
     assert proc.stderr == (
-        "error: l.csv: no phone column found (columns: name, email); "
-        "name it with --phone-column\n"
+        "error: l.csv: no phone column found (columns: name, email); name it with --phone-column\n"
     )
 
 
@@ -236,8 +236,6 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_without_double_dials(sim, tmp
     phones = mobiles(40)
     leads = write_leads(tmp_path / "l.csv", phones)
     env_run = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--max-per-second", "5"]
-    import os
-
     env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
     child = subprocess.Popen(env_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)  # fmt: skip
@@ -262,5 +260,46 @@ def test_sandbox_flag_runs_without_token_or_network(tmp_path):
     proc = run_cli("run", str(leads), "--playbook", "demo", "--sandbox", token=None)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Sandbox: a simulated Meetzy API on http://127.0.0.1:")
-    rows = read_rows(tmp_path / "leads.results.csv")
+    rows = read_rows(tmp_path / "leads.sandbox.results.csv")
     assert sum(r["status"] == "called" and bool(r["call_id"]) for r in rows) == 9
+    # simulated calls never mark the real campaign's leads as done
+    assert not (tmp_path / "leads.results.csv").exists()
+    real = run_cli("run", str(leads), "--playbook", "demo", "--dry-run", token=None)
+    assert "To dial now:   9\n" in real.stdout
+
+
+def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [dialer_exe(), "sandbox", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                httpx.get(f"{url}/_sim/calls", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "dialer sandbox did not start"
+                time.sleep(0.1)
+        leads = write_leads(tmp_path / "l.csv", mobiles(3))
+        proc = run_cli("run", str(leads), "--playbook", "pb", url=url, token="sandbox-token")
+        assert proc.returncode == 0, proc.stderr
+        record = httpx.get(f"{url}/_sim/calls", timeout=5).json()["calls"]
+        assert sorted(c["phone"] for c in record) == mobiles(3)
+        ids = {r["phone"]: r["call_id"] for r in read_rows(tmp_path / "l.results.csv")}
+        assert ids == {c["phone"]: c["id"] for c in record}
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=15)
+    assert out.startswith(f"Meetzy simulator on http://127.0.0.1:{port} (token: sandbox-token)")
