@@ -17,7 +17,14 @@ from tqdm import tqdm
 
 from dialer import __version__
 from dialer.campaign import build_settings, parse_param_flags
-from dialer.client import DEFAULT_API_URL, TOKEN_ENV, URL_ENV, check_api_url, token_from_env
+from dialer.client import (
+    DEFAULT_API_URL,
+    TOKEN_ENV,
+    URL_ENV,
+    check_api_url,
+    redact,
+    token_from_env,
+)
 from dialer.errors import (
     EXIT_IN_DOUBT,
     EXIT_INPUT,
@@ -85,7 +92,8 @@ def cli() -> None:
     "--sandbox",
     "use_sandbox",
     is_flag=True,
-    help="Run against the built-in simulator on 127.0.0.1: no token, no network.",
+    help="Run against the built-in simulator on 127.0.0.1: no token, no network. "
+    "Default output: <leads stem>.sandbox.results.csv.",
 )
 @click.option(
     "--token-file",
@@ -202,9 +210,7 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
 
 
 def _one_line(message: str) -> str:
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        message = message.replace(token, "<token>")
+    message = redact(message, os.environ.get(TOKEN_ENV, "").strip())
     return " ".join(message.split())
 
 

@@ -104,6 +104,11 @@ def token_from_env(environ: Mapping[str, str] | None = None, token_file: str | N
     return token
 
 
+def redact(text: str, token: str) -> str:
+    """``text`` with ``token`` hidden (a token shorter than 8 characters is no real one)."""
+    return text.replace(token, "<token>") if len(token) >= 8 else text
+
+
 def check_api_url(url: str) -> str:
     """Validate ``MEETZY_API_URL``: https anywhere, plain http only to a loopback host."""
     parts = urlsplit(url.strip())
@@ -201,7 +206,7 @@ class MeetzyClient:
         return out
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "<token>") if self._token else text
+        return redact(text, self._token)
 
     def _map_transport_error(self, exc: httpx.HTTPError) -> NotSent | OutcomeUnknown:
         """The one place httpx exceptions become dialer errors, by whether the request left."""

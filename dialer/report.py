@@ -20,8 +20,8 @@ REJECTS_SHOWN = 10
 
 def counts_phrase(counts: Mapping[str, int]) -> str:
     """``"9 called, 2 invalid, 1 duplicate"``: non-zero counts in a fixed order."""
-    known = [(s, counts.get(s, 0)) for s in STATUS_ORDER]
-    other = sorted((s, n) for s, n in counts.items() if s not in STATUS_ORDER)
+    known = [(s, counts.get(s, 0)) for s in ["dialable", *STATUS_ORDER]]
+    other = sorted((s, n) for s, n in counts.items() if s not in ["dialable", *STATUS_ORDER])
     parts = [f"{n:,} {s}" for s, n in known + other if n]
     return ", ".join(parts) if parts else "no leads"
 
@@ -30,6 +30,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
     """The dry run's preview: what was read, what would be sent, what was rejected and why."""
     load = plan.load
     counts = load.counts()
+    counts = {("dialable" if s == Status.PENDING.value else s): n for s, n in counts.items()}
     rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
     lines = [
         "Dry run: nobody dialed, no token used.",
