@@ -83,3 +83,16 @@ def test_an_unexpected_bug_is_one_line_exit_1(capsys, monkeypatch):
     assert err == (
         "error: internal error: RuntimeError: kaboom (set DIALER_DEBUG=1 to see the traceback)\n"
     )
+
+
+@pytest.mark.parametrize("command", ["run", "sandbox"])
+def test_readme_shows_the_real_help_of_each_command(command):
+    import subprocess
+    from pathlib import Path
+
+    from tests.conftest import dialer_exe
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    shown = subprocess.run([dialer_exe(), command, "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert shown.stdout in readme, f"README's 'dialer {command} --help' is out of date"
