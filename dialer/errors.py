@@ -17,8 +17,9 @@ The tree, grouped by what the user or the dialer must do next::
     │   └── LedgerLocked                exit 5: another run holds this campaign's lock
     └── Stopped                         exit 130: a signal stopped the run early
 
-``client`` is the only place that turns httpx exceptions into this tree. The CLI turns any
-``DialerError`` into one line on stderr and its ``exit_code``. Messages never carry the token.
+``client`` is the only place that turns httpx exceptions into this tree. A message is always one
+line (white space is folded); the CLI prints it on stderr and exits with ``exit_code``. Messages
+never carry the token.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class DialerError(Exception):
     exit_code: int = EXIT_INTERNAL
 
     def __init__(self, message: str) -> None:
+        message = " ".join(message.split())  # one line, whatever a file's cells held
         super().__init__(message)
         self.message = message
 

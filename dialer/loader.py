@@ -268,7 +268,7 @@ def _fold(header: str) -> str:
 
 
 def _listing(headers: Iterable[str]) -> str:
-    return ", ".join(h for h in headers if h)
+    return ", ".join(_one_line(h) for h in headers if h)
 
 
 def _find(headers: list[str], wanted: str) -> int | None:

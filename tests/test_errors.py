@@ -173,3 +173,10 @@ def test_every_class_exit_code_is_documented() -> None:
     documented = {v for k, v in vars(errors_module).items() if k.startswith("EXIT_")}
     for cls in defined_classes().values():
         assert cls.exit_code in documented
+
+
+def test_a_message_is_always_one_line():
+    from dialer.errors import ColumnError
+
+    err = ColumnError('leads.csv: no column \'phone\' (columns: "0\n0",\r\n  x)')
+    assert str(err) == "leads.csv: no column 'phone' (columns: \"0 0\", x)"
