@@ -2,10 +2,13 @@
 
 Owns the order of one lead's send, which is what keeps a phone from ringing twice:
 
-1. wait for the rate windows (and any shared 429 pause);
-2. ``ledger.intent(lead)``: durable before anything is sent; then ``send(lead)``;
-   retry from 1, with jittered exponential backoff, only on ``NotSent`` (provably no call
-   created: the ledger records that too, so a crash during the backoff leaves no doubt);
+1. ``ledger.intent_async(lead)``: durable (fsynced, shared with concurrent intents) before
+   anything is sent;
+2. wait for the rate windows (and any shared 429 pause), then ``send(lead)`` at once, so the
+   windows count sends, not fsyncs; retry from 1, with jittered exponential backoff, only on
+   ``NotSent`` (provably no call created: the ledger records that too, so a crash during the
+   backoff leaves no doubt). A crash while waiting for the windows leaves the lead in doubt;
+   reconciliation then finds it absent and it is dialed again;
 3. ``ledger.outcome(...)``: ``called`` with the id, ``failed`` (the API refused it),
    ``in_doubt`` (sent, answer lost: never retried blindly) or ``pending`` (never sent).
 
@@ -88,8 +91,9 @@ async def dispatch(
             nonlocal attempts
             if attempts and stop.is_set():
                 raise _Abandoned
+            await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
+            # Nothing awaits between the limiter and the send: the windows count real sends.
             await limiter.acquire()
-            ledger.intent(lead)  # durable BEFORE the first byte is sent
             attempts += 1
             result.sent += 1
             try:

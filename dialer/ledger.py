@@ -6,10 +6,11 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
                                  appended as leads finish and the file is compacted (temp file,
                                  fsync, rename, fsync of the directory) when the run closes; a
                                  reader keeps the last row per lead, so a crash leaves it usable.
-* ``leads.results.csv.journal``  the source of truth: an append-only log of *intents* (written
-                                 and fsynced BEFORE each ``POST /call``) and *outcomes*. A line is
-                                 ``<crc32 hex> <json>``. A torn last line is ignored; damage
-                                 anywhere else stops the run.
+* ``leads.results.csv.journal``  the source of truth: an append-only log of lead states, the
+                                 last line per lead winning. ``dialing`` (the intent) is written
+                                 and fsynced BEFORE each ``POST /call``; concurrent intents share
+                                 one fsync. A line is ``<crc32 hex> <json>``. A torn last line is
+                                 cut off; damage anywhere else stops the run.
 * ``leads.results.csv.lock``     an OS lock (flock through filelock): released by the kernel
                                  when the holder dies, even by SIGKILL; the file is never deleted.
 
@@ -20,11 +21,13 @@ again blindly. Only this module writes these files.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import json
 import os
 import socket
+import time
 import zlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -51,6 +54,7 @@ class Entry:
     attempts: int = 0
     error: str = ""
     updated_at: str = ""
+    sent_at: float = 0.0  # unix time of the last intent (0: unknown), for reconciliation
 
 
 def journal_path(results: Path) -> Path:
@@ -80,6 +84,8 @@ class Ledger:
         self._journal_file: IO[str] | None = None
         self._results_file: IO[str] | None = None
         self._results_writer: Any = None
+        self._written = self._synced = 0  # journal lines written / known durable
+        self._sync_lock = asyncio.Lock()
         self.torn_tail = False  # the journal's last line was torn by a crash and ignored
 
     # --- opening and closing --------------------------------------------------------------
@@ -98,8 +104,8 @@ class Ledger:
             self._entries = {
                 e.key: e for e in read_results(self.results) if e.status not in LOAD_TIME
             }
-            for record in self._read_journal():
-                self._apply(record)
+            for entry in self._read_journal():
+                self._entries[entry.key] = entry
             # An intent never answered: the phone may have rung.
             for key, entry in self._entries.items():
                 if entry.status is Status.DIALING:
@@ -122,6 +128,8 @@ class Ledger:
     def close(self) -> None:
         """Compact the results CSV to one row per lead, atomically, and release the lock."""
         try:
+            if self._journal_file is not None:
+                self._fsync()
             for handle in (self._journal_file, self._results_file):
                 if handle is not None:
                     handle.close()
@@ -175,128 +183,105 @@ class Ledger:
         entry = self._entries.get(lead.key)
         return entry is None or entry.status is Status.PENDING
 
+    def in_doubt(self) -> list[Entry]:
+        """Leads whose call may or may not exist: to reconcile before anything new is dialed."""
+        return [e for e in self._entries.values() if e.status is Status.IN_DOUBT]
+
     # --- writing --------------------------------------------------------------------------
+    # Every journal line is one lead's whole state; replaying keeps the last line per lead.
 
     def record_load(self, lead: Lead) -> None:
         """A lead final at load time (invalid, duplicate): a results row, no journal record."""
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
                       updated_at=_now_iso())  # fmt: skip
+        self._entries[entry.key] = entry
         self._write_row(entry)
 
     def intent(self, lead: Lead) -> None:
-        """Durably record that ``lead`` is about to be dialed. Call BEFORE the POST."""
-        previous = self._entries.get(lead.key)
-        attempts = previous.attempts if previous else 0
-        self._append(
-            {
-                "e": "intent",
-                "k": lead.key,
-                "row": lead.row,
-                "phone": lead.phone,
-                "attempts": attempts,
-            }
-        )
+        """Durably record that ``lead`` is about to be dialed (fsync now). Call BEFORE the POST."""
+        self._log(self._dialing(lead))
+        self._fsync()
+
+    async def intent_async(self, lead: Lead) -> None:
+        """``intent`` for the pool: concurrent intents share one fsync (group commit)."""
+        self._log(self._dialing(lead))
+        await self.sync()
 
     def not_sent(self, lead: Lead, error: str) -> None:
         """Close an intent whose request provably created no call (a retry may follow)."""
-        before = self._entries.get(lead.key)
-        self._append(
-            {
-                "e": "outcome",
-                "k": lead.key,
-                "row": lead.row,
-                "phone": lead.phone,
-                "status": Status.PENDING.value,
-                "call_id": "",
-                "attempts": before.attempts if before else 0,
-                "error": error,
-                "at": _now_iso(),
-            }
-        )
+        entry = self._entries[lead.key]
+        self._log(replace(entry, status=Status.PENDING, error=error, updated_at=_now_iso()))
 
     def outcome(self, outcome: Outcome) -> None:
-        """Record how a lead's dispatch ended: journal first, then its results row."""
+        """Record how a lead's dispatch ended: journal, then its results row.
+
+        Not fsynced here: the next intent's fsync (or ``close``) covers it, and a lost
+        outcome only brings the lead back as in doubt, to be reconciled.
+        """
         lead = outcome.lead
         before = self._entries.get(lead.key)
-        attempts = (before.attempts if before else 0) + outcome.attempts
-        entry = Entry(
-            lead.key,
-            lead.row,
-            lead.phone,
-            outcome.status,
-            outcome.call_id,
-            attempts,
-            outcome.error,
-            _now_iso(),
-        )
-        self._append(
-            {
-                "e": "outcome",
-                "k": entry.key,
-                "row": entry.row,
-                "phone": entry.phone,
-                "status": entry.status.value,
-                "call_id": entry.call_id,
-                "attempts": entry.attempts,
-                "error": entry.error,
-                "at": entry.updated_at,
-            }
-        )
+        entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
+                      (before.attempts if before else 0) + outcome.attempts, outcome.error,
+                      _now_iso(), before.sent_at if before else 0.0)  # fmt: skip
+        self._log(entry)
         self._write_row(entry)
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def resolve(self, key: str, status: Status, *, call_id: str = "", error: str = "") -> None:
+        """Settle an in-doubt lead: ``called`` (found), ``pending`` (proven absent), or still
+        ``in_doubt`` with a new reason."""
+        entry = replace(self._entries[key], status=status, call_id=call_id, error=error,
+                        updated_at=_now_iso())  # fmt: skip
+        self._log(entry)
+        self._write_row(entry)
+
+    def _dialing(self, lead: Lead) -> Entry:
+        before = self._entries.get(lead.key)
+        return Entry(lead.key, lead.row, lead.phone, Status.DIALING,
+                     attempts=before.attempts if before else 0, updated_at=_now_iso(),
+                     sent_at=time.time())  # fmt: skip
+
+    def _log(self, entry: Entry) -> None:
+        """Append one state line to the journal (written and flushed, not yet fsynced)."""
         if self._journal_file is None:
             raise LedgerError("the ledger is not open")
-        payload = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        line = f"{zlib.crc32(payload.encode()):08x} {payload}\n"
+        payload = json.dumps(_record(entry), ensure_ascii=False, separators=(",", ":"))
         try:
-            self._journal_file.write(line)
+            self._journal_file.write(f"{zlib.crc32(payload.encode()):08x} {payload}\n")
             self._journal_file.flush()
-            if self.durable:
-                os.fsync(self._journal_file.fileno())
+        except OSError as exc:
+            raise LedgerError(f"cannot write the journal {self.journal}: {exc.strerror}") from exc
+        self._written += 1
+        self._entries[entry.key] = entry
+
+    def _fsync(self) -> None:
+        if self._journal_file is None or not self.durable:
+            return
+        try:
+            os.fsync(self._journal_file.fileno())
         except OSError as exc:
             # A failed fsync may have dropped the data: retrying it proves nothing. Stop.
-            raise LedgerError(f"cannot write the journal {self.journal}: {exc.strerror}") from exc
-        self._apply(record)
+            raise LedgerError(f"cannot sync the journal {self.journal}: {exc.strerror}") from exc
 
-    def _apply(self, record: dict[str, Any]) -> None:
-        key = record["k"]
-        old = self._entries.get(key)
-        if record["e"] == "intent":
-            self._entries[key] = Entry(
-                key,
-                int(record["row"]),
-                record["phone"],
-                Status.DIALING,
-                old.call_id if old else "",
-                int(record.get("attempts", 0)),
-                "",
-                old.updated_at if old else "",
-            )
-        else:
-            self._entries[key] = Entry(
-                key,
-                int(record["row"]),
-                record["phone"],
-                Status(record["status"]),
-                record.get("call_id", ""),
-                int(record.get("attempts", 0)),
-                record.get("error", ""),
-                record.get("at", ""),
-            )
+    async def sync(self) -> None:
+        """Make every line written so far durable; callers waiting together share one fsync."""
+        target = self._written
+        async with self._sync_lock:
+            if self._synced >= target:
+                return  # an fsync that started after our write already covered it
+            upto = self._written
+            await asyncio.to_thread(self._fsync)
+            self._synced = upto
 
     def _write_row(self, entry: Entry) -> None:
         if self._results_file is None:
             raise LedgerError("the ledger is not open")
-        if entry.status in LOAD_TIME:
-            self._entries[entry.key] = entry
         try:
             self._results_writer.writerow(_row(entry))
             self._results_file.flush()
         except OSError as exc:
             raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
 
-    def _read_journal(self) -> list[dict[str, Any]]:
+    def _read_journal(self) -> list[Entry]:
         try:
             data = self.journal.read_bytes()
         except FileNotFoundError:
@@ -345,18 +330,24 @@ class Ledger:
             raise LedgerError(f"cannot rewrite {self.results}: {exc.strerror}") from exc
 
 
-def _decode(raw: bytes) -> dict[str, Any] | None:
-    """One journal line, or None when its checksum or JSON does not hold."""
+def _record(entry: Entry) -> dict[str, Any]:
+    return {"k": entry.key, "row": entry.row, "phone": entry.phone,
+            "status": entry.status.value, "call_id": entry.call_id, "attempts": entry.attempts,
+            "error": entry.error, "at": entry.updated_at, "sent": entry.sent_at}  # fmt: skip
+
+
+def _decode(raw: bytes) -> Entry | None:
+    """One journal line, or None when its checksum, JSON or fields do not hold."""
     crc, _, payload = raw.partition(b" ")
     try:
         if int(crc, 16) != zlib.crc32(payload):
             return None
-        record = json.loads(payload)
-    except ValueError:
+        r = json.loads(payload)
+        return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
+                     str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
+                     float(r["sent"]))  # fmt: skip
+    except (ValueError, TypeError, KeyError):
         return None
-    if not isinstance(record, dict) or record.get("e") not in ("intent", "outcome"):
-        return None
-    return record
 
 
 def _row(entry: Entry) -> list[str]:

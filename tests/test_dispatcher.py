@@ -69,16 +69,49 @@ def test_every_lead_is_sent_once_and_recorded_called(tmp_path):
     assert all(entries[o.lead.key].call_id == "id-" + o.lead.phone for o in outcomes)
 
 
-def test_the_intent_is_durable_before_the_send(tmp_path):
-    seen = []
+def test_the_intent_is_durable_before_the_send(tmp_path, monkeypatch):
+    import os
+
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        events.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    journal = journal_path(tmp_path / "r.csv")
 
     async def send(lead):
-        journal = journal_path(tmp_path / "r.csv").read_text()
-        seen.append(f'"k":"{lead.phone}"' in journal and '"e":"intent"' in journal)
+        lines = journal.read_text().splitlines()
+        mine = [line for line in lines if f'"k":"{lead.phone}"' in line]
+        assert mine and '"status":"dialing"' in mine[-1]
+        assert events and events[-1] == "fsync"  # nothing written since the last fsync
+        events.append("send")
         return "x"
 
-    run(tmp_path, leads(4), send)
-    assert seen == [True] * 4
+    clock = FakeClock()
+    limiter = SlidingWindows([(10, 1.0)], margin=0.0, clock=clock, sleep=clock.sleep)
+    with Ledger(tmp_path / "r.csv") as ledger:
+        asyncio.run(dispatch(leads(6), send, ledger=ledger, limiter=limiter, concurrency=1))
+    assert events.count("send") == 6
+
+
+def test_concurrent_intents_share_fsyncs(tmp_path, monkeypatch):
+    import os
+
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+
+    async def send(lead):
+        await asyncio.sleep(0.01)
+        return "x"
+
+    limiter = SlidingWindows([(1000, 1.0)], margin=0.0)
+    with Ledger(tmp_path / "r.csv") as ledger:
+        asyncio.run(dispatch(leads(40), send, ledger=ledger, limiter=limiter, concurrency=20))
+    assert len(calls) < 40  # group commit: fewer fsyncs than intents
 
 
 def test_sends_respect_the_rate_windows(tmp_path):
