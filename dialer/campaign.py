@@ -43,6 +43,9 @@ class Settings:
     max_per_minute: int = 100
     concurrency: int = 10
     timeout: float = 30.0
+    # in-doubt leads
+    in_doubt_grace: float = 15.0  # seconds after an attempt before "not listed" means absent
+    redial_in_doubt: bool = False  # a person checked: dial the undecidable ones again
 
 
 # The keys a campaign file may hold, and the type each must have there.
@@ -63,6 +66,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "max_per_minute": int,
     "concurrency": int,
     "timeout": (int, float),
+    "in_doubt_grace": (int, float),
 }
 _NAMES = {f.name for f in fields(Settings)}
 _KIND_NAMES = {
@@ -185,6 +189,10 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
             raise bad(key, f"must be a whole number of at least 1, not {v[key]!r}")
     if "timeout" in v and not (0 < float(v["timeout"]) <= 600):
         raise bad("timeout", f"must be between 0 and 600 seconds, not {v['timeout']!r}")
+    if "in_doubt_grace" in v and not (0 <= float(v["in_doubt_grace"]) <= 3600):
+        raise bad(
+            "in_doubt_grace", f"must be between 0 and 3600 seconds, not {v['in_doubt_grace']!r}"
+        )
     if v.get("default_region") is not None:
         v["default_region"] = str(v["default_region"]).strip().upper()
     if v.get("encoding") is not None:
@@ -215,4 +223,6 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         max_per_minute=v.get("max_per_minute", 100),
         concurrency=v.get("concurrency", 10),
         timeout=float(v.get("timeout", 30.0)),
+        in_doubt_grace=float(v.get("in_doubt_grace", 15.0)),
+        redial_in_doubt=bool(v.get("redial_in_doubt", False)),
     )

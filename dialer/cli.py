@@ -87,6 +87,19 @@ def cli() -> None:
 @click.option("--max-per-minute", type=int, help="Sends in any 60 s window (default 100).")
 @click.option("--concurrency", type=int, help="Requests in flight at once (default 10).")
 @click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
+@click.option(
+    "--in-doubt-grace",
+    type=float,
+    help="Seconds after an unanswered attempt before a call missing from GET /calls "
+    "counts as not placed (default 15).",
+)
+@click.option(
+    "--redial-in-doubt",
+    is_flag=True,
+    default=None,
+    help="Dial again the leads still in doubt after the look-up (only once a person "
+    "has checked that their calls were not placed).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and preview; dial nobody, need no token.")
 @click.option(
     "--sandbox",
@@ -177,7 +190,7 @@ def _dial(settings: Any, url: str, token: str) -> RunSummary:
     "faults",
     multiple=True,
     metavar="NAME=RATE",
-    help="Inject a fault on a share of POST /call: 503_before, 500_after, drop_after, "
+    help="Inject a fault on a share of POST /call: 503_before, 500_before, 500_after, drop_after, "
     "slow, garbage_200, 429. Repeatable.",
 )
 @click.option("--old-shape", is_flag=True, help="Answer in the API's older response shape.")

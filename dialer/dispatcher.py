@@ -36,6 +36,10 @@ from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.model import Lead, Outcome, Status
 
+# Every this many 429s in one run, the windows' limits are lowered by this factor.
+SLOW_DOWN_EVERY = 3
+SLOW_DOWN_FACTOR = 0.75
+
 Send = Callable[[Lead], Awaitable[str]]  # returns the call id, or raises a SendError
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -57,6 +61,7 @@ class DispatchResult:
     counts: dict[str, int] = field(default_factory=dict)
     sent: int = 0  # POST /call requests made
     rate_limited: int = 0  # 429 answers seen
+    lowered_to: int | None = None  # the tightest window's limit after repeated 429s
     auth_error: AuthError | None = None
     stopped: bool = False  # a stop was requested before every lead was started
 
@@ -104,6 +109,10 @@ async def dispatch(
                     result.rate_limited += 1
                     # The whole pool waits, not only this worker.
                     limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
+                    if result.rate_limited % SLOW_DOWN_EVERY == 0:
+                        # The API keeps refusing: our idea of its limit is too generous.
+                        limiter.slow_down(SLOW_DOWN_FACTOR)
+                        result.lowered_to = limiter.windows[-1][0]
                 raise
 
         retrying = AsyncRetrying(

@@ -176,6 +176,9 @@ class Ledger:
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
 
+    def entries_by_key(self) -> dict[str, Entry]:
+        return dict(self._entries)
+
     def should_dial(self, lead: Lead) -> bool:
         """True for a dialable lead the ledger has no final or in-doubt record of."""
         if lead.status is not Status.PENDING:

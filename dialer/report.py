@@ -77,14 +77,25 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({summary.sent:,} requests{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
+    if summary.reconciled:
+        r = summary.reconciled
+        lines.append(
+            f"Looked up {sum(r.values()):,} in-doubt leads with GET /calls: "
+            f"{r.get('found', 0):,} found (called), {r.get('absent', 0):,} not placed "
+            f"(dialed again), {r.get('undecided', 0):,} undecided."
+        )
     if summary.rate_limited:
-        lines.append(f"The API rate-limited {summary.rate_limited:,} requests (429): all retried.")
+        line = f"The API rate-limited {summary.rate_limited:,} requests (429), each retried"
+        if summary.rate_lowered_to:
+            line += f"; the rate was lowered to {summary.rate_lowered_to}/min for this run"
+        lines.append(line + ".")
     if summary.not_started:
         lines.append(f"{summary.not_started:,} leads not dialed yet: run the same command again.")
     if summary.in_doubt:
         lines.append(
-            f"{summary.in_doubt:,} leads are in doubt (the call may have been placed): "
-            "check them in the Meetzy dashboard before dialing them again."
+            f"{summary.in_doubt:,} leads are in doubt (their call may have been placed and the "
+            "API would not say): check them in the Meetzy dashboard, then rerun with "
+            "--redial-in-doubt if they were not called."
         )
     lines.append(f"Results: {summary.output}")
     return lines

@@ -23,11 +23,12 @@ import httpx
 from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy, dispatch
-from dialer.errors import Stopped
-from dialer.ledger import Ledger, read_results
+from dialer.errors import AuthError, Stopped
+from dialer.ledger import Entry, Ledger, read_results
 from dialer.limits import SlidingWindows
 from dialer.loader import ColumnMapping, LoadResult, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
+from dialer.reconcile import Absent, Found, reconcile
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class RunSummary:
     elapsed: float
     rate_limited: int
     stopped: bool
+    reconciled: dict[str, int] = field(default_factory=dict)  # found / absent / undecided
+    rate_lowered_to: int | None = None  # the per-minute limit after repeated 429s
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -112,6 +115,9 @@ def run_campaign(
 ) -> RunSummary:
     """Dial every lead of ``settings.leads`` that has no final result yet.
 
+    First settles the leads left in doubt by earlier runs (``GET /calls``), then dials, then
+    settles this run's own in-doubt leads and dials again those proven absent.
+
     Raises ``InputError`` before dialing anyone, ``LedgerError``/``LedgerLocked`` before or
     while dialing, ``AuthError`` after the first 401/403 (leads in flight are recorded first),
     and ``Stopped`` after a second signal. A first signal ends the run early and cleanly:
@@ -123,75 +129,153 @@ def run_campaign(
         for lead in loaded.leads:
             if lead.status in LOAD_TIME:
                 ledger.record_load(lead)
-        dialable = [lead for lead in loaded.leads if lead.status is Status.PENDING]
-        to_dial = [lead for lead in dialable if ledger.should_dial(lead)]
-        call = call_settings(settings)
-        if on_start is not None:
-            sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
-            on_start(Plan(loaded, to_dial, len(dialable) - len(to_dial), sample))
-        result = asyncio.run(
-            _dial(settings, to_dial, ledger, call, api_url, token, transport, retry,
-                  on_outcome, handle_signals)
-        )  # fmt: skip
+        session = _Session(settings, loaded, ledger, api_url, token, transport, retry)
+        asyncio.run(session.run(on_start, on_outcome, handle_signals))
         counts = Counter(entry.status.value for entry in ledger.entries())
-    done = sum(result.counts.values())
-    not_started = len(to_dial) - done
-    if not_started:
-        counts[Status.PENDING.value] += not_started
-    if result.auth_error is not None:
-        raise result.auth_error
+        this_run = Counter(ledger.entries_by_key()[key].status.value for key in session.touched)
+    not_started = len(session.to_dial) - len(session.touched & {x.key for x in session.to_dial})
+    counts[Status.PENDING.value] += not_started
+    if session.auth_error is not None:
+        raise session.auth_error
     return RunSummary(
         output=settings.output,
-        counts=dict(counts),
-        this_run=dict(result.counts),
-        sent=result.sent,
-        skipped=len(dialable) - len(to_dial),
+        counts=+counts,
+        this_run=dict(this_run),
+        sent=session.sent,
+        skipped=session.skipped,
         not_started=not_started,
         elapsed=time.monotonic() - started,
-        rate_limited=result.rate_limited,
-        stopped=result.stopped,
+        rate_limited=session.rate_limited,
+        stopped=session.stopped,
+        reconciled=dict(session.reconciled),
+        rate_lowered_to=session.rate_lowered_to,
         warnings=list(loaded.warnings),
     )
 
 
-async def _dial(
-    settings: Settings,
-    leads: list[Lead],
-    ledger: Ledger,
-    call: CallSettings,
-    api_url: str,
-    token: str,
-    transport: httpx.AsyncBaseTransport | None,
-    retry: RetryPolicy | None,
-    on_outcome: Callable[[Outcome], None] | None,
-    handle_signals: bool,
-) -> Any:
-    stop = asyncio.Event()
-    limiter = SlidingWindows([(settings.max_per_second, 1.0), (settings.max_per_minute, 60.0)])
-    client = MeetzyClient(
-        api_url,
-        token,
-        timeout=settings.timeout,
-        max_connections=settings.concurrency,
-        transport=transport,
-    )
+# Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
+SETTLE_ROUNDS = 3
 
-    async def send(lead: Lead) -> str:
-        return (await client.create_call(call.body(lead.phone, lead.params))).call_id
 
-    task = asyncio.create_task(
-        dispatch(leads, send, ledger=ledger, limiter=limiter, concurrency=settings.concurrency,
-                 retry=retry, stop=stop, on_outcome=on_outcome)
-    )  # fmt: skip
-    with _signals(stop, task) if handle_signals else contextlib.nullcontext():
-        try:
-            return await task
-        except asyncio.CancelledError:
-            raise Stopped(
-                "stopped at once by a second signal: leads in flight are recorded in doubt"
-            ) from None
-        finally:
-            await client.aclose()
+class _Session:
+    """One run's network side: reconcile, dispatch, reconcile again, over one client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadResult,
+        ledger: Ledger,
+        api_url: str,
+        token: str,
+        transport: httpx.AsyncBaseTransport | None,
+        retry: RetryPolicy | None,
+    ) -> None:
+        self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
+        self.call = call_settings(settings)
+        self.client_args = (api_url, token, transport)
+        self.to_dial: list[Lead] = []
+        self.skipped = 0
+        self.touched: set[str] = set()  # keys of leads this run sent to or settled
+        self.sent = self.rate_limited = 0
+        self.reconciled: Counter[str] = Counter()
+        self.rate_lowered_to: int | None = None
+        self.auth_error: AuthError | None = None
+        self.stopped = False
+
+    async def run(
+        self,
+        on_start: Callable[[Plan], None] | None,
+        on_outcome: Callable[[Outcome], None] | None,
+        handle_signals: bool,
+    ) -> None:
+        s = self.settings
+        self.stop = asyncio.Event()
+        self.limiter = SlidingWindows([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)])
+        url, token, transport = self.client_args
+        self.client = MeetzyClient(url, token, timeout=s.timeout, max_connections=s.concurrency,
+                                   transport=transport)  # fmt: skip
+        task = asyncio.current_task()
+        assert task is not None
+        with _signals(self.stop, task) if handle_signals else contextlib.nullcontext():
+            try:
+                await self._run(on_start, on_outcome)
+            except asyncio.CancelledError:
+                raise Stopped(
+                    "stopped at once by a second signal: leads in flight are recorded in doubt"
+                ) from None
+            finally:
+                await self.client.aclose()
+
+    async def _run(
+        self, on_start: Callable[[Plan], None] | None, on_outcome: Callable[[Outcome], None] | None
+    ) -> None:
+        # Leads left in doubt by an earlier run are settled before anything new is dialed.
+        await self._settle(self.ledger.in_doubt())
+        if self.settings.redial_in_doubt:
+            for entry in self.ledger.in_doubt():
+                why = f"redialed on request (--redial-in-doubt): {entry.error}"
+                self.ledger.resolve(entry.key, Status.PENDING, error=why)
+        dialable = [lead for lead in self.loaded.leads if lead.status is Status.PENDING]
+        self.to_dial = [lead for lead in dialable if self.ledger.should_dial(lead)]
+        self.skipped = len(dialable) - len(self.to_dial)
+        if on_start is not None:
+            first = self.to_dial[0] if self.to_dial else None
+            sample = self.call.body(first.phone, first.params) if first else None
+            on_start(Plan(self.loaded, self.to_dial, self.skipped, sample))
+        await self._dispatch(self.to_dial, on_outcome)
+        # This run's own in-doubt leads: look them up, dial again those proven absent, and
+        # look up again any that the redial left in doubt, a few rounds at most.
+        for _ in range(SETTLE_ROUNDS):
+            doubtful = [e for e in self.ledger.in_doubt() if e.key in self.touched]
+            if not doubtful or self.auth_error is not None or self.stop.is_set():
+                break
+            await self._settle(doubtful)
+            await self._dispatch(
+                [x for x in self.to_dial if self.ledger.should_dial(x)], on_outcome
+            )
+
+    async def _dispatch(
+        self, leads: list[Lead], on_outcome: Callable[[Outcome], None] | None
+    ) -> None:
+        if not leads:
+            return
+
+        async def send(lead: Lead) -> str:
+            return (await self.client.create_call(self.call.body(lead.phone, lead.params))).call_id
+
+        def seen(outcome: Outcome) -> None:
+            self.touched.add(outcome.lead.key)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        result = await dispatch(leads, send, ledger=self.ledger, limiter=self.limiter,
+                                concurrency=self.settings.concurrency, retry=self.retry,
+                                stop=self.stop, on_outcome=seen)  # fmt: skip
+        self.sent += result.sent
+        self.rate_limited += result.rate_limited
+        self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
+        self.auth_error = self.auth_error or result.auth_error
+        self.stopped = self.stopped or result.stopped
+
+    async def _settle(self, entries: list[Entry]) -> None:
+        verdicts = await reconcile(entries, self.client.list_calls,
+                                   playbook_id=self.settings.playbook, limiter=self.limiter,
+                                   grace=self.settings.in_doubt_grace)  # fmt: skip
+        for key, verdict in verdicts.items():
+            self.touched.add(key)
+            before = self.ledger.get(key)
+            was = before.error if before else ""
+            if isinstance(verdict, Found):
+                self.reconciled["found"] += 1
+                why = f"confirmed by GET /calls after: {was}"
+                self.ledger.resolve(key, Status.CALLED, call_id=verdict.call_id, error=why)
+            elif isinstance(verdict, Absent):
+                self.reconciled["absent"] += 1
+                why = f"not found by GET /calls, so not placed: {was}"
+                self.ledger.resolve(key, Status.PENDING, error=why)
+            else:
+                self.reconciled["undecided"] += 1
+                self.ledger.resolve(key, Status.IN_DOUBT, error=verdict.reason)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-FAULTS = frozenset({"503_before", "500_after", "drop_after", "slow", "garbage_200", "429"})
+FAULTS = frozenset(
+    {"503_before", "500_before", "500_after", "drop_after", "slow", "garbage_200", "429"}
+)
 PHONE_RE = re.compile(r"\+[1-9]\d{6,14}")
 RULED_KEYS = frozenset({"phone", "playbook_id", "voice_id", "voice_model", "interrupt"})
 SETTINGS_KEYS = RULED_KEYS | {"version_id", "language"}  # every other key is a custom param
@@ -73,6 +75,7 @@ class SimConfig:
     playbooks: set[str] | None = None
     ring_seconds: float = 2.0
     talk_seconds: float = 5.0
+    list_status: int | None = None  # GET /calls answers this error status instead (e.g. 404)
 
     def __post_init__(self) -> None:
         if self.response_shape not in ("new", "old"):
@@ -237,6 +240,8 @@ class Simulator:
         fault = self._pick_fault(body["phone"])
         if fault == "503_before":
             return self._answer(visit, _error(503, "service_unavailable", "try again later"), fault)
+        if fault == "500_before":  # an error after the request arrived, yet nothing created
+            return self._answer(visit, _error(500, "server_error", "internal error"), fault)
         if fault == "429":
             refused = _error(429, "rate_limited", "too many requests", {"Retry-After": "1"})
             return self._answer(visit, refused, fault)
@@ -369,6 +374,9 @@ class Simulator:
         visit, refusal = await self._enter(request)
         if refusal is not None:
             return refusal
+        if self.config.list_status is not None:
+            failing = self.config.list_status
+            return self._answer(visit, _error(failing, "list_unavailable", "cannot list calls"))
         now, query = time.time(), request.query_params
         status, playbook = query.get("status"), query.get("playbook_id")
         try:

@@ -178,5 +178,5 @@ def test_every_class_exit_code_is_documented() -> None:
 def test_a_message_is_always_one_line():
     from dialer.errors import ColumnError
 
-    err = ColumnError('leads.csv: no column \'phone\' (columns: "0\n0",\r\n  x)')
+    err = ColumnError("leads.csv: no column 'phone' (columns: \"0\n0\",\r\n  x)")
     assert str(err) == "leads.csv: no column 'phone' (columns: \"0 0\", x)"
