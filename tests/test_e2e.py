@@ -271,26 +271,93 @@ def test_a_second_run_on_the_same_output_is_refused(sim, tmp_path):
     assert sim.calls == []
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_without_double_dials(sim, tmp_path):
+def start_run(sim, leads, *extra: str) -> subprocess.Popen[str]:
+    args = [dialer_exe(), "run", str(leads), "--playbook", "pb", *extra]
+    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def wait_for_calls(sim, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(sim.calls) < n:
+        assert time.monotonic() < deadline, f"only {len(sim.calls)} calls after 20 s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_and_a_rerun_finishes_without_double_dials(sim, tmp_path, sig):
     phones = mobiles(40)
     leads = write_leads(tmp_path / "l.csv", phones)
-    env_run = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--max-per-second", "5"]
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
-    child = subprocess.Popen(env_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)  # fmt: skip
-    deadline = time.monotonic() + 20
-    while len(sim.calls) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
+    child = start_run(sim, leads, "--max-per-second", "5")
+    wait_for_calls(sim, 5)
+    child.send_signal(sig)
     out, err = child.communicate(timeout=30)
     assert child.returncode == 130, err
     assert "Stopped early" in out and "run the same command again" in out
     assert 5 <= len(sim.calls) < 40
     rows = read_rows(tmp_path / "l.results.csv")
-    assert {r["phone"] for r in rows if r["status"] == "called"} == {c.phone for c in sim.calls}
+    # the calls in flight finished and were recorded: nothing is left in doubt
+    assert {r["phone"]: r["call_id"] for r in rows if r["status"] == "called"} == {
+        c.phone: c.id for c in sim.calls
+    }
     proc = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
     assert proc.returncode == 0, proc.stderr
     assert created_per_phone(sim) == collections.Counter(phones)
+
+
+def test_a_second_signal_aborts_at_once_and_the_rerun_settles_what_was_in_flight(sim, tmp_path):
+    sim.config.latency = 1.5  # every answer takes long: calls are in flight when we strike
+    phones = mobiles(12)
+    leads = write_leads(tmp_path / "l.csv", phones)
+    child = start_run(sim, leads, "--timeout", "10")
+    journal = tmp_path / "l.results.csv.journal"
+    deadline = time.monotonic() + 20
+    while not journal.exists() or journal.read_text().count('"status":"dialing"') < 10:
+        assert time.monotonic() < deadline, "no intents after 20 s"
+        time.sleep(0.02)
+    time.sleep(0.3)  # the ten requests are on the wire, their answers 1.5 s away
+    assert sim.calls == []
+    child.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 130, out + err
+    assert (
+        err == "error: stopped at once by a second signal: leads in flight are recorded in doubt\n"
+    )
+    time.sleep(1.6)  # let the server finish creating what it was sent
+    in_flight = len(sim.calls)
+    assert in_flight == 10  # the server created them all, though nobody heard the answers
+    sim.config.latency = 0.0
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--in-doubt-grace", "0", url=sim.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Looked up {in_flight} in-doubt leads with GET /calls: {in_flight} found" in (
+        proc.stdout
+    )
+    assert created_per_phone(sim) == collections.Counter(phones)
+    rows = read_rows(tmp_path / "l.results.csv")
+    assert {r["phone"]: r["call_id"] for r in rows} == {c.phone: c.id for c in sim.calls}
+
+
+def test_overlapping_runs_the_second_is_refused_at_once_and_touches_nothing(sim, tmp_path):
+    phones = mobiles(10)
+    leads = write_leads(tmp_path / "l.csv", phones)
+    first = start_run(sim, leads, "--max-per-second", "3")
+    wait_for_calls(sim, 1)
+    journal = tmp_path / "l.results.csv.journal"
+    started = time.monotonic()
+    second = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
+    assert time.monotonic() - started < 5  # refused at once, never waiting
+    assert second.returncode == 5
+    assert second.stderr.startswith(
+        f"error: l.results.csv is in use by another dialer run (pid {first.pid} on "
+    )
+    assert second.stdout == ""
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert created_per_phone(sim) == collections.Counter(phones)
+    assert journal.exists()
 
 
 def test_sandbox_flag_runs_without_token_or_network(tmp_path):
