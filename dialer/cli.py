@@ -25,6 +25,7 @@ from dialer.client import (
     redact,
     token_from_env,
 )
+from dialer.dispatcher import RetryPolicy
 from dialer.errors import (
     EXIT_IN_DOUBT,
     EXIT_INPUT,
@@ -45,7 +46,7 @@ def cli() -> None:
 
     Exit codes: 0 done, 1 internal error, 2 usage/config/input error, 3 auth failure,
     4 results or journal unusable, 5 another run holds the campaign, 6 leads left in doubt,
-    130 stopped by a signal.
+    7 the API could not be reached, 130 stopped by a signal.
     """
 
 
@@ -158,8 +159,11 @@ def _dial(settings: Any, url: str, token: str) -> RunSummary:
         if bar is not None:
             bar.update(1)
 
+    # For tests only (README, "Testing"): scale the retry backoff down so they do not sleep.
+    backoff = os.environ.get("DIALER_TEST_BACKOFF")
+    retry = RetryPolicy(backoff=float(backoff), backoff_max=float(backoff)) if backoff else None
     try:
-        return run_campaign(settings, api_url=url, token=token, on_start=on_start,
+        return run_campaign(settings, api_url=url, token=token, retry=retry, on_start=on_start,
                             on_outcome=on_outcome, handle_signals=True)  # fmt: skip
     finally:
         if bar is not None:

@@ -51,6 +51,7 @@ class RetryPolicy:
     max_attempts: int = 6
     backoff: float = 0.5  # the first wait's scale (s); doubles, with full jitter
     backoff_max: float = 30.0
+    give_up_after: int = 3  # leads in a row not sent after all retries: the API is unreachable
     sleep: Sleep = asyncio.sleep  # injectable, so tests do not sleep
 
 
@@ -63,6 +64,7 @@ class DispatchResult:
     rate_limited: int = 0  # 429 answers seen
     lowered_to: int | None = None  # the tightest window's limit after repeated 429s
     auth_error: AuthError | None = None
+    unreachable: NotSent | None = None  # set when several leads in a row never got through
     stopped: bool = False  # a stop was requested before every lead was started
 
 
@@ -88,6 +90,7 @@ async def dispatch(
     stop = stop or asyncio.Event()
     result = DispatchResult()
     pending = iter(leads)
+    streak: list[NotSent] = []  # leads in a row that never got through
 
     async def one(lead: Lead) -> Outcome:
         attempts = 0
@@ -132,6 +135,12 @@ async def dispatch(
             return Outcome(lead, Status.FAILED, attempts=attempts, error=str(exc))
         except NotSent as exc:
             error = f"not sent after {attempts} attempts: {exc}"
+            streak.append(exc)
+            if len(streak) >= retry.give_up_after:
+                # Lead after lead failed to get through: the API is out of reach. Stop
+                # rather than burn every remaining lead's retries; they stay pending.
+                result.unreachable = result.unreachable or exc
+                stop.set()
             return Outcome(lead, Status.PENDING, attempts=attempts, error=error)
         except OutcomeUnknown as exc:
             return Outcome(lead, Status.IN_DOUBT, attempts=attempts, error=str(exc))
@@ -147,14 +156,20 @@ async def dispatch(
             if not ledger.should_dial(lead):
                 continue
             outcome = await one(lead)
+            if outcome.status is not Status.PENDING:
+                streak.clear()
             ledger.outcome(outcome)
             result.counts[outcome.status.value] = result.counts.get(outcome.status.value, 0) + 1
             if on_outcome is not None:
                 on_outcome(outcome)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:
+        # A ledger error (or a bug) in one worker cancelled the pool: raise it as itself.
+        raise failed.exceptions[0] from None
     result.stopped = (
         stop.is_set()
         and next((lead for lead in pending if ledger.should_dial(lead)), None) is not None

@@ -9,7 +9,8 @@ The tree, grouped by what the user or the dialer must do next::
     │   └── ColumnError                 no phone column, several candidates, an unknown column
     ├── SendError                       one request did not end in a call we know the id of
     │   ├── NotSent                     provably no call was created: retrying is safe
-    │   │   └── RateLimited             429: the API asks us to slow down (``retry_after``)
+    │   │   ├── RateLimited             429: the API asks us to slow down (``retry_after``)
+    │   │   └── Unreachable             lead after lead never got through: the run stops (exit 7)
     │   ├── Rejected                    the API answered and refused this call: final for the lead
     │   │   └── AuthError               401/403: the token is bad; the whole run stops (exit 3)
     │   └── OutcomeUnknown              sent, but the answer was lost: the phone may have rung
@@ -32,6 +33,7 @@ EXIT_AUTH = 3
 EXIT_LEDGER = 4
 EXIT_LOCKED = 5
 EXIT_IN_DOUBT = 6
+EXIT_UNREACHABLE = 7
 EXIT_STOPPED = 130
 
 
@@ -92,6 +94,12 @@ class RateLimited(NotSent):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message, status=429, code="rate_limited")
         self.retry_after = retry_after
+
+
+class Unreachable(NotSent):
+    """Several leads in a row were not sent after every retry: the run stops; nothing rang."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 class Rejected(SendError):

@@ -343,7 +343,7 @@ def _decode(raw: bytes) -> Entry | None:
     """One journal line, or None when its checksum, JSON or fields do not hold."""
     crc, _, payload = raw.partition(b" ")
     try:
-        if int(crc, 16) != zlib.crc32(payload):
+        if crc != b"%08x" % zlib.crc32(payload):  # the exact bytes written: no lenient parse
             return None
         r = json.loads(payload)
         return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),

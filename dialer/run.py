@@ -23,7 +23,7 @@ import httpx
 from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy, dispatch
-from dialer.errors import AuthError, Stopped
+from dialer.errors import AuthError, NotSent, Stopped, Unreachable
 from dialer.ledger import Entry, Ledger, read_results
 from dialer.limits import SlidingWindows
 from dialer.loader import ColumnMapping, LoadResult, load_leads
@@ -137,6 +137,11 @@ def run_campaign(
     counts[Status.PENDING.value] += not_started
     if session.auth_error is not None:
         raise session.auth_error
+    if session.unreachable is not None:
+        raise Unreachable(
+            f"the API could not be reached ({session.unreachable}): the run stopped; "
+            f"{counts[Status.PENDING.value]:,} leads are pending for the next run"
+        )
     return RunSummary(
         output=settings.output,
         counts=+counts,
@@ -180,6 +185,7 @@ class _Session:
         self.reconciled: Counter[str] = Counter()
         self.rate_lowered_to: int | None = None
         self.auth_error: AuthError | None = None
+        self.unreachable: NotSent | None = None
         self.stopped = False
 
     async def run(
@@ -227,7 +233,7 @@ class _Session:
         # look up again any that the redial left in doubt, a few rounds at most.
         for _ in range(SETTLE_ROUNDS):
             doubtful = [e for e in self.ledger.in_doubt() if e.key in self.touched]
-            if not doubtful or self.auth_error is not None or self.stop.is_set():
+            if not doubtful or self.stop.is_set():
                 break
             await self._settle(doubtful)
             await self._dispatch(
@@ -255,6 +261,7 @@ class _Session:
         self.rate_limited += result.rate_limited
         self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
         self.auth_error = self.auth_error or result.auth_error
+        self.unreachable = self.unreachable or result.unreachable
         self.stopped = self.stopped or result.stopped
 
     async def _settle(self, entries: list[Entry]) -> None:

@@ -35,7 +35,9 @@ def test_version(capsys):
 def test_group_help_lists_the_exit_codes(capsys):
     code, out, _ = run_main(capsys, "--help")
     assert code == 0
-    assert "5 another run holds the campaign" in out and "130 stopped by a signal" in out
+    text = " ".join(out.split())
+    assert "5 another run holds the campaign" in text and "130 stopped by a signal" in text
+    assert "7 the API could not be reached" in text
 
 
 @pytest.mark.parametrize(

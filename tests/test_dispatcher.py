@@ -254,3 +254,29 @@ def test_leads_the_ledger_has_already_are_skipped(tmp_path):
     _result, _, entries, _ = run(tmp_path, leads(5), send_again)
     assert again == [lead.phone for lead in leads(5)[3:]]
     assert entries[leads(5)[0].key].call_id == "first"
+
+
+def test_an_fsync_failure_stops_the_run_before_the_send(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from dialer.errors import LedgerError
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    sent = []
+
+    async def send(lead):
+        sent.append(lead.phone)
+        return "x"
+
+    limiter = SlidingWindows([(100, 1.0)], margin=0.0)
+    ledger = Ledger(tmp_path / "r.csv")
+    ledger.open()
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(LedgerError, match=r"cannot sync the journal .* Input/output error"):
+        asyncio.run(dispatch(leads(5), send, ledger=ledger, limiter=limiter, concurrency=2))
+    assert sent == []  # no intent was durable, so nothing was sent
+    monkeypatch.undo()
+    ledger.close()

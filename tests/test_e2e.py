@@ -409,3 +409,25 @@ def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
         server.send_signal(signal.SIGINT)
         out, _ = server.communicate(timeout=15)
     assert out.startswith(f"Meetzy simulator on http://127.0.0.1:{port} (token: sandbox-token)")
+
+
+def test_an_unreachable_api_stops_the_run_and_leaves_every_lead_pending(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    leads = write_leads(tmp_path / "l.csv", mobiles(30))
+    os.environ["DIALER_TEST_BACKOFF"] = "0.01"
+    try:
+        proc = run_cli("run", str(leads), "--playbook", "pb", "--concurrency", "2",
+                       url=f"http://127.0.0.1:{port}")  # fmt: skip
+    finally:
+        del os.environ["DIALER_TEST_BACKOFF"]
+    assert proc.returncode == 7, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: the API could not be reached (request not sent to ")
+    assert proc.stderr.endswith("the run stopped; 30 leads are pending for the next run\n")
+    rows = read_rows(tmp_path / "l.results.csv")
+    assert 3 <= len(rows) <= 4  # gave up after three leads in a row, not thirty
+    assert all(r["status"] == "pending" for r in rows)
+    assert sum(r["attempts"] == "6" for r in rows) >= 3  # every retry spent, then gave up

@@ -212,3 +212,114 @@ def test_any_prefix_of_the_journal_is_a_consistent_state(tmp_path_factory, event
             if entry is not None and entry.status is Status.CALLED:
                 assert entry.call_id == "id-" + lead.phone[-2:]
             assert ledger.should_dial(lead) == (entry is None or entry.status is Status.PENDING)
+
+
+# --- property: damage before the last line is refused; damage in the last line is a torn tail --
+
+
+def _journal_of(tmp_path_factory, n):
+    """A closed ledger whose journal holds ``n`` records: intent, outcome, intent, ...
+
+    Returns the results path, the journal's lines (each with its newline) and the leads.
+    """
+    out = tmp_path_factory.mktemp("j") / "r.csv"
+    leads = [Lead(i + 2, f"+346123457{i:02d}") for i in range((n + 1) // 2)]
+    with Ledger(out, durable=False) as ledger:
+        for i in range(n):
+            lead = leads[i // 2]
+            if i % 2 == 0:
+                ledger.intent(lead)
+            else:
+                ledger.outcome(Outcome(lead, Status.CALLED, call_id=f"c-{lead.row}", attempts=1))
+    lines = journal_path(out).read_bytes().splitlines(keepends=True)
+    assert len(lines) == n
+    out.unlink()  # the journal alone must tell the state
+    return out, lines, leads
+
+
+def _alter(line: bytes, changes) -> bytes:
+    """``line`` with byte ``offset % len`` XORed with ``mask`` (1..255) for each change."""
+    data = bytearray(line)
+    for offset, mask in changes:
+        data[offset % len(data)] ^= mask
+    return bytes(data)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(min_value=3, max_value=8),
+    which=st.integers(min_value=0, max_value=1_000),
+    offset=st.integers(min_value=0, max_value=10_000),
+    mask=st.integers(min_value=1, max_value=255),
+)
+def test_damage_to_any_line_but_the_last_is_refused(tmp_path_factory, n, which, offset, mask):
+    out, lines, _ = _journal_of(tmp_path_factory, n)
+    index = which % (n - 1)  # any line but the last
+    body = lines[index][:-1]  # never the newline itself
+    damaged = _alter(body, [(offset, mask)]) + b"\n"
+    assert damaged != lines[index]
+    journal = journal_path(out)
+    journal.write_bytes(b"".join([*lines[:index], damaged, *lines[index + 1 :]]))
+    before = journal.read_bytes()
+    with pytest.raises(LedgerError, match=rf"damaged at line {index + 1}\b"):
+        Ledger(out, durable=False).open()
+    assert journal.read_bytes() == before  # nothing was cut or "repaired"
+    # The refused open released the lock: another (still refused) open says damaged, not locked.
+    with pytest.raises(LedgerError, match="damaged at line"):
+        Ledger(out, durable=False).open()
+
+
+def _expected(leads, kept):
+    """What replaying the first ``kept`` records (intent, outcome, ...) leaves per lead."""
+    state = {}
+    for lead in leads:
+        intent, outcome = 2 * (lead.row - 2), 2 * (lead.row - 2) + 1
+        if outcome < kept:
+            state[lead.key] = (Status.CALLED, f"c-{lead.row}")
+        elif intent < kept:
+            state[lead.key] = (Status.IN_DOUBT, "")  # an intent never answered
+    return state
+
+
+def _check_torn(out, lines, leads):
+    journal = journal_path(out)
+    with Ledger(out, durable=False) as ledger:
+        assert ledger.torn_tail
+        got = {e.key: (e.status, e.call_id) for e in ledger.entries()}
+        assert got == _expected(leads, len(lines) - 1)
+        assert journal.read_bytes() == b"".join(lines[:-1])  # the torn line was cut off
+    with Ledger(out, durable=False) as ledger:  # and the next run reads it cleanly
+        assert not ledger.torn_tail
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n=st.integers(min_value=3, max_value=8),
+    changes=st.lists(
+        st.tuples(st.integers(0, 10_000), st.integers(1, 255)), min_size=1, max_size=4
+    ),
+)
+def test_damage_only_in_the_last_line_is_a_torn_tail(tmp_path_factory, n, changes):
+    out, lines, leads = _journal_of(tmp_path_factory, n)
+    damaged = _alter(lines[-1], changes)  # its newline included
+    if damaged == lines[-1]:
+        return  # not damage: the same record, its checksum spelled another way
+    if b"\n" in damaged[:-1]:
+        return  # a newline inside the last line makes it two: damage before the last line
+    journal_path(out).write_bytes(b"".join([*lines[:-1], damaged]))
+    _check_torn(out, lines, leads)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(n=st.integers(min_value=3, max_value=8), cut=st.integers(min_value=0, max_value=10_000))
+def test_a_last_line_cut_anywhere_is_a_torn_tail(tmp_path_factory, n, cut):
+    out, lines, leads = _journal_of(tmp_path_factory, n)
+    keep = 1 + cut % (len(lines[-1]) - 1)  # 1 .. all but its newline
+    journal_path(out).write_bytes(b"".join(lines[:-1]) + lines[-1][:keep])
+    _check_torn(out, lines, leads)
