@@ -198,8 +198,12 @@ def _dial(settings: Any, url: str, token: str) -> RunSummary:
     "slow, garbage_200, 429. Repeatable.",
 )
 @click.option("--old-shape", is_flag=True, help="Answer in the API's older response shape.")
+@click.option("--list-status", type=int,
+              help="Answer GET /calls with this error status (e.g. 404), to see what the "
+                   "dialer does when it cannot look calls up.")
 def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
-                faults: tuple[str, ...], old_shape: bool) -> int:  # fmt: skip
+                faults: tuple[str, ...], old_shape: bool,
+                list_status: int | None) -> int:  # fmt: skip
     """Serve the built-in Meetzy API simulator on 127.0.0.1 until Ctrl-C.
 
     Its token is 'sandbox-token'. GET /_sim/calls lists every call it created.
@@ -213,9 +217,13 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
             rates[name.strip()] = float(rate)
         except ValueError:
             raise click.UsageError(f"--fault takes NAME=RATE, not {item!r}") from None
-    config = SimConfig(latency=latency, per_second=per_second or None,
-                       per_minute=per_minute or None, fault_rates=rates,
-                       response_shape="old" if old_shape else "new")  # fmt: skip
+    try:
+        config = SimConfig(latency=latency, per_second=per_second or None,
+                           per_minute=per_minute or None, fault_rates=rates,
+                           response_shape="old" if old_shape else "new",
+                           list_status=list_status)  # fmt: skip
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(
         f"Meetzy simulator on http://127.0.0.1:{port} (token: {config.token}); Ctrl-C stops."
     )

@@ -26,6 +26,11 @@ def counts_phrase(counts: Mapping[str, int]) -> str:
     return ", ".join(parts) if parts else "no leads"
 
 
+def plural(count: int, noun: str) -> str:
+    """``"1 lead"``, ``"2 leads"``, ``"1,000 leads"``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def plan_lines(plan: Plan, *, output: str) -> list[str]:
     """The dry run's preview: what was read, what would be sent, what was rejected and why."""
     load = plan.load
@@ -74,26 +79,27 @@ def summary_lines(summary: RunSummary) -> list[str]:
     verb = "Stopped early" if summary.stopped else "Done"
     rate = f", {summary.calls_per_minute:,.1f} calls/min" if summary.sent else ""
     lines = [
-        f"{verb} in {summary.elapsed:.1f} s: {this_run} ({summary.sent:,} requests{rate})",
+        f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
     if summary.reconciled:
         r = summary.reconciled
         lines.append(
-            f"Looked up {sum(r.values()):,} in-doubt leads with GET /calls: "
+            f"Looked up {plural(sum(r.values()), 'in-doubt lead')} with GET /calls: "
             f"{r.get('found', 0):,} found (called), {r.get('absent', 0):,} not placed "
             f"(dialed again), {r.get('undecided', 0):,} undecided."
         )
     if summary.rate_limited:
-        line = f"The API rate-limited {summary.rate_limited:,} requests (429), each retried"
+        line = f"The API rate-limited {plural(summary.rate_limited, 'request')} (429), each retried"
         if summary.rate_lowered_to:
             line += f"; the rate was lowered to {summary.rate_lowered_to}/min for this run"
         lines.append(line + ".")
     if summary.not_started:
-        lines.append(f"{summary.not_started:,} leads not dialed yet: run the same command again.")
+        left = plural(summary.not_started, "lead")
+        lines.append(f"{left} not dialed yet: run the same command again.")
     if summary.in_doubt:
         lines.append(
-            f"{summary.in_doubt:,} leads are in doubt (their call may have been placed and the "
+            f"{plural(summary.in_doubt, 'lead')} in doubt (their call may have been placed and the "
             "API would not say): check them in the Meetzy dashboard, then rerun with "
             "--redial-in-doubt if they were not called."
         )

@@ -228,29 +228,31 @@ class _Session:
             first = self.to_dial[0] if self.to_dial else None
             sample = self.call.body(first.phone, first.params) if first else None
             on_start(Plan(self.loaded, self.to_dial, self.skipped, sample))
-        await self._dispatch(self.to_dial, on_outcome)
+        fresh = await self._dispatch(self.to_dial, on_outcome)
         # This run's own in-doubt leads: look them up, dial again those proven absent, and
-        # look up again any that the redial left in doubt, a few rounds at most.
+        # look up those the redial left in doubt, a few rounds at most.
         for _ in range(SETTLE_ROUNDS):
-            doubtful = [e for e in self.ledger.in_doubt() if e.key in self.touched]
+            doubtful = [e for e in self.ledger.in_doubt() if e.key in fresh]
             if not doubtful or self.stop.is_set():
                 break
             await self._settle(doubtful)
-            await self._dispatch(
-                [x for x in self.to_dial if self.ledger.should_dial(x)], on_outcome
-            )
+            again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
+            fresh = await self._dispatch(again, on_outcome)
 
     async def _dispatch(
         self, leads: list[Lead], on_outcome: Callable[[Outcome], None] | None
-    ) -> None:
+    ) -> set[str]:
+        """Dial ``leads``; returns the keys of those that got an outcome."""
+        done: set[str] = set()
         if not leads:
-            return
+            return done
 
         async def send(lead: Lead) -> str:
             return (await self.client.create_call(self.call.body(lead.phone, lead.params))).call_id
 
         def seen(outcome: Outcome) -> None:
             self.touched.add(outcome.lead.key)
+            done.add(outcome.lead.key)
             if on_outcome is not None:
                 on_outcome(outcome)
 
@@ -263,6 +265,7 @@ class _Session:
         self.auth_error = self.auth_error or result.auth_error
         self.unreachable = self.unreachable or result.unreachable
         self.stopped = self.stopped or result.stopped
+        return done
 
     async def _settle(self, entries: list[Entry]) -> None:
         verdicts = await reconcile(entries, self.client.list_calls,
