@@ -198,9 +198,12 @@ def _dial(settings: Any, url: str, token: str) -> RunSummary:
     "slow, garbage_200, 429. Repeatable.",
 )
 @click.option("--old-shape", is_flag=True, help="Answer in the API's older response shape.")
-@click.option("--list-status", type=int,
-              help="Answer GET /calls with this error status (e.g. 404), to see what the "
-                   "dialer does when it cannot look calls up.")
+@click.option(
+    "--list-status",
+    type=int,
+    help="Answer GET /calls with this error status (e.g. 404), to see what the "
+    "dialer does when it cannot look calls up.",
+)
 def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
                 faults: tuple[str, ...], old_shape: bool,
                 list_status: int | None) -> int:  # fmt: skip

@@ -69,7 +69,23 @@ class DispatchResult:
 
 
 class _Abandoned(Exception):
-    """A retry was due but the run is stopping: the lead stays pending."""
+    """The run is stopping before this lead's next send: it stays pending."""
+
+
+async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) -> bool:
+    """Wait for the rate windows; give up (False) if the run is stopped meanwhile, since the
+    minute window can keep a sender waiting for most of a minute."""
+    if stop.is_set():
+        return False
+    acquire = asyncio.ensure_future(limiter.acquire())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if acquire.done():
+        acquire.result()
+        return True
+    acquire.cancel()
+    return False
 
 
 async def dispatch(
@@ -97,11 +113,13 @@ async def dispatch(
 
         async def attempt() -> str:
             nonlocal attempts
-            if attempts and stop.is_set():
-                raise _Abandoned
+            if stop.is_set():
+                raise _Abandoned  # nothing written, nothing sent
             await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
             # Nothing awaits between the limiter and the send: the windows count real sends.
-            await limiter.acquire()
+            if not await _acquire_unless_stopped(limiter, stop):
+                ledger.not_sent(lead, "stopped before sending")
+                raise _Abandoned
             attempts += 1
             result.sent += 1
             try:
@@ -145,7 +163,7 @@ async def dispatch(
         except OutcomeUnknown as exc:
             return Outcome(lead, Status.IN_DOUBT, attempts=attempts, error=str(exc))
         except _Abandoned:
-            return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before a retry")
+            return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before sending")
         return Outcome(lead, Status.CALLED, call_id=call_id, attempts=attempts)
 
     async def worker() -> None:

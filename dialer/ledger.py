@@ -113,7 +113,7 @@ class Ledger:
                         entry,
                         status=Status.IN_DOUBT,
                         attempts=entry.attempts + 1,
-                        error="interrupted after sending: the call may have been placed",
+                        error="interrupted between the intent and the answer: the call may exist",
                     )
             self._journal_file = self._open_append(self.journal)
             self._results_file = self._open_append(self.results)

@@ -280,3 +280,41 @@ def test_an_fsync_failure_stops_the_run_before_the_send(tmp_path, monkeypatch):
     assert sent == []  # no intent was durable, so nothing was sent
     monkeypatch.undo()
     ledger.close()
+
+
+def test_a_stop_frees_a_sender_waiting_for_the_minute_window(tmp_path):
+    import time
+
+    stop = asyncio.Event()
+    sent = []
+
+    async def send(lead):
+        sent.append(lead.phone)
+        stop.set()  # a signal arrives while the next lead waits ~60 s for the window
+        return "x"
+
+    outcomes = []
+    limiter = SlidingWindows([(1, 60.0)], margin=0.0)
+    started = time.monotonic()
+    with Ledger(tmp_path / "r.csv", durable=False) as ledger:
+        result = asyncio.run(
+            dispatch(
+                leads(2),
+                send,
+                ledger=ledger,
+                limiter=limiter,
+                concurrency=2,
+                stop=stop,
+                on_outcome=outcomes.append,
+            )
+        )
+        entries = {e.key: e for e in ledger.entries()}
+    assert time.monotonic() - started < 5
+    assert len(sent) == 1 and result.sent == 1
+    waiting = next(o for o in outcomes if o.lead.phone not in sent)
+    assert (waiting.status, waiting.attempts, waiting.error) == (
+        Status.PENDING,
+        0,
+        "stopped before sending",
+    )
+    assert entries[waiting.lead.key].status is Status.PENDING  # not in doubt: never sent
