@@ -20,6 +20,8 @@ class Status(enum.StrEnum):
     IN_DOUBT = "in_doubt"  # the request was sent but the answer lost: the phone may have rung
     INVALID = "invalid"  # final at load time: empty or invalid phone, never sent
     DUPLICATE = "duplicate"  # final at load time: an earlier row has the same phone
+    DNC = "dnc"  # final at load time: the phone is on the do-not-call list
+    MISSING_PARAM = "missing_param"  # final at load time: a required param is empty
 
     @property
     def is_final(self) -> bool:
@@ -27,8 +29,8 @@ class Status(enum.StrEnum):
         return self in _FINAL
 
 
-_FINAL = frozenset({Status.CALLED, Status.FAILED, Status.INVALID, Status.DUPLICATE})
-LOAD_TIME = frozenset({Status.INVALID, Status.DUPLICATE})
+LOAD_TIME = frozenset({Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM})
+_FINAL = frozenset({Status.CALLED, Status.FAILED}) | LOAD_TIME
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ class Lead:
     params: dict[str, str] = field(default_factory=dict)
     status: Status = Status.PENDING
     reason: str = ""
+    crm_id: str = ""  # the CRM's id for the row (--id-column), carried into the results
 
     @property
     def key(self) -> str:
