@@ -26,6 +26,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import socket
 import time
 import zlib
@@ -39,7 +40,12 @@ import filelock
 from dialer.errors import LedgerError, LedgerLocked
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 
-RESULT_COLUMNS = ["row", "phone", "status", "call_id", "attempts", "error", "updated_at"]
+RESULT_COLUMNS = [
+    "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at"
+]  # fmt: skip
+# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,7 @@ class Entry:
     error: str = ""
     updated_at: str = ""
     sent_at: float = 0.0  # unix time of the last intent (0: unknown), for reconciliation
+    crm_id: str = ""  # the CRM's id of the row (--id-column)
 
 
 def journal_path(results: Path) -> Path:
@@ -196,7 +203,7 @@ class Ledger:
     def record_load(self, lead: Lead) -> None:
         """A lead final at load time (invalid, duplicate): a results row, no journal record."""
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
-                      updated_at=_now_iso())  # fmt: skip
+                      updated_at=_now_iso(), crm_id=lead.crm_id)  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -225,7 +232,7 @@ class Ledger:
         before = self._entries.get(lead.key)
         entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
-                      _now_iso(), before.sent_at if before else 0.0)  # fmt: skip
+                      _now_iso(), before.sent_at if before else 0.0, lead.crm_id)  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -241,7 +248,7 @@ class Ledger:
         before = self._entries.get(lead.key)
         return Entry(lead.key, lead.row, lead.phone, Status.DIALING,
                      attempts=before.attempts if before else 0, updated_at=_now_iso(),
-                     sent_at=time.time())  # fmt: skip
+                     sent_at=time.time(), crm_id=lead.crm_id)  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
         """Append one state line to the journal (written and flushed, not yet fsynced)."""
@@ -336,7 +343,8 @@ class Ledger:
 def _record(entry: Entry) -> dict[str, Any]:
     return {"k": entry.key, "row": entry.row, "phone": entry.phone,
             "status": entry.status.value, "call_id": entry.call_id, "attempts": entry.attempts,
-            "error": entry.error, "at": entry.updated_at, "sent": entry.sent_at}  # fmt: skip
+            "error": entry.error, "at": entry.updated_at, "sent": entry.sent_at,
+            "crm": entry.crm_id}  # fmt: skip
 
 
 def _decode(raw: bytes) -> Entry | None:
@@ -348,21 +356,23 @@ def _decode(raw: bytes) -> Entry | None:
         r = json.loads(payload)
         return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
                      str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
-                     float(r["sent"]))  # fmt: skip
+                     float(r["sent"]), str(r.get("crm", "")))  # fmt: skip
     except (ValueError, TypeError, KeyError):
         return None
 
 
 def _row(entry: Entry) -> list[str]:
-    return [
-        str(entry.row),
-        entry.phone,
-        entry.status.value,
-        entry.call_id,
-        str(entry.attempts),
-        entry.error,
-        entry.updated_at,
-    ]
+    cells = [str(entry.row), entry.crm_id, entry.phone, entry.status.value, entry.call_id,
+             str(entry.attempts), entry.error, entry.updated_at]  # fmt: skip
+    return [safe_cell(cell) for cell in cells]
+
+
+def safe_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula (OWASP's advice: a leading
+    ``'``). A plain E.164 phone is left alone: ``+34612345678`` is a number, not a formula."""
+    if value.startswith(_FORMULA_START) and not _E164.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _fsync_dir(path: Path) -> None:
@@ -408,5 +418,6 @@ def read_results(path: str | Path) -> list[Entry]:
                 attempts,
                 rec.get("error") or "",
                 rec.get("updated_at") or "",
+                crm_id=rec.get("crm_id") or "",
             )
     return list(entries.values())

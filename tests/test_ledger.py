@@ -30,7 +30,7 @@ def test_new_ledger_dials_everything_and_writes_a_header(tmp_path):
         assert ledger.should_dial(A) and ledger.should_dial(B)
         assert not ledger.should_dial(BAD)
     assert rows(out) == []
-    assert out.read_text().startswith("row,phone,status,call_id,attempts,error,updated_at")
+    assert out.read_text().startswith("row,crm_id,phone,status,call_id,attempts,error,updated_at")
 
 
 def test_outcomes_are_final_across_runs(tmp_path):
@@ -323,3 +323,26 @@ def test_a_last_line_cut_anywhere_is_a_torn_tail(tmp_path_factory, n, cut):
     keep = 1 + cut % (len(lines[-1]) - 1)  # 1 .. all but its newline
     journal_path(out).write_bytes(b"".join(lines[:-1]) + lines[-1][:keep])
     _check_torn(out, lines, leads)
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+        ("+34 612 =1+1", "'+34 612 =1+1"),
+        ("-1", "'-1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("+34612345678", "+34612345678"),  # a clean E.164 phone stays readable
+        ("José", "José"),
+        ("", ""),
+    ],
+)
+def test_cells_from_the_input_are_neutralised(tmp_path, cell, written):
+    out = tmp_path / "r.csv"
+    lead = Lead(5, cell, status=Status.INVALID, reason="invalid", crm_id=cell)
+    with Ledger(out) as ledger:
+        ledger.record_load(lead)
+    [row] = rows(out)
+    assert row["phone"] == written and row["crm_id"] == written
