@@ -2,7 +2,8 @@
 
 Owns three files beside the results CSV (``leads.results.csv`` below):
 
-* ``leads.results.csv``          one row per lead: what a person or a spreadsheet reads. Rows are
+* ``leads.results.csv``          one row per lead (UTF-8 with a BOM for Excel, every cell made
+                                 safe from formula injection): what a person reads. Rows are
                                  appended as leads finish and the file is compacted (temp file,
                                  fsync, rename, fsync of the directory) when the run closes; a
                                  reader keeps the last row per lead, so a crash leaves it usable.
@@ -126,6 +127,7 @@ class Ledger:
             self._results_file = self._open_append(self.results)
             self._results_writer = csv.writer(self._results_file, lineterminator="\r\n")
             if self.results.stat().st_size == 0:
+                self._results_file.write("\ufeff")  # a BOM, so Excel reads UTF-8 accents right
                 self._results_writer.writerow(RESULT_COLUMNS)
                 self._results_file.flush()
         except BaseException:
@@ -326,7 +328,7 @@ class Ledger:
         rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
         tmp = self.results.with_name(self.results.name + ".tmp")
         try:
-            with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
                 writer = csv.writer(handle, lineterminator="\r\n")
                 writer.writerow(RESULT_COLUMNS)
                 writer.writerows(_row(e) for e in rows)
@@ -387,7 +389,7 @@ def read_results(path: str | Path) -> list[Entry]:
     """Read a results CSV (a missing file reads as empty); the last row per lead wins."""
     path = Path(path)
     try:
-        handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
     except FileNotFoundError:
         return []
     except OSError as exc:

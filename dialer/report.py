@@ -1,20 +1,26 @@
 """Reports: the words and numbers a person reads about a run, a plan or a results file.
 
-Pure formatting: every function takes the library's dataclasses and returns lines of text;
-the CLI decides where they go.
+Formatting functions take the library's dataclasses and return lines of text; the CLI decides
+where they go. ``write_rejects`` writes the rejected rows as a CSV to fix and re-import.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
+from dialer.errors import ConfigError
+from dialer.ledger import safe_cell
+from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.run import Plan, RunSummary
 
 # The order statuses are listed in, most interesting first.
 STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
-                                  Status.DIALING, Status.INVALID, Status.DUPLICATE)]  # fmt: skip
+                                  Status.DIALING, Status.INVALID, Status.DUPLICATE, Status.DNC,
+                                  Status.MISSING_PARAM)]  # fmt: skip
 REJECTS_SHOWN = 10
 
 
@@ -109,3 +115,21 @@ def summary_lines(summary: RunSummary) -> list[str]:
 
 def _delimiter(delimiter: str) -> str:
     return {",": "','", ";": "';'", "\t": "tab"}.get(delimiter, repr(delimiter))
+
+
+def write_rejects(path: str | Path, load: LoadResult) -> int:
+    """Write every row rejected at load time, with its reason and its cells, as a CSV to fix
+    and re-import (the phone column keeps its header). Returns how many rows were written."""
+    rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
+    columns = ["row", "status", "reason", load.phone_column, *load.param_names]
+    try:
+        with open(path, "w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\r\n")
+            writer.writerow(columns)
+            for lead in rejected:
+                cells = [str(lead.row), lead.status.value, lead.reason, lead.phone]
+                cells += [lead.params.get(name, "") for name in load.param_names]
+                writer.writerow([safe_cell(cell) for cell in cells])
+    except OSError as exc:
+        raise ConfigError(f"cannot write --rejects {path}: {exc.strerror}") from exc
+    return len(rejected)

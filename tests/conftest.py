@@ -62,7 +62,7 @@ def write_leads(path: Path, phones: list[str], **extra: list[str]) -> Path:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 
 

@@ -20,7 +20,7 @@ BAD = Lead(4, "12345", status=Status.INVALID, reason="invalid number for ES")
 
 
 def rows(path):
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -30,7 +30,9 @@ def test_new_ledger_dials_everything_and_writes_a_header(tmp_path):
         assert ledger.should_dial(A) and ledger.should_dial(B)
         assert not ledger.should_dial(BAD)
     assert rows(out) == []
-    assert out.read_text().startswith("row,crm_id,phone,status,call_id,attempts,error,updated_at")
+    assert out.read_text(encoding="utf-8").startswith(
+        "\ufeffrow,crm_id,phone,status,call_id,attempts,error,updated_at"
+    )
 
 
 def test_outcomes_are_final_across_runs(tmp_path):
