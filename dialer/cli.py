@@ -35,7 +35,7 @@ from dialer.errors import (
     DialerError,
 )
 from dialer.model import Outcome
-from dialer.report import plan_lines, start_lines, summary_lines
+from dialer.report import plan_lines, start_lines, status_lines, summary_lines
 from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
 
 
@@ -168,6 +168,19 @@ def _dial(settings: Any, url: str, token: str) -> RunSummary:
     finally:
         if bar is not None:
             bar.close()
+
+
+@cli.command()
+@click.argument("results", type=click.Path(dir_okay=False))
+def status(results: str) -> int:
+    """Show where a campaign stands: counts per status, the last run, leads in doubt.
+
+    RESULTS is a results CSV written by 'dialer run' (its --output). Safe while a run is going
+    on: it reads and never locks or writes.
+    """
+    for line in status_lines(results):
+        click.echo(line)
+    return EXIT_OK
 
 
 @cli.command(name="sandbox")

@@ -31,6 +31,7 @@ import re
 import socket
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,10 @@ class Entry:
 
 def journal_path(results: Path) -> Path:
     return results.with_name(results.name + ".journal")
+
+
+def runs_path(results: Path) -> Path:
+    return results.with_name(results.name + ".runs.jsonl")
 
 
 def lock_path(results: Path) -> Path:
@@ -195,6 +200,12 @@ class Ledger:
         entry = self._entries.get(lead.key)
         return entry is None or entry.status is Status.PENDING
 
+    def recent_sends(self, within: float) -> list[float]:
+        """Wall-clock times of the last sends (one per lead) in the last ``within`` seconds:
+        an earlier run's sends still count against the API's rate windows."""
+        cutoff = time.time() - within
+        return sorted(e.sent_at for e in self._entries.values() if e.sent_at >= cutoff)
+
     def in_doubt(self) -> list[Entry]:
         """Leads whose call may or may not exist: to reconcile before anything new is dialed."""
         return [e for e in self._entries.values() if e.status is Status.IN_DOUBT]
@@ -294,28 +305,8 @@ class Ledger:
             raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
 
     def _read_journal(self) -> list[Entry]:
-        try:
-            data = self.journal.read_bytes()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise LedgerError(f"cannot read the journal {self.journal}: {exc.strerror}") from exc
-        lines = data.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]
-        records = []
-        good = 0  # bytes of the journal that hold whole, valid lines
-        for number, raw in enumerate(complete, start=1):
-            record = _decode(raw)
-            if record is None:
-                if number == len(complete) and not tail:
-                    break  # the last line, garbled by a crash mid-write: a torn tail
-                raise LedgerError(
-                    f"the journal {self.journal} is damaged at line {number}: the run stops so "
-                    "that nobody is dialed twice; restore the file or ask for help"
-                )
-            records.append(record)
-            good += len(raw) + 1
-        if good < len(data):
+        records, good, size = read_journal(self.journal)
+        if good < size:
             # Cut the torn tail off so the next record starts on a line of its own.
             self.torn_tail = True
             try:
@@ -323,6 +314,15 @@ class Ledger:
             except OSError as exc:
                 raise LedgerError(f"cannot repair {self.journal}: {exc.strerror}") from exc
         return records
+
+    def log_run(self, record: Mapping[str, Any]) -> None:
+        """Append one run's audit record to ``<results>.runs.jsonl``."""
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+        try:
+            with open(runs_path(self.results), "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise LedgerError(f"cannot write {runs_path(self.results)}: {exc.strerror}") from exc
 
     def _compact(self) -> None:
         rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
@@ -340,6 +340,58 @@ class Ledger:
                 _fsync_dir(self.results.parent)
         except OSError as exc:
             raise LedgerError(f"cannot rewrite {self.results}: {exc.strerror}") from exc
+
+
+def read_journal(journal: Path) -> tuple[list[Entry], int, int]:
+    """The journal's records, the bytes they span and the file's size (a torn last line is
+    left out). Damage before the last line raises ``LedgerError``; a missing file is empty."""
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
+        return [], 0, 0
+    except OSError as exc:
+        raise LedgerError(f"cannot read the journal {journal}: {exc.strerror}") from exc
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    records = []
+    good = 0  # bytes of the journal that hold whole, valid lines
+    for number, raw in enumerate(complete, start=1):
+        record = _decode(raw)
+        if record is None:
+            if number == len(complete) and not tail:
+                break  # the last line, garbled by a crash mid-write: a torn tail
+            raise LedgerError(
+                f"the journal {journal} is damaged at line {number}: the run stops so "
+                "that nobody is dialed twice; restore the file or ask for help"
+            )
+        records.append(record)
+        good += len(raw) + 1
+    return records, good, len(data)
+
+
+def read_state(results: str | Path) -> dict[str, Entry]:
+    """Every lead's state from the results CSV and the journal, read-only, without the lock
+    (for ``dialer status``): what a run would start from, less its in-doubt conversion."""
+    results = Path(results)
+    state = {e.key: e for e in read_results(results)}
+    for entry in read_journal(journal_path(results))[0]:
+        state[entry.key] = entry
+    return state
+
+
+def read_runs(results: str | Path) -> list[dict[str, Any]]:
+    """The audit records of past runs (``<results>.runs.jsonl``), oldest first."""
+    try:
+        text = runs_path(Path(results)).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise LedgerError(f"cannot read {runs_path(Path(results))}: {exc.strerror}") from exc
+    runs = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            runs.append(json.loads(line))
+    return runs
 
 
 def _record(entry: Entry) -> dict[str, Any]:

@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from dialer.errors import ConfigError
-from dialer.ledger import safe_cell
+from dialer.errors import ConfigError, LeadsFileError
+from dialer.ledger import read_runs, read_state, safe_cell
 from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.run import Plan, RunSummary
@@ -133,3 +133,38 @@ def write_rejects(path: str | Path, load: LoadResult) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write --rejects {path}: {exc.strerror}") from exc
     return len(rejected)
+
+
+def status_lines(results: str | Path) -> list[str]:
+    """``dialer status``: where a campaign stands, from its results, journal and run log,
+    read without taking the lock (safe while a run is going on)."""
+    results = Path(results)
+    if not results.exists():
+        raise LeadsFileError(f"{results.name}: no results file here (the --output of a run)")
+    state = read_state(results)
+    counts: dict[str, int] = {}
+    for entry in state.values():
+        status = Status.IN_DOUBT.value if entry.status is Status.DIALING else entry.status.value
+        counts[status] = counts.get(status, 0) + 1
+    lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}"]
+    runs = read_runs(results)
+    if runs:
+        last = runs[-1]
+        done = counts_phrase(last["this_run"]) if last.get("this_run") else "nobody dialed"
+        lines.append(
+            f"Last run: {last.get('started', '?')} ({last.get('outcome', '?')}) in "
+            f"{last.get('elapsed', 0):.1f} s: {done}, "
+            f"{last.get('calls_per_minute', 0):,.1f} calls/min; {plural(len(runs), 'run')} in all"
+        )
+    doubtful = sorted(
+        (e for e in state.values() if e.status in (Status.IN_DOUBT, Status.DIALING)),
+        key=lambda e: e.row,
+    )
+    if doubtful:
+        lines.append(f"In doubt, a person should check ({len(doubtful):,}):")
+        for entry in doubtful[:REJECTS_SHOWN]:
+            why = entry.error or "interrupted between the intent and the answer"
+            lines.append(f"  row {entry.row:<5} {entry.phone}: {why}")
+        if len(doubtful) > REJECTS_SHOWN:
+            lines.append(f"  ... and {len(doubtful) - REJECTS_SHOWN:,} more")
+    return lines

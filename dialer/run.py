@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import httpx
 from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy, dispatch
-from dialer.errors import AuthError, NotSent, Stopped, Unreachable
+from dialer.errors import AuthError, DialerError, LedgerError, NotSent, Stopped, Unreachable
 from dialer.ledger import Entry, Ledger, read_results
 from dialer.limits import SlidingWindows
 from dialer.loader import ColumnMapping, LoadResult, load_leads
@@ -55,6 +58,7 @@ class RunSummary:
     rate_limited: int
     stopped: bool
     reconciled: dict[str, int] = field(default_factory=dict)  # found / absent / undecided
+    record: dict[str, Any] = field(default_factory=dict)  # the audit record (runs.jsonl)
     rate_lowered_to: int | None = None  # the per-minute limit after repeated 429s
     warnings: list[str] = field(default_factory=list)
 
@@ -124,38 +128,95 @@ def run_campaign(
     the summary says ``stopped``.
     """
     loaded = load(settings)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), _now_iso()
+    error: DialerError | None = None
     with Ledger(settings.output, durable=durable) as ledger:
         for lead in loaded.leads:
             if lead.status in LOAD_TIME:
                 ledger.record_load(lead)
         session = _Session(settings, loaded, ledger, api_url, token, transport, retry)
-        asyncio.run(session.run(on_start, on_outcome, handle_signals))
+        try:
+            asyncio.run(session.run(on_start, on_outcome, handle_signals))
+        except DialerError as exc:  # a second signal, a ledger error: still summarised below
+            error = exc
         counts = Counter(entry.status.value for entry in ledger.entries())
         this_run = Counter(ledger.entries_by_key()[key].status.value for key in session.touched)
-    not_started = len(session.to_dial) - len(session.touched & {x.key for x in session.to_dial})
-    counts[Status.PENDING.value] += not_started
-    if session.auth_error is not None:
-        raise session.auth_error
-    if session.unreachable is not None:
-        raise Unreachable(
-            f"the API could not be reached ({session.unreachable}): the run stopped; "
-            f"{counts[Status.PENDING.value]:,} leads are pending for the next run"
+        not_started = len(session.to_dial) - len(session.touched & {x.key for x in session.to_dial})
+        counts[Status.PENDING.value] += not_started
+        if error is None and session.auth_error is not None:
+            error = session.auth_error
+        if error is None and session.unreachable is not None:
+            error = Unreachable(
+                f"the API could not be reached ({session.unreachable}): the run stopped; "
+                f"{counts[Status.PENDING.value]:,} leads are pending for the next run"
+            )
+        summary = RunSummary(
+            output=settings.output,
+            counts=+counts,
+            this_run=dict(this_run),
+            sent=session.sent,
+            skipped=session.skipped,
+            not_started=not_started,
+            elapsed=time.monotonic() - started,
+            rate_limited=session.rate_limited,
+            stopped=session.stopped,
+            reconciled=dict(session.reconciled),
+            rate_lowered_to=session.rate_lowered_to,
+            warnings=list(loaded.warnings),
         )
-    return RunSummary(
-        output=settings.output,
-        counts=+counts,
-        this_run=dict(this_run),
-        sent=session.sent,
-        skipped=session.skipped,
-        not_started=not_started,
-        elapsed=time.monotonic() - started,
-        rate_limited=session.rate_limited,
-        stopped=session.stopped,
-        reconciled=dict(session.reconciled),
-        rate_lowered_to=session.rate_lowered_to,
-        warnings=list(loaded.warnings),
-    )
+        summary = dataclasses.replace(
+            summary, record=run_record(settings, summary, started_at=started_at, error=error)
+        )
+        if not isinstance(error, LedgerError):
+            ledger.log_run(summary.record)
+    if error is not None:
+        raise error
+    return summary
+
+
+def run_record(
+    settings: Settings, summary: RunSummary, *, started_at: str, error: DialerError | None
+) -> dict[str, Any]:
+    """One run's audit record: what ran on which file with which settings, and what came of it.
+    Appended to ``<results>.runs.jsonl``; ``--log-format json`` prints it. Holds no token."""
+    outcome = "stopped" if summary.stopped else "finished"
+    if error is not None:
+        outcome = type(error).__name__
+    return {
+        "started": started_at,
+        "finished": _now_iso(),
+        "outcome": outcome,
+        "error": str(error) if error is not None else "",
+        "leads_file": str(settings.leads),
+        "leads_sha256": _sha256(settings.leads),
+        "output": str(settings.output),
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in dataclasses.asdict(settings).items()
+        },
+        "counts": summary.counts,
+        "this_run": summary.this_run,
+        "sent": summary.sent,
+        "elapsed": round(summary.elapsed, 3),
+        "calls_per_minute": round(summary.calls_per_minute, 2),
+        "rate_limited": summary.rate_limited,
+        "reconciled": summary.reconciled,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
@@ -197,6 +258,9 @@ class _Session:
         s = self.settings
         self.stop = asyncio.Event()
         self.limiter = SlidingWindows([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)])
+        # The API's windows span runs: an earlier run's last sends still count (cron batches).
+        offset = time.monotonic() - time.time()
+        self.limiter.seed(t + offset for t in self.ledger.recent_sends(within=61.0))
         url, token, transport = self.client_args
         self.client = MeetzyClient(url, token, timeout=s.timeout, max_connections=s.concurrency,
                                    transport=transport)  # fmt: skip

@@ -431,3 +431,43 @@ def test_an_unreachable_api_stops_the_run_and_leaves_every_lead_pending(tmp_path
     assert 3 <= len(rows) <= 4  # gave up after three leads in a row, not thirty
     assert all(r["status"] == "pending" for r in rows)
     assert sum(r["attempts"] == "6" for r in rows) >= 3  # every retry spent, then gave up
+
+
+def test_status_matches_the_results_file(sim, tmp_path):
+    phones = mobiles(6)
+    sim.config.faults = {phones[0]: ["500_after"]}
+    sim.config.list_status = 404  # phones[0] stays in doubt
+    leads = write_leads(tmp_path / "l.csv", [*phones, "12345", phones[1]])
+    run = run_cli("run", str(leads), "--playbook", "pb", "--in-doubt-grace", "0", url=sim.url)
+    assert run.returncode == 6, run.stdout + run.stderr
+    proc = run_cli("status", str(tmp_path / "l.results.csv"), token=None)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(tmp_path / "l.results.csv")
+    counts = collections.Counter(r["status"] for r in rows)
+    assert counts == {"called": 5, "in_doubt": 1, "invalid": 1, "duplicate": 1}
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "l.results.csv: 8 leads: 5 called, 1 in_doubt, 1 invalid, 1 duplicate"
+    assert lines[1].startswith("Last run: ") and "(finished) in " in lines[1]
+    assert lines[1].endswith("; 1 run in all")
+    assert lines[2] == "In doubt, a person should check (1):"
+    assert lines[3].startswith(f"  row 2     {phones[0]}: could not list calls to check (HTTP 404")
+    runs = (tmp_path / "l.results.csv.runs.jsonl").read_text().splitlines()
+    record = json.loads(runs[-1])
+    assert record["counts"] == dict(counts) and record["sent"] == 6
+    assert record["settings"]["playbook"] == "pb" and TOKEN not in runs[-1]
+    assert len(record["leads_sha256"]) == 64
+
+
+@pytest.mark.slow
+def test_back_to_back_runs_stay_inside_100_per_minute_together(sim, tmp_path):
+    """Cron starts batch after batch: the second run counts the first run's sends."""
+    first = write_leads(tmp_path / "a.csv", mobiles(60))
+    assert run_cli("run", str(first), "--playbook", "pb", "--output",
+                   str(tmp_path / "r.csv"), url=sim.url).returncode == 0  # fmt: skip
+    second = write_leads(tmp_path / "b.csv", mobiles(60, start=100))
+    proc = run_cli("run", str(second), "--playbook", "pb", "--output", str(tmp_path / "r.csv"),
+                   timeout=180, url=sim.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    posts = sorted(r.at for r in sim.requests if r.method == "POST")
+    assert len(posts) == 120 and all(r.status == 200 for r in sim.requests)  # no 429
+    assert max(sum(t <= u < t + 60.0 for u in posts) for t in posts) <= 100
