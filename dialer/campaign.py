@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dialer.errors import ConfigError
 
@@ -43,6 +44,13 @@ class Settings:
     max_per_minute: int = 100
     concurrency: int = 10
     timeout: float = 30.0
+    # batches
+    max_calls: int | None = None  # leads to dial in this run at most (a batch)
+    until: str | None = None  # "HH:MM": start no call after it (campaign time zone)
+    timezone: str | None = None  # IANA name; None: this machine's local time zone
+    calling_hours: str | None = None  # "HH:MM-HH:MM" in each lead's own time zone
+    calling_days: str | None = None  # "mon-fri"; None: every day (when hours are set)
+    timezone_column: str | None = None  # a column holding each lead's IANA time zone
     # in-doubt leads
     in_doubt_grace: float = 15.0  # seconds after an attempt before "not listed" means absent
     redial_in_doubt: bool = False  # a person checked: dial the undecidable ones again
@@ -67,6 +75,12 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "concurrency": int,
     "timeout": (int, float),
     "in_doubt_grace": (int, float),
+    "max_calls": int,
+    "until": str,
+    "timezone": str,
+    "calling_hours": str,
+    "calling_days": str,
+    "timezone_column": str,
 }
 _NAMES = {f.name for f in fields(Settings)}
 _KIND_NAMES = {
@@ -193,6 +207,34 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         raise bad(
             "in_doubt_grace", f"must be between 0 and 3600 seconds, not {v['in_doubt_grace']!r}"
         )
+    if v.get("max_calls") is not None and (
+        not isinstance(v["max_calls"], int) or v["max_calls"] < 0
+    ):
+        raise bad("max_calls", f"must be a whole number of at least 0, not {v['max_calls']!r}")
+    if v.get("until") is not None:
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(v["until"]).strip())
+        if not match:
+            raise bad("until", f"must be a time such as 18:30, not {v['until']!r}")
+        v["until"] = f"{int(match[1]):02d}:{match[2]}"
+    if v.get("timezone") is not None:
+        try:
+            ZoneInfo(str(v["timezone"]).strip())
+        except (ValueError, ZoneInfoNotFoundError):
+            raise bad(
+                "timezone", f"is not a time zone: {v['timezone']!r} (use e.g. Europe/Madrid)"
+            ) from None
+        v["timezone"] = str(v["timezone"]).strip()
+    if v.get("calling_hours") is not None or v.get("calling_days") is not None:
+        from dialer.schedule import CallingWindow
+
+        try:
+            CallingWindow.parse(v.get("calling_hours") or "00:00-23:59",
+                                v.get("calling_days") or "mon-sun")  # fmt: skip
+        except ConfigError as exc:
+            key = "calling_hours" if "hours" in str(exc) else "calling_days"
+            if origin.get(key, "").startswith("--"):
+                raise
+            raise ConfigError(f"{origin.get(key, key)}: {exc}") from None
     if v.get("default_region") is not None:
         v["default_region"] = str(v["default_region"]).strip().upper()
     if v.get("encoding") is not None:
@@ -224,5 +266,11 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         concurrency=v.get("concurrency", 10),
         timeout=float(v.get("timeout", 30.0)),
         in_doubt_grace=float(v.get("in_doubt_grace", 15.0)),
+        max_calls=v.get("max_calls"),
+        until=v.get("until"),
+        timezone=v.get("timezone"),
+        calling_hours=v.get("calling_hours"),
+        calling_days=v.get("calling_days"),
+        timezone_column=v.get("timezone_column"),
         redial_in_doubt=bool(v.get("redial_in_doubt", False)),
     )

@@ -8,8 +8,12 @@ here decides behaviour. Nothing imports this module.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -32,10 +36,11 @@ from dialer.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_STOPPED,
+    ConfigError,
     DialerError,
 )
 from dialer.model import Outcome
-from dialer.report import plan_lines, start_lines, status_lines, summary_lines
+from dialer.report import counts_phrase, plan_lines, start_lines, status_lines, summary_lines
 from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
 
 
@@ -89,6 +94,33 @@ def cli() -> None:
 @click.option("--concurrency", type=int, help="Requests in flight at once (default 10).")
 @click.option("--timeout", type=float, help="Seconds to wait for an answer (default 30).")
 @click.option(
+    "--max-calls",
+    type=int,
+    help="Dial at most N leads in this run (a batch); the rest wait for the next.",
+)
+@click.option(
+    "--until",
+    metavar="HH:MM",
+    help="Start no call after this time (in --timezone); later leads wait.",
+)
+@click.option(
+    "--calling-hours",
+    metavar="HH:MM-HH:MM",
+    help="Dial a lead only between these hours in ITS time zone (from "
+    "--timezone-column, else its number, else --timezone).",
+)
+@click.option(
+    "--calling-days",
+    metavar="DAYS",
+    help="Days the calling hours apply, e.g. mon-fri (default: every day).",
+)
+@click.option("--timezone-column", metavar="COL", help="Column with each lead's IANA time zone.")
+@click.option(
+    "--timezone",
+    help="IANA time zone for --until and for leads whose number has none "
+    "(default: this machine's).",
+)
+@click.option(
     "--in-doubt-grace",
     type=float,
     help="Seconds after an unanswered attempt before a call missing from GET /calls "
@@ -109,6 +141,26 @@ def cli() -> None:
     help="Run against the built-in simulator on 127.0.0.1: no token, no network. "
     "Default output: <leads stem>.sandbox.results.csv.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: print the run's audit record (one JSON line) instead of the summary.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False),
+    help="Also append the summary (or JSON record) to this file.",
+)
+@click.option(
+    "--progress-every",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between progress lines on stderr when it is not a terminal.",
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False),
@@ -116,6 +168,7 @@ def cli() -> None:
 )
 def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         token_file: str | None, params: tuple[str, ...], exclude: tuple[str, ...],
+        quiet: bool, log_format: str, log_file: str | None, progress_every: float,
         **flags: Any) -> int:  # fmt: skip
     """Place one AI call per lead of LEADS (CSV) that has no final result yet.
 
@@ -130,44 +183,105 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         for line in plan_lines(plan(settings), output=str(settings.output)):
             click.echo(line)
         return EXIT_OK
+    out = _Output(quiet=quiet or log_format == "json", every=progress_every)
     if use_sandbox:
         with sandbox() as (url, token):
-            click.echo(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
-            summary = _dial(settings, url, token)
+            out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
+            summary = _dial(settings, url, token, out)
     else:
         token = token_from_env(token_file=token_file)
         url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
-        summary = _dial(settings, url, token)
-    for line in summary_lines(summary):
-        click.echo(line)
+        summary = _dial(settings, url, token, out)
+    if log_format == "json":
+        lines = [json.dumps(summary.record, ensure_ascii=False, default=str)]
+        if not quiet:
+            click.echo(lines[0])
+    else:
+        lines = summary_lines(summary)
+        for line in lines:
+            out.say(line)
+    if log_file:
+        _append_log(log_file, lines)
     if summary.stopped:
         return EXIT_STOPPED
     return EXIT_IN_DOUBT if summary.in_doubt else EXIT_OK
 
 
-def _dial(settings: Any, url: str, token: str) -> RunSummary:
-    bar: tqdm[Any] | None = None
+class _Output:
+    """Where a run's words go: stdout unless quiet; a progress bar on a terminal, else a
+    progress line on stderr every ``every`` seconds (cron mails stay short and plain)."""
 
-    def on_start(p: Plan) -> None:
-        nonlocal bar
-        for line in start_lines(p):
+    def __init__(self, *, quiet: bool, every: float) -> None:
+        self.quiet, self.every = quiet, every
+        self.bar: tqdm[Any] | None = None
+        self.total = self.done = 0
+        self.counts: dict[str, int] = {}
+        self.started = self.last = time.monotonic()
+
+    def say(self, line: str) -> None:
+        if not self.quiet:
             click.echo(line)
-        if sys.stderr.isatty() and p.to_dial:
-            bar = tqdm(total=len(p.to_dial), unit="lead", file=sys.stderr)
 
-    def on_outcome(outcome: Outcome) -> None:
-        if bar is not None:
-            bar.update(1)
+    def start(self, plan: Plan) -> None:
+        for line in start_lines(plan):
+            self.say(line)
+        self.total = len(plan.to_dial)
+        if sys.stderr.isatty() and self.total and not self.quiet:
+            self.bar = tqdm(total=self.total, unit="lead", file=sys.stderr)
 
-    # For tests only (README, "Testing"): scale the retry backoff down so they do not sleep.
+    def outcome(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.counts[outcome.status.value] = self.counts.get(outcome.status.value, 0) + 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            minutes = max(self.last - self.started, 1e-9) / 60
+            rate = self.counts.get("called", 0) / minutes
+            click.echo(
+                f"progress: {self.done:,}/{self.total:,} leads "
+                f"({counts_phrase(self.counts)}), {rate:.1f} calls/min",
+                err=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _dial(settings: Any, url: str, token: str, out: _Output) -> RunSummary:
+    # For tests only (README, "Testing"): scale the retry backoff down so they do not sleep,
+    # and start the clock at DIALER_TEST_NOW (an ISO time) instead of now.
     backoff = os.environ.get("DIALER_TEST_BACKOFF")
     retry = RetryPolicy(backoff=float(backoff), backoff_max=float(backoff)) if backoff else None
     try:
-        return run_campaign(settings, api_url=url, token=token, retry=retry, on_start=on_start,
-                            on_outcome=on_outcome, handle_signals=True)  # fmt: skip
+        return run_campaign(settings, api_url=url, token=token, retry=retry,
+                            on_start=out.start, on_outcome=out.outcome, handle_signals=True,
+                            clock=_test_clock())  # fmt: skip
     finally:
-        if bar is not None:
-            bar.close()
+        out.close()
+
+
+def _test_clock() -> Callable[[], datetime] | None:
+    text = os.environ.get("DIALER_TEST_NOW")
+    if not text:
+        return None
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"DIALER_TEST_NOW must be an ISO time, not {text!r}") from None
+    if start.tzinfo is None:
+        raise ConfigError("DIALER_TEST_NOW needs a UTC offset, e.g. 2026-11-25T09:00:00+01:00")
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def _append_log(path: str, lines: list[str]) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+    except OSError as exc:
+        raise ConfigError(f"cannot write --log-file {path}: {exc.strerror}") from exc
 
 
 @cli.command()

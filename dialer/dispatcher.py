@@ -21,6 +21,7 @@ finish. Ledger errors and bugs do propagate, cancelling the pool.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -98,8 +99,12 @@ async def dispatch(
     retry: RetryPolicy | None = None,
     stop: asyncio.Event | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    admit: Callable[[Lead], str | None] | None = None,
 ) -> DispatchResult:
-    """Dial every lead the ledger says to, at most ``concurrency`` at a time."""
+    """Dial every lead the ledger says to, at most ``concurrency`` at a time.
+
+    ``admit(lead)``, checked just before each lead is dialed, returns why the lead may not be
+    called now (outside its calling hours): the lead is then deferred, not dialed."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     retry = retry or RetryPolicy()
@@ -110,9 +115,10 @@ async def dispatch(
 
     async def one(lead: Lead) -> Outcome:
         attempts = 0
+        sent_at = 0.0  # when the last request left: the rate windows of a later run count it
 
         async def attempt() -> str:
-            nonlocal attempts
+            nonlocal attempts, sent_at
             if stop.is_set():
                 raise _Abandoned  # nothing written, nothing sent
             await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
@@ -122,6 +128,7 @@ async def dispatch(
                 raise _Abandoned
             attempts += 1
             result.sent += 1
+            sent_at = time.time()
             try:
                 return await send(lead)
             except NotSent as exc:
@@ -148,9 +155,9 @@ async def dispatch(
         except AuthError as exc:
             result.auth_error = result.auth_error or exc
             stop.set()
-            return Outcome(lead, Status.PENDING, attempts=attempts, error=str(exc))
+            return Outcome(lead, Status.PENDING, attempts=attempts, error=str(exc), sent_at=sent_at)
         except Rejected as exc:
-            return Outcome(lead, Status.FAILED, attempts=attempts, error=str(exc))
+            return Outcome(lead, Status.FAILED, attempts=attempts, error=str(exc), sent_at=sent_at)
         except NotSent as exc:
             error = f"not sent after {attempts} attempts: {exc}"
             streak.append(exc)
@@ -159,12 +166,15 @@ async def dispatch(
                 # rather than burn every remaining lead's retries; they stay pending.
                 result.unreachable = result.unreachable or exc
                 stop.set()
-            return Outcome(lead, Status.PENDING, attempts=attempts, error=error)
+            return Outcome(lead, Status.PENDING, attempts=attempts, error=error, sent_at=sent_at)
         except OutcomeUnknown as exc:
-            return Outcome(lead, Status.IN_DOUBT, attempts=attempts, error=str(exc))
+            return Outcome(
+                lead, Status.IN_DOUBT, attempts=attempts, error=str(exc), sent_at=sent_at
+            )
         except _Abandoned:
-            return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before sending")
-        return Outcome(lead, Status.CALLED, call_id=call_id, attempts=attempts)
+            return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before sending",
+                           sent_at=sent_at)  # fmt: skip
+        return Outcome(lead, Status.CALLED, call_id=call_id, attempts=attempts, sent_at=sent_at)
 
     async def worker() -> None:
         while not stop.is_set():
@@ -172,6 +182,10 @@ async def dispatch(
             if lead is None:
                 return
             if not ledger.should_dial(lead):
+                continue
+            if admit is not None and (reason := admit(lead)) is not None:
+                ledger.defer(lead, reason)
+                result.counts["deferred"] = result.counts.get("deferred", 0) + 1
                 continue
             outcome = await one(lead)
             if outcome.status is not Status.PENDING:

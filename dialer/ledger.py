@@ -198,7 +198,7 @@ class Ledger:
         if lead.status is not Status.PENDING:
             return False
         entry = self._entries.get(lead.key)
-        return entry is None or entry.status is Status.PENDING
+        return entry is None or entry.status in (Status.PENDING, Status.DEFERRED)
 
     def recent_sends(self, within: float) -> list[float]:
         """Wall-clock times of the last sends (one per lead) in the last ``within`` seconds:
@@ -212,6 +212,17 @@ class Ledger:
 
     # --- writing --------------------------------------------------------------------------
     # Every journal line is one lead's whole state; replaying keeps the last line per lead.
+
+    def defer(self, lead: Lead, reason: str) -> None:
+        """A lead outside its calling hours now: a results row only (re-judged every run)."""
+        entry = self._entries.get(lead.key)
+        if entry is not None and entry.status not in (Status.PENDING, Status.DEFERRED):
+            return
+        entry = Entry(lead.key, lead.row, lead.phone, Status.DEFERRED, error=reason,
+                      attempts=entry.attempts if entry else 0, updated_at=_now_iso(),
+                      crm_id=lead.crm_id)  # fmt: skip
+        self._entries[entry.key] = entry
+        self._write_row(entry)
 
     def record_load(self, lead: Lead) -> None:
         """A lead final at load time (invalid, duplicate): a results row, no journal record."""
@@ -245,7 +256,8 @@ class Ledger:
         before = self._entries.get(lead.key)
         entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
-                      _now_iso(), before.sent_at if before else 0.0, lead.crm_id)  # fmt: skip
+                      _now_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
+                      lead.crm_id)  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 

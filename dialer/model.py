@@ -22,6 +22,7 @@ class Status(enum.StrEnum):
     DUPLICATE = "duplicate"  # final at load time: an earlier row has the same phone
     DNC = "dnc"  # final at load time: the phone is on the do-not-call list
     MISSING_PARAM = "missing_param"  # final at load time: a required param is empty
+    DEFERRED = "deferred"  # outside its calling hours now: a later run dials it
 
     @property
     def is_final(self) -> bool:
@@ -66,3 +67,4 @@ class Outcome:
     call_id: str = ""
     attempts: int = 0
     error: str = ""
+    sent_at: float = 0.0  # wall time the last request left (0: none sent)

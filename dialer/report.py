@@ -73,7 +73,11 @@ def start_lines(plan: Plan) -> list[str]:
     line = f"{len(load.leads):,} rows in {load.path.name}: {len(plan.to_dial):,} to dial"
     if plan.already_done:
         line += f", {plan.already_done:,} already done"
-    not_dialable = len(load.leads) - len(plan.to_dial) - plan.already_done
+    if plan.held:
+        line += f", {plan.held:,} held for a later run"
+    if plan.deferred:
+        line += f", {plan.deferred:,} outside calling hours"
+    not_dialable = sum(lead.status is not Status.PENDING for lead in load.leads)
     if not_dialable:
         line += f", {not_dialable:,} not dialable"
     return [line] + [f"warning: {w}" for w in load.warnings]
@@ -82,7 +86,9 @@ def start_lines(plan: Plan) -> list[str]:
 def summary_lines(summary: RunSummary) -> list[str]:
     """The closing summary of a run."""
     this_run = counts_phrase(summary.this_run) if summary.this_run else "nobody dialed"
-    verb = "Stopped early" if summary.stopped else "Done"
+    verb = {"signal": "Stopped early", "until": "Stopped at --until", "max_calls": "Batch done",
+            "window_closed": "Calling hours closed for every lead"}.get(
+        summary.ended_by, "Done")  # fmt: skip
     rate = f", {summary.calls_per_minute:,.1f} calls/min" if summary.sent else ""
     lines = [
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
@@ -100,7 +106,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
         if summary.rate_lowered_to:
             line += f"; the rate was lowered to {summary.rate_lowered_to}/min for this run"
         lines.append(line + ".")
-    if summary.not_started:
+    if summary.left_for_later:
+        why = "--until" if summary.ended_by == "until" else "--max-calls"
+        left = plural(summary.left_for_later, "lead")
+        lines.append(f"{left} left for the next run ({why}).")
+    elif summary.not_started:
         left = plural(summary.not_started, "lead")
         lines.append(f"{left} not dialed yet: run the same command again.")
     if summary.in_doubt:

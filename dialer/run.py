@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -32,6 +33,7 @@ from dialer.limits import SlidingWindows
 from dialer.loader import ColumnMapping, LoadResult, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.reconcile import Absent, Found, reconcile
+from dialer.schedule import CallingWindow, is_open, lead_zones, next_opening
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Plan:
     to_dial: list[Lead]
     already_done: int  # dialable leads the results already hold (final or in doubt)
     sample_body: dict[str, Any] | None  # one request body, without the token
+    held: int = 0  # leads left for a later run by --max-calls or --until
+    deferred: int = 0  # leads outside their calling hours now
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class RunSummary:
     stopped: bool
     reconciled: dict[str, int] = field(default_factory=dict)  # found / absent / undecided
     record: dict[str, Any] = field(default_factory=dict)  # the audit record (runs.jsonl)
+    ended_by: str = ""  # "signal", "until", "max_calls", or "" (ran to the end)
+    left_for_later: int = 0  # leads held back by --max-calls or --until for a later run
     rate_lowered_to: int | None = None  # the per-minute limit after repeated 429s
     warnings: list[str] = field(default_factory=list)
 
@@ -116,6 +122,7 @@ def run_campaign(
     on_outcome: Callable[[Outcome], None] | None = None,
     handle_signals: bool = False,
     durable: bool = True,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunSummary:
     """Dial every lead of ``settings.leads`` that has no final result yet.
 
@@ -127,6 +134,7 @@ def run_campaign(
     and ``Stopped`` after a second signal. A first signal ends the run early and cleanly:
     the summary says ``stopped``.
     """
+    clock = clock or (lambda: datetime.now(UTC))
     loaded = load(settings)
     started, started_at = time.monotonic(), _now_iso()
     error: DialerError | None = None
@@ -134,7 +142,7 @@ def run_campaign(
         for lead in loaded.leads:
             if lead.status in LOAD_TIME:
                 ledger.record_load(lead)
-        session = _Session(settings, loaded, ledger, api_url, token, transport, retry)
+        session = _Session(settings, loaded, ledger, api_url, token, transport, retry, clock)
         try:
             asyncio.run(session.run(on_start, on_outcome, handle_signals))
         except DialerError as exc:  # a second signal, a ledger error: still summarised below
@@ -142,7 +150,7 @@ def run_campaign(
         counts = Counter(entry.status.value for entry in ledger.entries())
         this_run = Counter(ledger.entries_by_key()[key].status.value for key in session.touched)
         not_started = len(session.to_dial) - len(session.touched & {x.key for x in session.to_dial})
-        counts[Status.PENDING.value] += not_started
+        counts[Status.PENDING.value] += not_started + session.left_for_later
         if error is None and session.auth_error is not None:
             error = session.auth_error
         if error is None and session.unreachable is not None:
@@ -159,7 +167,10 @@ def run_campaign(
             not_started=not_started,
             elapsed=time.monotonic() - started,
             rate_limited=session.rate_limited,
-            stopped=session.stopped,
+            stopped=session.ended_by == "signal",
+            ended_by=session.ended_by,
+            left_for_later=session.left_for_later
+            + (not_started if session.ended_by in ("until", "max_calls") else 0),
             reconciled=dict(session.reconciled),
             rate_lowered_to=session.rate_lowered_to,
             warnings=list(loaded.warnings),
@@ -179,7 +190,8 @@ def run_record(
 ) -> dict[str, Any]:
     """One run's audit record: what ran on which file with which settings, and what came of it.
     Appended to ``<results>.runs.jsonl``; ``--log-format json`` prints it. Holds no token."""
-    outcome = "stopped" if summary.stopped else "finished"
+    outcome = {"signal": "stopped", "until": "until_reached", "max_calls": "cap_reached",
+               "window_closed": "window_closed"}.get(summary.ended_by, "finished")  # fmt: skip
     if error is not None:
         outcome = type(error).__name__
     return {
@@ -202,6 +214,23 @@ def run_record(
         "rate_limited": summary.rate_limited,
         "reconciled": summary.reconciled,
     }
+
+
+def _until(settings: Settings, now: datetime) -> float | None:
+    """Seconds from ``now`` until ``--until`` today in the campaign's time zone (<= 0: passed)."""
+    if settings.until is None:
+        return None
+    zone = ZoneInfo(settings.timezone) if settings.timezone else None
+    local = now.astimezone(zone)
+    hour, minute = (int(part) for part in settings.until.split(":"))
+    return (
+        local.replace(hour=hour, minute=minute, second=0, microsecond=0) - local
+    ).total_seconds()
+
+
+def _local_zone() -> Any:
+    """This machine's time zone, as a tzinfo (used for leads whose number says none)."""
+    return datetime.now().astimezone().tzinfo
 
 
 def _sha256(path: Path) -> str:
@@ -235,6 +264,7 @@ class _Session:
         token: str,
         transport: httpx.AsyncBaseTransport | None,
         retry: RetryPolicy | None,
+        clock: Callable[[], datetime],
     ) -> None:
         self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
         self.call = call_settings(settings)
@@ -247,6 +277,18 @@ class _Session:
         self.rate_lowered_to: int | None = None
         self.auth_error: AuthError | None = None
         self.unreachable: NotSent | None = None
+        self.ended_by = ""  # why the run ended early: signal, until, max_calls, window_closed
+        self.deferred = 0  # leads outside their calling hours
+        s = settings
+        self.hours = (
+            CallingWindow.parse(s.calling_hours or "00:00-23:59", s.calling_days or "mon-sun")
+            if s.calling_hours or s.calling_days
+            else None
+        )
+        self.default_zone: Any = ZoneInfo(s.timezone) if s.timezone else _local_zone()
+        self._zone_cache: dict[str, tuple[Any, ...]] = {}
+        self.left_for_later = 0  # leads held back by --max-calls or --until
+        self.clock = clock
         self.stopped = False
 
     async def run(
@@ -266,7 +308,12 @@ class _Session:
                                    transport=transport)  # fmt: skip
         task = asyncio.current_task()
         assert task is not None
-        with _signals(self.stop, task) if handle_signals else contextlib.nullcontext():
+
+        def on_signal() -> None:
+            self.ended_by = self.ended_by or "signal"
+            self.stop.set()
+
+        with _signals(on_signal, task) if handle_signals else contextlib.nullcontext():
             try:
                 await self._run(on_start, on_outcome)
             except asyncio.CancelledError:
@@ -288,10 +335,33 @@ class _Session:
         dialable = [lead for lead in self.loaded.leads if lead.status is Status.PENDING]
         self.to_dial = [lead for lead in dialable if self.ledger.should_dial(lead)]
         self.skipped = len(dialable) - len(self.to_dial)
+        if self.hours is not None and self.to_dial:
+            inside = []
+            for lead in self.to_dial:
+                if (reason := self._closed(lead)) is None:
+                    inside.append(lead)
+                else:
+                    self.ledger.defer(lead, reason)
+                    self.deferred += 1
+            if not inside:
+                self.ended_by = "window_closed"
+            self.to_dial = inside
+        cap = self.settings.max_calls
+        until = _until(self.settings, self.clock())
+        if until is not None and until <= 0:
+            cap = 0  # --until has passed today: nothing to start now
+            self.ended_by = "until"
+        if cap is not None and len(self.to_dial) > cap:
+            self.left_for_later = len(self.to_dial) - cap
+            self.to_dial = self.to_dial[:cap]
+            self.ended_by = self.ended_by or "max_calls"
+        if until is not None and until > 0:
+            asyncio.get_running_loop().call_later(until, self._until_reached)
         if on_start is not None:
             first = self.to_dial[0] if self.to_dial else None
             sample = self.call.body(first.phone, first.params) if first else None
-            on_start(Plan(self.loaded, self.to_dial, self.skipped, sample))
+            on_start(Plan(self.loaded, self.to_dial, self.skipped, sample, self.left_for_later,
+                          self.deferred))  # fmt: skip
         fresh = await self._dispatch(self.to_dial, on_outcome)
         # This run's own in-doubt leads: look them up, dial again those proven absent, and
         # look up those the redial left in doubt, a few rounds at most.
@@ -302,6 +372,30 @@ class _Session:
             await self._settle(doubtful)
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
             fresh = await self._dispatch(again, on_outcome)
+
+    def _closed(self, lead: Lead) -> str | None:
+        """Why ``lead`` may not be called now (outside its calling hours), or None."""
+        if self.hours is None:
+            return None
+        override = lead.params.get(self.settings.timezone_column or "") or None
+        key = f"{lead.phone}|{override}"
+        zones = self._zone_cache.get(key)
+        if zones is None:
+            zones = lead_zones(lead.phone, override=override, default=self.default_zone)
+            self._zone_cache[key] = zones
+        now = self.clock()
+        if is_open(self.hours, zones, now):
+            return None
+        opening = next_opening(self.hours, zones, now)
+        if opening is None:
+            return "outside calling hours: its time zones share no open hour in 14 days"
+        when = opening.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
+        return f"outside calling hours; next opening {when}"
+
+    def _until_reached(self) -> None:
+        if not self.stop.is_set():
+            self.ended_by = "until"
+            self.stop.set()
 
     async def _dispatch(
         self, leads: list[Lead], on_outcome: Callable[[Outcome], None] | None
@@ -322,13 +416,15 @@ class _Session:
 
         result = await dispatch(leads, send, ledger=self.ledger, limiter=self.limiter,
                                 concurrency=self.settings.concurrency, retry=self.retry,
-                                stop=self.stop, on_outcome=seen)  # fmt: skip
+                                stop=self.stop, on_outcome=seen,
+                                admit=self._closed if self.hours else None)  # fmt: skip
         self.sent += result.sent
         self.rate_limited += result.rate_limited
         self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
         self.auth_error = self.auth_error or result.auth_error
         self.unreachable = self.unreachable or result.unreachable
         self.stopped = self.stopped or result.stopped
+        self.deferred += result.counts.get("deferred", 0)
         return done
 
     async def _settle(self, entries: list[Entry]) -> None:
@@ -353,14 +449,18 @@ class _Session:
 
 
 @contextlib.contextmanager
-def _signals(stop: asyncio.Event, task: asyncio.Task[Any]) -> Iterator[None]:
-    """First SIGINT/SIGTERM: start no new call. Second: cancel what is in flight."""
+def _signals(on_first: Callable[[], None], task: asyncio.Task[Any]) -> Iterator[None]:
+    """First SIGINT/SIGTERM: ``on_first`` (start no new call). Second: cancel what is in flight."""
     loop = asyncio.get_running_loop()
+    seen = 0
 
     def on_signal() -> None:
-        if stop.is_set():
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            on_first()
+        else:
             task.cancel()
-        stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

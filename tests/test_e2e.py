@@ -471,3 +471,100 @@ def test_back_to_back_runs_stay_inside_100_per_minute_together(sim, tmp_path):
     posts = sorted(r.at for r in sim.requests if r.method == "POST")
     assert len(posts) == 120 and all(r.status == 200 for r in sim.requests)  # no 429
     assert max(sum(t <= u < t + 60.0 for u in posts) for t in posts) <= 100
+
+
+def test_batches_respect_max_calls_and_the_next_batch_continues(sim, tmp_path):
+    phones = mobiles(10)
+    leads = write_leads(tmp_path / "l.csv", phones)
+    for dialed_so_far in (4, 8, 10):
+        proc = run_cli("run", str(leads), "--playbook", "pb", "--max-calls", "4", url=sim.url)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(sim.calls) == dialed_so_far
+    first = run_cli("status", str(tmp_path / "l.results.csv"), token=None)
+    assert first.stdout.startswith("l.results.csv: 10 leads: 10 called")
+    assert created_per_phone(sim) == collections.Counter(phones)
+
+
+def test_max_calls_says_what_is_left(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(10))
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--max-calls", "4", url=sim.url)
+    assert proc.returncode == 0
+    assert "10 rows in l.csv: 4 to dial, 6 held for a later run" in proc.stdout
+    assert "Batch done in " in proc.stdout and "6 leads left for the next run (--max-calls)." in (
+        proc.stdout
+    )
+    assert "Campaign: 4 called, 6 pending" in proc.stdout
+
+
+def test_until_in_the_past_dials_nobody_and_exits_0(sim, tmp_path, monkeypatch):
+    leads = write_leads(tmp_path / "l.csv", mobiles(3))
+    monkeypatch.setenv("DIALER_TEST_NOW", "2026-11-25T19:30:00+01:00")
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--until", "19:00",
+                   "--timezone", "Europe/Madrid", url=sim.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sim.calls == []
+    assert "Stopped at --until" in proc.stdout
+    assert "3 leads left for the next run (--until)." in proc.stdout
+
+
+def test_until_stops_starting_calls_mid_run(sim, tmp_path, monkeypatch):
+    leads = write_leads(tmp_path / "l.csv", mobiles(40))
+    monkeypatch.setenv("DIALER_TEST_NOW", "2026-11-25T18:59:58+01:00")  # 2 s before --until
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--until", "19:00", "--timezone",
+                   "Europe/Madrid", "--max-per-second", "5", url=sim.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert 5 <= len(sim.calls) <= 15  # about 2 s at 5 per second
+    assert "Stopped at --until" in proc.stdout
+
+
+def test_cron_output_is_plain_and_json_and_quiet_work(sim, tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(4))
+    log = tmp_path / "run.log"
+    plain = run_cli("run", str(leads), "--playbook", "pb", "--progress-every", "0",
+                    "--log-file", str(log), url=sim.url)  # fmt: skip
+    assert plain.returncode == 0
+    assert "\x1b" not in plain.stdout + plain.stderr  # no colour, no progress bar escapes
+    assert plain.stderr.count("progress: ") == 4  # one line per lead at --progress-every 0
+    assert log.read_text().splitlines() == plain.stdout.splitlines()[1:]  # the summary
+    write_leads(leads, mobiles(6))
+    as_json = run_cli("run", str(leads), "--playbook", "pb", "--log-format", "json",
+                      "--log-file", str(log), url=sim.url)  # fmt: skip
+    assert as_json.returncode == 0 and as_json.stderr == ""
+    [line] = as_json.stdout.splitlines()
+    record = json.loads(line)
+    assert record["outcome"] == "finished" and record["this_run"] == {"called": 2}
+    assert log.read_text().splitlines()[-1] == line
+    write_leads(leads, mobiles(7))
+    quiet = run_cli("run", str(leads), "--playbook", "pb", "--quiet", url=sim.url)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert len(sim.calls) == 7
+
+
+def test_calling_hours_follow_each_leads_own_time_zone(sim, tmp_path, monkeypatch):
+    madrid, los_angeles = "+34911234567", "+14155552671"  # a Madrid landline, a San Francisco line
+    leads = write_leads(tmp_path / "l.csv", [madrid, los_angeles])
+    args = ("run", str(leads), "--playbook", "pb", "--calling-hours", "09:00-20:00",
+            "--calling-days", "mon-fri")  # fmt: skip
+    # Wednesday 10:00 in Madrid is 01:00 in San Francisco
+    monkeypatch.setenv("DIALER_TEST_NOW", "2026-11-25T10:00:00+01:00")
+    proc = run_cli(*args, url=sim.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [c.phone for c in sim.calls] == [madrid]
+    rows = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}
+    assert rows[los_angeles]["status"] == "deferred"
+    assert rows[los_angeles]["error"] == "outside calling hours; next opening 2026-11-25T17:00Z"
+    assert "1 outside calling hours" in proc.stdout
+    # 18:30 in Madrid is 09:30 in San Francisco: the deferred lead comes back
+    monkeypatch.setenv("DIALER_TEST_NOW", "2026-11-25T18:30:00+01:00")
+    proc = run_cli(*args, url=sim.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert created_per_phone(sim) == collections.Counter([madrid, los_angeles])
+    # Saturday: closed for everyone; the run says so and dials nobody
+    write_leads(leads, [madrid, los_angeles, "+34911234568"])
+    monkeypatch.setenv("DIALER_TEST_NOW", "2026-11-28T11:00:00+01:00")
+    proc = run_cli(*args, url=sim.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Calling hours closed for every lead" in proc.stdout
+    assert len(sim.calls) == 2
+    row = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}["+34911234568"]
+    assert row["error"] == "outside calling hours; next opening 2026-11-30T08:00Z"  # Monday 9:00
