@@ -17,7 +17,7 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
 
 An intent with no outcome after it means the process died between deciding to dial and
 learning the answer: the phone may have rung, so the lead is ``in_doubt`` and is not dialed
-again blindly. Only this module writes these files.
+again blindly. Only this module writes these files (the results CSV's format lives in ``results``).
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import contextlib
 import csv
 import json
 import os
-import re
 import socket
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -41,29 +40,13 @@ import filelock
 
 from dialer.errors import LedgerError, LedgerLocked
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
-
-RESULT_COLUMNS = [
-    "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at"
-]  # fmt: skip
-# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """The ledger's record of one lead."""
-
-    key: str
-    row: int
-    phone: str
-    status: Status
-    call_id: str = ""
-    attempts: int = 0
-    error: str = ""
-    updated_at: str = ""
-    sent_at: float = 0.0  # unix time of the last intent (0: unknown), for reconciliation
-    crm_id: str = ""  # the CRM's id of the row (--id-column)
+from dialer.results import (
+    RESULT_COLUMNS,
+    Entry,
+    read_results,
+    replace_results,
+    row_cells,
+)
 
 
 def journal_path(results: Path) -> Path:
@@ -311,7 +294,7 @@ class Ledger:
         if self._results_file is None:
             raise LedgerError("the ledger is not open")
         try:
-            self._results_writer.writerow(_row(entry))
+            self._results_writer.writerow(row_cells(entry))
             self._results_file.flush()
         except OSError as exc:
             raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
@@ -338,20 +321,7 @@ class Ledger:
 
     def _compact(self) -> None:
         rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
-        tmp = self.results.with_name(self.results.name + ".tmp")
-        try:
-            with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\r\n")
-                writer.writerow(RESULT_COLUMNS)
-                writer.writerows(_row(e) for e in rows)
-                handle.flush()
-                if self.durable:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, self.results)
-            if self.durable:
-                _fsync_dir(self.results.parent)
-        except OSError as exc:
-            raise LedgerError(f"cannot rewrite {self.results}: {exc.strerror}") from exc
+        replace_results(self.results, rows, durable=self.durable)
 
 
 def read_journal(journal: Path) -> tuple[list[Entry], int, int]:
@@ -425,65 +395,3 @@ def _decode(raw: bytes) -> Entry | None:
                      float(r["sent"]), str(r.get("crm", "")))  # fmt: skip
     except (ValueError, TypeError, KeyError):
         return None
-
-
-def _row(entry: Entry) -> list[str]:
-    cells = [str(entry.row), entry.crm_id, entry.phone, entry.status.value, entry.call_id,
-             str(entry.attempts), entry.error, entry.updated_at]  # fmt: skip
-    return [safe_cell(cell) for cell in cells]
-
-
-def safe_cell(value: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula (OWASP's advice: a leading
-    ``'``). A plain E.164 phone is left alone: ``+34612345678`` is a number, not a formula."""
-    if value.startswith(_FORMULA_START) and not _E164.fullmatch(value):
-        return "'" + value
-    return value
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def read_results(path: str | Path) -> list[Entry]:
-    """Read a results CSV (a missing file reads as empty); the last row per lead wins."""
-    path = Path(path)
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise LedgerError(f"cannot read {path}: {exc.strerror}") from exc
-    entries: dict[str, Entry] = {}
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("row", "phone", "status") if c not in (reader.fieldnames or [])]
-        if reader.fieldnames and missing:
-            raise LedgerError(
-                f"{path.name} is not a dialer results file (no column {', '.join(missing)}): "
-                "choose another --output"
-            )
-        for line, rec in enumerate(reader, start=2):
-            try:
-                status = Status(rec["status"])
-                row = int(rec["row"])
-                attempts = int(rec.get("attempts") or 0)
-            except (ValueError, TypeError) as exc:
-                raise LedgerError(f"{path.name} row {line} cannot be read: {exc}") from exc
-            key = f"row:{row}" if status in LOAD_TIME else rec["phone"]
-            entries[key] = Entry(
-                key,
-                row,
-                rec["phone"],
-                status,
-                rec.get("call_id") or "",
-                attempts,
-                rec.get("error") or "",
-                rec.get("updated_at") or "",
-                crm_id=rec.get("crm_id") or "",
-            )
-    return list(entries.values())

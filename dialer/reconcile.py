@@ -32,8 +32,8 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from dialer.errors import NotSent, RateLimited, SendError
-from dialer.ledger import Entry
 from dialer.limits import SlidingWindows
+from dialer.results import Entry
 
 ListCalls = Callable[[Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
 Sleep = Callable[[float], Awaitable[None]]

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dialer.errors import ConfigError, LeadsFileError
-from dialer.ledger import read_runs, read_state, safe_cell
+from dialer.ledger import read_runs, read_state
 from dialer.loader import LoadResult
 from dialer.model import Status
+from dialer.results import safe_cell
 from dialer.run import Plan, RunSummary
 
 # The order statuses are listed in, most interesting first.

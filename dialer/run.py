@@ -28,11 +28,12 @@ from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy, dispatch
 from dialer.errors import AuthError, DialerError, LedgerError, NotSent, Stopped, Unreachable
-from dialer.ledger import Entry, Ledger, read_results
+from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.loader import ColumnMapping, LoadResult, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.reconcile import Absent, Found, reconcile
+from dialer.results import Entry, read_results
 from dialer.schedule import CallingWindow, is_open, lead_zones, next_opening
 
 

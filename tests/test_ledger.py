@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dialer.errors import LedgerError, LedgerLocked
-from dialer.ledger import Ledger, journal_path, read_results
+from dialer.ledger import Ledger, journal_path
 from dialer.model import Lead, Outcome, Status
 
 A = Lead(2, "+34612345678", {"name": "Ana"})
@@ -129,26 +129,6 @@ def test_results_csv_alone_is_enough_to_resume(tmp_path):
     journal_path(out).unlink()
     with Ledger(out) as ledger:
         assert not ledger.should_dial(A)
-
-
-def test_read_results_keeps_the_last_row_per_lead(tmp_path):
-    out = tmp_path / "r.csv"
-    out.write_text(
-        "row,phone,status,call_id,attempts,error,updated_at\r\n"
-        "2,+34612345678,in_doubt,,1,lost,\r\n"
-        "2,+34612345678,called,c-1,1,,\r\n",
-        encoding="utf-8",
-    )
-    [entry] = read_results(out)
-    assert entry.status is Status.CALLED and entry.call_id == "c-1"
-    assert read_results(tmp_path / "missing.csv") == []
-
-
-def test_a_foreign_csv_is_not_taken_for_results(tmp_path):
-    out = tmp_path / "leads.csv"
-    out.write_text("name,phone\nAna,+34612345678\n", encoding="utf-8")
-    with pytest.raises(LedgerError, match="not a dialer results file"):
-        read_results(out)
 
 
 def test_a_second_holder_is_refused_with_who_and_since(tmp_path):
@@ -325,26 +305,3 @@ def test_a_last_line_cut_anywhere_is_a_torn_tail(tmp_path_factory, n, cut):
     keep = 1 + cut % (len(lines[-1]) - 1)  # 1 .. all but its newline
     journal_path(out).write_bytes(b"".join(lines[:-1]) + lines[-1][:keep])
     _check_torn(out, lines, leads)
-
-
-@pytest.mark.parametrize(
-    ("cell", "written"),
-    [
-        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
-        ("+34 612 =1+1", "'+34 612 =1+1"),
-        ("-1", "'-1"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("\tx", "'\tx"),
-        ("\rx", "'\rx"),
-        ("+34612345678", "+34612345678"),  # a clean E.164 phone stays readable
-        ("José", "José"),
-        ("", ""),
-    ],
-)
-def test_cells_from_the_input_are_neutralised(tmp_path, cell, written):
-    out = tmp_path / "r.csv"
-    lead = Lead(5, cell, status=Status.INVALID, reason="invalid", crm_id=cell)
-    with Ledger(out) as ledger:
-        ledger.record_load(lead)
-    [row] = rows(out)
-    assert row["phone"] == written and row["crm_id"] == written

@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
-from dialer.ledger import Entry
 from dialer.limits import SlidingWindows
 from dialer.model import Status
 from dialer.reconcile import Absent, Found, Undecided, reconcile
+from dialer.results import Entry
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 PLAYBOOK = "pb-42"
