@@ -1,0 +1,273 @@
+"""One run's network side: settle earlier doubts, dial, settle this run's doubts, redial.
+
+``Session`` owns the order of a run once the leads are loaded and the ledger is open: look up
+the leads earlier runs left in doubt, hold back what ``--max-calls``, ``--until`` and the
+calling hours say to, dispatch the rest over one client and one rate limiter, then look up
+this run's own in-doubt leads and redial those proven absent. It also owns the run's signal
+handling (first signal: stop starting calls; second: cancel what is in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from dialer.campaign import Settings
+from dialer.client import CallSettings, MeetzyClient
+from dialer.dispatcher import RetryPolicy, dispatch
+from dialer.errors import AuthError, NotSent, Stopped
+from dialer.ledger import Ledger
+from dialer.limits import SlidingWindows
+from dialer.loader import LoadResult
+from dialer.model import Lead, Outcome, Status
+from dialer.reconcile import Absent, Found, reconcile
+from dialer.results import Entry
+from dialer.schedule import CallingWindow, is_open, lead_zones, next_opening
+
+# Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
+SETTLE_ROUNDS = 3
+
+
+class Session:
+    """One run's network side: reconcile, dispatch, reconcile again, over one client."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadResult,
+        ledger: Ledger,
+        api_url: str,
+        token: str,
+        transport: httpx.AsyncBaseTransport | None,
+        retry: RetryPolicy | None,
+        clock: Callable[[], datetime],
+        call: CallSettings,
+    ) -> None:
+        self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
+        self.call = call
+        self.client_args = (api_url, token, transport)
+        self.to_dial: list[Lead] = []
+        self.skipped = 0
+        self.touched: set[str] = set()  # keys of leads this run sent to or settled
+        self.sent = self.rate_limited = 0
+        self.reconciled: Counter[str] = Counter()
+        self.rate_lowered_to: int | None = None
+        self.auth_error: AuthError | None = None
+        self.unreachable: NotSent | None = None
+        self.ended_by = ""  # why the run ended early: signal, until, max_calls, window_closed
+        self.deferred = 0  # leads outside their calling hours
+        s = settings
+        self.hours = (
+            CallingWindow.parse(s.calling_hours or "00:00-23:59", s.calling_days or "mon-sun")
+            if s.calling_hours or s.calling_days
+            else None
+        )
+        self.default_zone: Any = ZoneInfo(s.timezone) if s.timezone else _local_zone()
+        self._zone_cache: dict[str, tuple[Any, ...]] = {}
+        self.left_for_later = 0  # leads held back by --max-calls or --until
+        self.clock = clock
+        self.stopped = False
+
+    async def run(
+        self,
+        on_start: Callable[[Session], None] | None,
+        on_outcome: Callable[[Outcome], None] | None,
+        handle_signals: bool,
+    ) -> None:
+        s = self.settings
+        self.stop = asyncio.Event()
+        self.limiter = SlidingWindows([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)])
+        # The API's windows span runs: an earlier run's last sends still count (cron batches).
+        offset = time.monotonic() - time.time()
+        self.limiter.seed(t + offset for t in self.ledger.recent_sends(within=61.0))
+        url, token, transport = self.client_args
+        self.client = MeetzyClient(url, token, timeout=s.timeout, max_connections=s.concurrency,
+                                   transport=transport)  # fmt: skip
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal() -> None:
+            self.ended_by = self.ended_by or "signal"
+            self.stop.set()
+
+        with _signals(on_signal, task) if handle_signals else contextlib.nullcontext():
+            try:
+                await self._run(on_start, on_outcome)
+            except asyncio.CancelledError:
+                raise Stopped(
+                    "stopped at once by a second signal: leads in flight are recorded in doubt"
+                ) from None
+            finally:
+                await self.client.aclose()
+
+    async def _run(
+        self,
+        on_start: Callable[[Session], None] | None,
+        on_outcome: Callable[[Outcome], None] | None,
+    ) -> None:
+        # Leads left in doubt by an earlier run are settled before anything new is dialed.
+        await self._settle(self.ledger.in_doubt())
+        if self.settings.redial_in_doubt:
+            for entry in self.ledger.in_doubt():
+                why = f"redialed on request (--redial-in-doubt): {entry.error}"
+                self.ledger.resolve(entry.key, Status.PENDING, error=why)
+        dialable = [lead for lead in self.loaded.leads if lead.status is Status.PENDING]
+        self.to_dial = [lead for lead in dialable if self.ledger.should_dial(lead)]
+        self.skipped = len(dialable) - len(self.to_dial)
+        if self.hours is not None and self.to_dial:
+            inside = []
+            for lead in self.to_dial:
+                if (reason := self._closed(lead)) is None:
+                    inside.append(lead)
+                else:
+                    self.ledger.defer(lead, reason)
+                    self.deferred += 1
+            if not inside:
+                self.ended_by = "window_closed"
+            self.to_dial = inside
+        cap = self.settings.max_calls
+        until = _until(self.settings, self.clock())
+        if until is not None and until <= 0:
+            cap = 0  # --until has passed today: nothing to start now
+            self.ended_by = "until"
+        if cap is not None and len(self.to_dial) > cap:
+            self.left_for_later = len(self.to_dial) - cap
+            self.to_dial = self.to_dial[:cap]
+            self.ended_by = self.ended_by or "max_calls"
+        if until is not None and until > 0:
+            asyncio.get_running_loop().call_later(until, self._until_reached)
+        if on_start is not None:
+            on_start(self)
+        fresh = await self._dispatch(self.to_dial, on_outcome)
+        # This run's own in-doubt leads: look them up, dial again those proven absent, and
+        # look up those the redial left in doubt, a few rounds at most.
+        for _ in range(SETTLE_ROUNDS):
+            doubtful = [e for e in self.ledger.in_doubt() if e.key in fresh]
+            if not doubtful or self.stop.is_set():
+                break
+            await self._settle(doubtful)
+            again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
+            fresh = await self._dispatch(again, on_outcome)
+
+    def _closed(self, lead: Lead) -> str | None:
+        """Why ``lead`` may not be called now (outside its calling hours), or None."""
+        if self.hours is None:
+            return None
+        override = lead.params.get(self.settings.timezone_column or "") or None
+        key = f"{lead.phone}|{override}"
+        zones = self._zone_cache.get(key)
+        if zones is None:
+            zones = lead_zones(lead.phone, override=override, default=self.default_zone)
+            self._zone_cache[key] = zones
+        now = self.clock()
+        if is_open(self.hours, zones, now):
+            return None
+        opening = next_opening(self.hours, zones, now)
+        if opening is None:
+            return "outside calling hours: its time zones share no open hour in 14 days"
+        when = opening.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
+        return f"outside calling hours; next opening {when}"
+
+    def _until_reached(self) -> None:
+        if not self.stop.is_set():
+            self.ended_by = "until"
+            self.stop.set()
+
+    async def _dispatch(
+        self, leads: list[Lead], on_outcome: Callable[[Outcome], None] | None
+    ) -> set[str]:
+        """Dial ``leads``; returns the keys of those that got an outcome."""
+        done: set[str] = set()
+        if not leads:
+            return done
+
+        async def send(lead: Lead) -> str:
+            return (await self.client.create_call(self.call.body(lead.phone, lead.params))).call_id
+
+        def seen(outcome: Outcome) -> None:
+            self.touched.add(outcome.lead.key)
+            done.add(outcome.lead.key)
+            if on_outcome is not None:
+                on_outcome(outcome)
+
+        result = await dispatch(leads, send, ledger=self.ledger, limiter=self.limiter,
+                                concurrency=self.settings.concurrency, retry=self.retry,
+                                stop=self.stop, on_outcome=seen,
+                                admit=self._closed if self.hours else None)  # fmt: skip
+        self.sent += result.sent
+        self.rate_limited += result.rate_limited
+        self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
+        self.auth_error = self.auth_error or result.auth_error
+        self.unreachable = self.unreachable or result.unreachable
+        self.stopped = self.stopped or result.stopped
+        self.deferred += result.counts.get("deferred", 0)
+        return done
+
+    async def _settle(self, entries: list[Entry]) -> None:
+        verdicts = await reconcile(entries, self.client.list_calls,
+                                   playbook_id=self.settings.playbook, limiter=self.limiter,
+                                   grace=self.settings.in_doubt_grace)  # fmt: skip
+        for key, verdict in verdicts.items():
+            self.touched.add(key)
+            before = self.ledger.get(key)
+            was = before.error if before else ""
+            if isinstance(verdict, Found):
+                self.reconciled["found"] += 1
+                why = f"confirmed by GET /calls after: {was}"
+                self.ledger.resolve(key, Status.CALLED, call_id=verdict.call_id, error=why)
+            elif isinstance(verdict, Absent):
+                self.reconciled["absent"] += 1
+                why = f"not found by GET /calls, so not placed: {was}"
+                self.ledger.resolve(key, Status.PENDING, error=why)
+            else:
+                self.reconciled["undecided"] += 1
+                self.ledger.resolve(key, Status.IN_DOUBT, error=verdict.reason)
+
+
+@contextlib.contextmanager
+def _signals(on_first: Callable[[], None], task: asyncio.Task[Any]) -> Iterator[None]:
+    """First SIGINT/SIGTERM: ``on_first`` (start no new call). Second: cancel what is in flight."""
+    loop = asyncio.get_running_loop()
+    seen = 0
+
+    def on_signal() -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            on_first()
+        else:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _until(settings: Settings, now: datetime) -> float | None:
+    """Seconds from ``now`` until ``--until`` today in the campaign's time zone (<= 0: passed)."""
+    if settings.until is None:
+        return None
+    zone = ZoneInfo(settings.timezone) if settings.timezone else None
+    local = now.astimezone(zone)
+    hour, minute = (int(part) for part in settings.until.split(":"))
+    return (
+        local.replace(hour=hour, minute=minute, second=0, microsecond=0) - local
+    ).total_seconds()
+
+
+def _local_zone() -> Any:
+    """This machine's time zone, as a tzinfo (used for leads whose number says none)."""
+    return datetime.now().astimezone().tzinfo
