@@ -196,12 +196,13 @@ class Ledger:
     # --- writing --------------------------------------------------------------------------
     # Every journal line is one lead's whole state; replaying keeps the last line per lead.
 
-    def defer(self, lead: Lead, reason: str) -> None:
-        """A lead outside its calling hours now: a results row only (re-judged every run)."""
+    def defer(self, lead: Lead, reason: str, status: Status = Status.DEFERRED) -> None:
+        """A lead not dialed now, for a later run: ``deferred`` (outside its calling hours) or
+        ``pending`` (held back, not reached). A results row only: re-judged every run."""
         entry = self._entries.get(lead.key)
         if entry is not None and entry.status not in (Status.PENDING, Status.DEFERRED):
             return
-        entry = Entry(lead.key, lead.row, lead.phone, Status.DEFERRED, error=reason,
+        entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=_now_iso(),
                       crm_id=lead.crm_id)  # fmt: skip
         self._entries[entry.key] = entry

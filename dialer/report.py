@@ -167,6 +167,10 @@ def status_lines(results: str | Path) -> list[str]:
             f"{last.get('elapsed', 0):.1f} s: {done}, "
             f"{last.get('calls_per_minute', 0):,.1f} calls/min; {plural(len(runs), 'run')} in all"
         )
+    deferred = [e.error for e in state.values() if e.status is Status.DEFERRED]
+    openings = sorted(w.split("next opening ", 1)[1] for w in deferred if "next opening " in w)
+    if openings:
+        lines.append(f"Deferred: {len(deferred):,}, the first opening at {openings[0]}")
     doubtful = sorted(
         (e for e in state.values() if e.status in (Status.IN_DOUBT, Status.DIALING)),
         key=lambda e: e.row,

@@ -153,10 +153,13 @@ def run_campaign(
             asyncio.run(session.run(announce, on_outcome, handle_signals))
         except DialerError as exc:  # a second signal, a ledger error: still summarised below
             error = exc
+        untouched = [x for x in session.to_dial if x.key not in session.touched]
+        for lead in untouched:  # stopped before their turn: a row, so status can count them
+            if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
+                ledger.defer(lead, "not dialed yet: the run ended first", Status.PENDING)
         counts = Counter(entry.status.value for entry in ledger.entries())
         this_run = Counter(ledger.entries_by_key()[key].status.value for key in session.touched)
-        not_started = len(session.to_dial) - len(session.touched & {x.key for x in session.to_dial})
-        counts[Status.PENDING.value] += not_started + session.left_for_later
+        not_started = len(untouched)
         if error is None and session.auth_error is not None:
             error = session.auth_error
         if error is None and session.unreachable is not None:

@@ -141,6 +141,9 @@ class Session:
             self.ended_by = "until"
         if cap is not None and len(self.to_dial) > cap:
             self.left_for_later = len(self.to_dial) - cap
+            held = "held for a later run (--until)" if cap == 0 else "held for the next batch"
+            for lead in self.to_dial[cap:]:
+                self.ledger.defer(lead, held, Status.PENDING)
             self.to_dial = self.to_dial[:cap]
             self.ended_by = self.ended_by or "max_calls"
         if until is not None and until > 0:
