@@ -247,30 +247,10 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
             v[key] = str(v[key]).strip()
             if not v[key]:
                 raise bad(key, "is empty")
-    return Settings(
-        leads=leads,
-        playbook=v["playbook"],
-        output=Path(v["output"]),
-        version_id=v.get("version_id"),
-        voice_id=v.get("voice_id"),
-        voice_model=v.get("voice_model"),
-        language=v.get("language"),
-        interrupt=v.get("interrupt"),
-        phone_column=v.get("phone_column"),
-        encoding=v.get("encoding"),
-        default_region=v.get("default_region") or "ES",
-        params=dict(v.get("params") or {}),
-        exclude=tuple(v.get("exclude") or ()),
-        max_per_second=v.get("max_per_second", 10),
-        max_per_minute=v.get("max_per_minute", 100),
-        concurrency=v.get("concurrency", 10),
-        timeout=float(v.get("timeout", 30.0)),
-        in_doubt_grace=float(v.get("in_doubt_grace", 15.0)),
-        max_calls=v.get("max_calls"),
-        until=v.get("until"),
-        timezone=v.get("timezone"),
-        calling_hours=v.get("calling_hours"),
-        calling_days=v.get("calling_days"),
-        timezone_column=v.get("timezone_column"),
-        redial_in_doubt=bool(v.get("redial_in_doubt", False)),
-    )
+    v["params"] = dict(v.get("params") or {})
+    v["exclude"] = tuple(v.get("exclude") or ())
+    for key in ("timeout", "in_doubt_grace"):
+        if key in v:
+            v[key] = float(v[key])
+    given = {k: v[k] for k in _NAMES - {"leads", "playbook", "output"} if v.get(k) is not None}
+    return Settings(leads=leads, playbook=v["playbook"], output=Path(v["output"]), **given)

@@ -23,6 +23,7 @@ STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT,
                                   Status.DIALING, Status.INVALID, Status.DUPLICATE, Status.DNC,
                                   Status.MISSING_PARAM)]  # fmt: skip
 REJECTS_SHOWN = 10
+EMPTY = '""'  # how an empty phone cell is shown
 
 
 def counts_phrase(counts: Mapping[str, int]) -> str:
@@ -54,13 +55,10 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         + (f" ({plan.already_done:,} already done in {output})" if plan.already_done else ""),
     ]
     lines += [f"Warning:       {w}" for w in load.warnings]
-    if rejected:
-        lines.append(f"Rejected rows ({len(rejected):,}):")
-        for lead in rejected[:REJECTS_SHOWN]:
-            shown = lead.phone or '""'
-            lines.append(f"  row {lead.row:<5} {lead.status.value:<9} {shown}: {lead.reason}")
-        if len(rejected) > REJECTS_SHOWN:
-            lines.append(f"  ... and {len(rejected) - REJECTS_SHOWN:,} more")
+    lines += _listing(
+        "Rejected rows",
+        [f"row {x.row:<5} {x.status.value:<9} {x.phone or EMPTY}: {x.reason}" for x in rejected],
+    )
     if plan.sample_body is not None:
         lines.append("Example request (POST /call):")
         body = json.dumps(plan.sample_body, ensure_ascii=False, indent=2)
@@ -175,11 +173,19 @@ def status_lines(results: str | Path) -> list[str]:
         (e for e in state.values() if e.status in (Status.IN_DOUBT, Status.DIALING)),
         key=lambda e: e.row,
     )
-    if doubtful:
-        lines.append(f"In doubt, a person should check ({len(doubtful):,}):")
-        for entry in doubtful[:REJECTS_SHOWN]:
-            why = entry.error or "interrupted between the intent and the answer"
-            lines.append(f"  row {entry.row:<5} {entry.phone}: {why}")
-        if len(doubtful) > REJECTS_SHOWN:
-            lines.append(f"  ... and {len(doubtful) - REJECTS_SHOWN:,} more")
+    why = "interrupted between the intent and the answer"
+    lines += _listing(
+        "In doubt, a person should check",
+        [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in doubtful],
+    )
+    return lines
+
+
+def _listing(title: str, items: list[str]) -> list[str]:
+    """``title (n):`` and the first items, indented; nothing when there are none."""
+    if not items:
+        return []
+    lines = [f"{title} ({len(items):,}):", *(f"  {item}" for item in items[:REJECTS_SHOWN])]
+    if len(items) > REJECTS_SHOWN:
+        lines.append(f"  ... and {len(items) - REJECTS_SHOWN:,} more")
     return lines
