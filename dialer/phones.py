@@ -12,20 +12,23 @@ Rules, in the order they apply to a cell:
 * spaces, dots, dashes, brackets, a ``+`` or ``00`` international prefix and an extension are
   accepted; a number without a country code belongs to the default region;
 * the number must be valid for its region (``phonenumbers.is_valid_number``), not just plausible;
+  with ``allow_possible=True`` a number of a possible length for its region
+  (``phonenumbers.is_possible_number``) is accepted too, but a valid reading always wins;
 * the result is E.164, which never carries an extension: the dialer calls the main number.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from dialer.errors import ConfigError
 
-__all__ = ["ParsedPhone", "check_region", "normalize"]
+__all__ = ["ParsedPhone", "check_region", "normalize", "normalize_many"]
 
 REASON_EMPTY = "empty phone"
 REASON_SCIENTIFIC = (
@@ -49,6 +52,7 @@ _EXCEL_FLOAT = re.compile(r"^\+?\d+[.,]0+$")
 _DOUBLE_ZERO = re.compile(r"^(\(?\s*)00(?=\d)")
 # Real extensions are short; a long "extension" is a second number after a comma or ";".
 _MAX_EXTENSION_DIGITS = 6
+_POSSIBLE = phonenumbers.is_possible_number_with_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +79,12 @@ def check_region(code: str) -> str:
     return region
 
 
-def normalize(raw: str, default_region: str = "ES") -> ParsedPhone:
-    """Parse one phone cell; numbers without a country code belong to ``default_region``."""
+def normalize(raw: str, default_region: str = "ES", *, allow_possible: bool = False) -> ParsedPhone:
+    """Parse one phone cell; numbers without a country code belong to ``default_region``.
+
+    ``allow_possible`` also accepts a number that has a possible length for its region but is
+    not valid by phonenumbers' metadata (a new range, a test number): strict by default.
+    """
     text = (raw or "").strip()
     if not text:
         return ParsedPhone(None, REASON_EMPTY)
@@ -94,7 +102,9 @@ def normalize(raw: str, default_region: str = "ES") -> ParsedPhone:
     else:
         error = None
 
-    if number is None or not phonenumbers.is_valid_number(number):
+    valid = number is not None and phonenumbers.is_valid_number(number)
+    candidate = None
+    if not valid:
         # "00" is the international prefix in most of the world, but phonenumbers only reads it
         # as one when the default region uses it (Spain does, the US does not).
         retry = _with_plus(text)
@@ -104,17 +114,51 @@ def normalize(raw: str, default_region: str = "ES") -> ParsedPhone:
             except NumberParseException:
                 candidate = None
             if candidate is not None and phonenumbers.is_valid_number(candidate):
-                number, error = candidate, None
+                number, error, valid = candidate, None, True
 
-    if number is None:
-        return ParsedPhone(None, _parse_failure(error))
-    if not phonenumbers.is_valid_number(number):
-        return ParsedPhone(None, f"invalid number for {_region_label(number, region)}")
+    if not valid:
+        # Not valid under any reading: with allow_possible, a possible one will do ("00..."
+        # written as "+" first, as it was meant to be international).
+        possible = _first_possible(candidate, number) if allow_possible else None
+        if possible is None:
+            if number is None:
+                return ParsedPhone(None, _parse_failure(error))
+            return ParsedPhone(None, f"invalid number for {_region_label(number, region)}")
+        number = possible
     extension = number.extension or ""
     if sum(ch.isdigit() for ch in extension) > _MAX_EXTENSION_DIGITS:
         return ParsedPhone(None, REASON_SEVERAL)
     number.extension = None
     return ParsedPhone(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+
+
+def normalize_many(
+    raws: Sequence[str], default_region: str = "ES", *, allow_possible: bool = False
+) -> list[ParsedPhone]:
+    """``normalize`` over a batch, in order (the unit of work the loader hands to a process)."""
+    seen: dict[str, ParsedPhone] = {}
+    out: list[ParsedPhone] = []
+    for raw in raws:
+        parsed = seen.get(raw)
+        if parsed is None:
+            parsed = normalize(raw, default_region, allow_possible=allow_possible)
+            seen[raw] = parsed
+        out.append(parsed)
+    return out
+
+
+def _first_possible(
+    *numbers: phonenumbers.PhoneNumber | None,
+) -> phonenumbers.PhoneNumber | None:
+    """The first of ``numbers`` with a possible length for its region, else None.
+
+    A length only possible for local dialing (7 digits in the US) is not enough: the number
+    cannot be dialed without its area code.
+    """
+    for number in numbers:
+        if number is not None and _POSSIBLE(number) == ValidationResult.IS_POSSIBLE:
+            return number
+    return None
 
 
 def _with_plus(text: str) -> str | None:

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dialer import loader
 from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
-from dialer.loader import RESERVED, ColumnMapping, LoadResult, load_leads
+from dialer.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
 from dialer.model import Lead, Status
 from dialer.phones import REASON_EMPTY, REASON_SCIENTIFIC
 
@@ -417,10 +418,10 @@ def test_unreadable(
 ) -> None:
     path = write(tmp_path, "phone\n612345678\n")
 
-    def refuse(self: Path) -> bytes:
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
         raise error
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(LeadsFileError) as info:
         load_leads(path)
     assert str(info.value) == f"leads.csv: {message}"
@@ -430,9 +431,13 @@ def test_unreadable(
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("leads.xls", "leads.xls: unsupported file type '.xls' (use .csv or .txt)"),
-        ("leads.xlsx", "leads.xlsx: unsupported file type '.xlsx' (use .csv or .txt)"),
-        ("leads", "leads: unsupported file type (no extension) (use .csv or .txt)"),
+        (
+            "leads.xls",
+            "leads.xls: .xls files (Excel 97-2003) are not supported: "
+            "save it as .xlsx or CSV UTF-8",
+        ),
+        ("leads.ods", "leads.ods: unsupported file type '.ods' (use .csv, .txt or .xlsx)"),
+        ("leads", "leads: unsupported file type (no extension) (use .csv, .txt or .xlsx)"),
     ],
 )
 def test_unsupported_suffix(tmp_path: Path, name: str, message: str) -> None:
@@ -472,3 +477,242 @@ def test_only_dialer_errors_escape(tmp_path: Path, content: bytes | str) -> None
         assert "\n" not in str(exc)
     else:
         assert all(lead.row >= 2 for lead in result.leads)
+
+
+# --- the CRM id column --------------------------------------------------------------------------
+
+
+def test_id_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "CRM ID,name,phone\n  A-17 ,Ana,612345678\n,Luis,622111222\n")
+    result = load_leads(path, ColumnMapping(id_column="crm id"))
+    assert result.id_column == "CRM ID"
+    assert result.param_names == ["name"]  # the id is not sent
+    assert result.leads == [
+        Lead(2, "+34612345678", {"name": "Ana"}, crm_id="A-17"),
+        Lead(3, "+34622111222", {"name": "Luis"}),
+    ]
+    assert load_leads(path).param_names == ["CRM ID", "name"]  # no id column: a param
+
+
+def test_id_column_missing(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,phone\n1,2,612345678\n")
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(id_column="id"))
+    assert str(info.value) == "leads.csv: no column 'id' for --id-column (columns: a, b, phone)"
+
+
+def test_id_column_renamed_is_still_not_sent(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,phone\n7,612345678\n")
+    result = load_leads(path, ColumnMapping(id_column="id", rename={"id": "lead_id"}))
+    assert result.param_names == []
+    assert result.leads[0].crm_id == "7"
+    assert result.warnings == ["column 'id' is the id column: --param for it is ignored"]
+
+
+def test_id_kept_on_rejected_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,phone\nA1,612345678\nA2,12345\nA3,612345678\n")
+    result = load_leads(path, ColumnMapping(id_column="id"))
+    assert [(lead.crm_id, lead.status) for lead in result.leads] == [
+        ("A1", Status.PENDING),
+        ("A2", Status.INVALID),
+        ("A3", Status.DUPLICATE),
+    ]
+
+
+# --- required params ----------------------------------------------------------------------------
+
+
+def test_required_params(tmp_path: Path) -> None:
+    text = (
+        "Nombre,Email,phone\n"
+        "Ana,ana@example.com,612345678\n"
+        ",luis@example.com,622111222\n"
+        " , ,633444555\n"
+    )
+    mapping = ColumnMapping(rename={"Nombre": "firstname"}, require=("firstname", "email"))
+    result = load_leads(write(tmp_path, text), mapping)
+    assert [(lead.status, lead.reason) for lead in result.leads] == [
+        (Status.PENDING, ""),
+        (Status.MISSING_PARAM, "missing required param 'firstname'"),
+        (Status.MISSING_PARAM, "missing required params 'firstname', 'Email'"),
+    ]
+    assert result.leads[1].params == {"Email": "luis@example.com"}
+    assert result.leads[1].phone == "+34622111222"  # E.164, but keyed by row
+    assert result.leads[1].key == "row:3"
+    assert result.counts() == {"pending": 1, "missing_param": 2}
+
+
+def test_required_by_header_of_a_renamed_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "Nombre,phone\n,612345678\n")
+    mapping = ColumnMapping(rename={"Nombre": "firstname"}, require=("Nombre", "FIRSTNAME"))
+    lead = load_leads(path, mapping).leads[0]
+    assert lead.reason == "missing required param 'firstname'"  # named once, by its param
+
+
+def test_required_unknown(tmp_path: Path) -> None:
+    path = write(tmp_path, "name,phone\nAna,612345678\n")
+    with pytest.raises(ColumnError) as info:
+        load_leads(path, ColumnMapping(require=("email",)))
+    assert str(info.value) == (
+        "leads.csv: no param or column 'email' for --require (columns: name, phone)"
+    )
+    with pytest.raises(ConfigError, match=r"^--require: the param name is empty$"):
+        load_leads(path, ColumnMapping(require=(" ",)))
+
+
+# --- the order of the load-time checks ----------------------------------------------------------
+
+
+def test_status_precedence(tmp_path: Path) -> None:
+    text = (
+        "name,phone\n"
+        ",612345678\n"  # 2 missing: does not claim the phone...
+        "Ana,612 345 678\n"  # 3 ...so this complete row is dialed
+        "Eva,0034612345678\n"  # 4 duplicate of 3
+        ",612345678\n"  # 5 missing and after 3: duplicate (it would be one once fixed)
+        "Bea,699000000\n"  # 6 on the list
+        "Bea,699000000\n"  # 7 on the list, not a duplicate
+        ",n/a\n"  # 8 invalid first
+        ",699000000\n"  # 9 on the list beats missing
+    )
+    result = load_leads(
+        write(tmp_path, text), ColumnMapping(require=("name",)), dnc={"+34699000000"}
+    )
+    assert [(lead.row, lead.status, lead.reason) for lead in result.leads] == [
+        (2, Status.MISSING_PARAM, "missing required param 'name'"),
+        (3, Status.PENDING, ""),
+        (4, Status.DUPLICATE, "same phone as row 3"),
+        (5, Status.DUPLICATE, "same phone as row 3"),
+        (6, Status.DNC, "on the do-not-call list"),
+        (7, Status.DNC, "on the do-not-call list"),
+        (8, Status.INVALID, "not a phone number"),
+        (9, Status.DNC, "on the do-not-call list"),
+    ]
+
+
+# --- --allow-possible ---------------------------------------------------------------------------
+
+
+def test_allow_possible(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone\n+34 412 345 678\n612345678\n12345\n")
+    strict = load_leads(path)
+    assert [(lead.status, lead.reason) for lead in strict.leads] == [
+        (Status.INVALID, "invalid number for ES"),
+        (Status.PENDING, ""),
+        (Status.INVALID, "invalid number for ES"),
+    ]
+    loose = load_leads(path, allow_possible=True)
+    assert [(lead.phone, lead.status) for lead in loose.leads] == [
+        ("+34412345678", Status.PENDING),
+        ("+34612345678", Status.PENDING),
+        ("12345", Status.INVALID),  # not even a possible length
+    ]
+
+
+# --- many rows: compact storage, process pool -----------------------------------------------------
+
+
+def mixed_file(tmp_path: Path, rows: int = 400) -> Path:
+    """Every kind of row, repeated: valid formats, invalid, duplicates, dnc, missing params."""
+    kinds = [
+        lambda i: f"A{i},Lead {i},+34 6{i:08d}",
+        lambda i: f"A{i},Lead {i},0034 6{i - 1:08d}",  # the row above, written another way
+        lambda i: f"A{i},,6{i:08d}",  # missing param
+        lambda i: f"A{i},Lead {i},3,46E+10",
+        lambda i: f'A{i},"Lead\n{i}",699000000',  # on the list
+        lambda i: f"A{i},Lead {i},",
+        lambda i: f"A{i},Lead {i},+44 20 7946 0{i:03d}",
+        lambda i: ",,",  # empty row
+    ]
+    lines = ["id,name,phone"] + [kinds[i % len(kinds)](i) for i in range(rows)]
+    return write(tmp_path, "\n".join(lines).replace("3,46E+10", '"3,46E+10"') + "\n")
+
+
+def test_pool_and_serial_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = mixed_file(tmp_path)
+    mapping = ColumnMapping(id_column="id", require=("name",))
+    serial = load_leads(path, mapping, dnc={"+34699000000"})
+
+    started: list[int] = []
+
+    class CountingPool(loader.ProcessPoolExecutor):
+        def __init__(self, max_workers: int) -> None:
+            started.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(loader, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(loader, "_worker_count", lambda: 2)
+    monkeypatch.setattr(loader, "_PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(loader, "_CHUNK_ROWS", 7)
+    pooled = load_leads(path, mapping, dnc={"+34699000000"})
+    assert started == [2]
+    assert list(pooled.leads) == list(serial.leads)
+    assert pooled.warnings == serial.warnings == ["50 empty row(s) skipped"]
+    assert serial.counts() == {
+        "pending": 100,
+        "invalid": 100,
+        "duplicate": 50,
+        "dnc": 50,
+        "missing_param": 50,
+    }
+
+
+def test_pool_trouble_falls_back_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = mixed_file(tmp_path, rows=80)
+    expected = list(load_leads(path).leads)
+
+    class NoPool:
+        def __init__(self, max_workers: int) -> None:
+            raise OSError(38, "Function not implemented")
+
+    class BrokenPool:
+        def __init__(self, max_workers: int) -> None:
+            pass
+
+        def submit(self, *args: object, **kwargs: object) -> object:
+            raise loader.BrokenProcessPool("a worker died")
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(loader, "_worker_count", lambda: 2)
+    monkeypatch.setattr(loader, "_PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(loader, "_CHUNK_ROWS", 5)
+    for pool in (NoPool, BrokenPool):
+        monkeypatch.setattr(loader, "ProcessPoolExecutor", pool)
+        assert list(load_leads(path).leads) == expected
+
+
+def test_lead_rows_behave_as_a_read_only_list(tmp_path: Path) -> None:
+    path = write(tmp_path, 'id,note,phone\n1,"a\x1fb",612345678\n2,,12345\n3,x,612345678\n')
+    leads = load_leads(path, ColumnMapping(id_column="id")).leads
+    assert isinstance(leads, LeadRows)
+    every = [
+        Lead(2, "+34612345678", {"note": "a\x1fb"}, crm_id="1"),  # the separator, kept aside
+        Lead(3, "12345", {}, Status.INVALID, "invalid number for ES", "2"),
+        Lead(4, "+34612345678", {"note": "x"}, Status.DUPLICATE, "same phone as row 2", "3"),
+    ]
+    assert leads == every
+    assert every == leads
+    assert leads != every[:2]
+    assert len(leads) == 3
+    assert leads[-1] == every[-1]
+    assert leads[1:] == every[1:]
+    assert list(reversed(leads)) == every[::-1]
+    assert [leads[i] for i in range(3)] == list(leads)
+    assert every[1] in leads
+    with pytest.raises(IndexError):
+        leads[3]
+    assert repr(leads) == repr(every)
+    assert leads.counts() == {"pending": 1, "invalid": 1, "duplicate": 1}
+
+
+def test_lead_rows_with_no_params(tmp_path: Path) -> None:
+    leads = load_leads(write(tmp_path, "phone\n612345678\n\n612345678\nabc\n")).leads
+    assert leads == [
+        Lead(2, "+34612345678"),
+        Lead(4, "+34612345678", {}, Status.DUPLICATE, "same phone as row 2"),
+        Lead(5, "abc", {}, Status.INVALID, "not a phone number"),
+    ]

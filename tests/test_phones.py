@@ -20,6 +20,7 @@ from dialer.phones import (
     ParsedPhone,
     check_region,
     normalize,
+    normalize_many,
 )
 
 
@@ -147,6 +148,57 @@ def test_check_region_rejects_unknown(code: str) -> None:
     )
 
 
+# --- allow_possible ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("+34 412 345 678", "ES", "+34412345678"),  # a possible length, no known range
+        ("412345678", "ES", "+34412345678"),
+        ("+1 212 000 0000", "ES", "+12120000000"),
+        ("+44 7700 900123", "ES", "+447700900123"),
+        ("0034 412 345 678", "US", "+34412345678"),  # "00" read as "+" here too
+        ("+34 412 345 678 ext. 5", "ES", "+34412345678"),
+    ],
+)
+def test_allow_possible_accepts_a_possible_number(raw: str, region: str, expected: str) -> None:
+    assert normalize(raw, region).e164 is None  # strict by default
+    assert normalize(raw, region, allow_possible=True) == ParsedPhone(expected)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "reason"),
+    [
+        ("12345", "ES", "invalid number for ES"),  # too short to be possible
+        ("555 0000", "US", "invalid number for US"),  # possible only for local dialing
+        ("+34 (0) 612 345 678", "ES", "invalid number for ES"),  # too long
+        ("3.46E+10", "ES", REASON_SCIENTIFIC),
+        ("612345678.0", "ES", REASON_EXCEL_NUMBER),
+        ("abc", "ES", REASON_NOT_A_NUMBER),
+        ("", "ES", REASON_EMPTY),
+        ("+34 412345678, 622111222", "ES", REASON_SEVERAL),
+    ],
+)
+def test_allow_possible_still_rejects(raw: str, region: str, reason: str) -> None:
+    assert normalize(raw, region, allow_possible=True) == ParsedPhone(None, reason)
+
+
+def test_allow_possible_prefers_a_valid_reading() -> None:
+    # Valid numbers come out exactly as in strict mode.
+    for raw in ["612345678", "0034 622 111 222", "+1 415 555 2671", "+44 20 7946 0958"]:
+        assert normalize(raw, allow_possible=True) == normalize(raw)
+
+
+def test_normalize_many_keeps_order_and_results() -> None:
+    raws = ["612345678", "", "abc", "612345678", "+34 412 345 678", "3.46E+10", ""]
+    assert normalize_many(raws) == [normalize(raw) for raw in raws]
+    assert normalize_many(raws, "US", allow_possible=True) == [
+        normalize(raw, "US", allow_possible=True) for raw in raws
+    ]
+    assert normalize_many([]) == []
+
+
 # --- property: phonenumbers' own formats of a valid number come back as the same E.164 --------
 
 _TYPES = [
@@ -213,3 +265,15 @@ def test_any_text_gives_a_verdict(raw: str, region: str) -> None:
         assert parsed.reason == ""
         assert parsed.e164.startswith("+") and parsed.e164[1:].isdigit()
         assert phonenumbers.is_valid_number(phonenumbers.parse(parsed.e164))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.sampled_from(["ES", "US", "GB", "MX"]))
+def test_allow_possible_only_widens(raw: str, region: str) -> None:
+    strict = normalize(raw, region)
+    loose = normalize(raw, region, allow_possible=True)
+    if strict.ok:
+        assert loose == strict
+    if loose.ok:
+        number = phonenumbers.parse(loose.e164)
+        assert phonenumbers.is_possible_number(number)

@@ -1,0 +1,537 @@
+"""Spreadsheet files as rows of text: CSV/TXT and Excel ``.xlsx``, read in chunks.
+
+This module owns file formats and encodings; the loader owns what the columns mean. It opens a
+file, finds its header row and hands the rows after it over in chunks of text cells, so a
+million-row file is never held whole:
+
+* ``.csv``/``.txt``: the text encoding is the given one, else a BOM (UTF-8, UTF-16, UTF-32),
+  else UTF-8 if every byte decodes, else detected by charset-normalizer on the first 4 MB
+  (Windows-1252 preferred when it reads as well, for Excel's Spanish exports). The delimiter is
+  ``,`` ``;`` or tab: the given one, else sniffed from the first 16 KB. Pandas' C parser splits
+  the rows (``dtype=object``, no NA conversion: ``NA``, ``null`` and ``08001`` stay text).
+* ``.xlsx``/``.xlsm``: the first sheet or the named one, read with python-calamine. Every cell
+  becomes the text a person would expect: text as is; a whole number as its digits
+  (``34612345678``, never ``34612345678.0``: exact up to 15 digits, which covers every E.164
+  number); other numbers in Python's shortest form (``0.5``, ``1.2345678901234567e+18``: the
+  phone rules reject both); a number formatted as scientific in the workbook (``0.00E+00``,
+  what Excel applies when it parses ``3,46123456E+10`` from a CSV: the digits are gone) as it
+  displays, ``3.46E+10``; dates as ISO text (``2024-03-05``, ``2024-03-05T10:30:00``);
+  booleans as ``TRUE``/``FALSE``; error values and formulas without a cached value as empty.
+  Rows keep the sheet's own numbers; blank rows above the header row are skipped.
+  ``.xls`` (Excel 97-2003) is refused with a message saying to save it as ``.xlsx``.
+
+Every failure is a one-line ``LeadsFileError`` starting with the file's name (or a
+``ConfigError`` for a bad option value). Nothing here knows what a phone or a lead is.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import re
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+from xml.etree import ElementTree
+
+import pandas as pd
+from charset_normalizer import from_bytes
+from python_calamine import CalamineError, CalamineWorkbook, PasswordError
+
+from dialer.errors import ConfigError, LeadsFileError
+
+__all__ = ["DELIMITERS", "Sheet", "check_delimiter", "one_line", "open_sheet"]
+
+# What --delimiter accepts, and what each means.
+DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "\\t": "\t"}
+
+_TEXT_SUFFIXES = frozenset({".csv", ".txt"})
+_XLSX_SUFFIXES = frozenset({".xlsx", ".xlsm"})
+_SNIFF_BYTES = 16 * 1024
+_DETECT_BYTES = 4 * 1024 * 1024
+_BLOCK_BYTES = 1024 * 1024
+_SNIFF_CANDIDATES = ",;\t"
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# How much worse (charset-normalizer "chaos") Windows-1252 may look than the best guess and
+# still be chosen: short Spanish files tie between cp1250 and cp1252, and cp1250 turns ñ into ń.
+_CP1252_TOLERANCE = 0.02
+
+Rows = list[list[str]]
+
+
+@dataclass
+class Sheet:
+    """An open file: its header row, then the rows below it in chunks of ``(first row, rows)``.
+
+    Row numbers are the spreadsheet's: the header of a CSV is row 1. Every row has as many
+    cells as the header (CSV rows that are short are padded with empty cells).
+    """
+
+    name: str  # the file's name, to start messages with
+    title: str  # the sheet's name in a workbook, "" for a text file
+    encoding: str  # the text encoding, or "xlsx"
+    delimiter: str  # "," ";" "\t", or "" for a workbook
+    header: list[str]  # the header row's cells as read (not trimmed)
+    header_row: int
+    first_column: int  # 0-based column of the first cell (a sheet's data may start right of A)
+    chunks: Iterator[tuple[int, Rows]]
+    warnings: list[str] = field(default_factory=list)  # options that do not apply to the file
+
+
+def check_delimiter(value: str | None) -> str | None:
+    """``,`` ``;`` or tab for a --delimiter value ("tab" and ``\\t`` mean tab), None for none."""
+    if value is None:
+        return None
+    found = DELIMITERS.get(value) or DELIMITERS.get(value.strip().lower())
+    if found is None:
+        raise ConfigError(f"unknown delimiter '{one_line(value)}' for --delimiter: use , ; or tab")
+    return found
+
+
+@contextmanager
+def open_sheet(
+    path: Path,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
+    chunk_rows: int = 10_000,
+) -> Iterator[Sheet]:
+    """Open ``path`` (.csv, .txt, .xlsx) and yield it as a ``Sheet``; closed on leaving."""
+    name = path.name
+    forced = check_delimiter(delimiter)
+    suffix = path.suffix.lower()
+    if suffix == ".xls":
+        raise LeadsFileError(
+            f"{name}: .xls files (Excel 97-2003) are not supported: save it as .xlsx or CSV UTF-8"
+        )
+    if suffix in _TEXT_SUFFIXES:
+        handle = _open(path)
+        try:
+            opened = _open_delimited(handle, name, encoding, forced, chunk_rows)
+            if sheet is not None:
+                opened.warnings.append(f"--sheet {sheet} ignored: {name} is not a workbook")
+            yield opened
+        finally:
+            handle.close()
+    elif suffix in _XLSX_SUFFIXES:
+        opened = _open_xlsx(path, name, sheet, chunk_rows)
+        if encoding is not None:
+            opened.warnings.append(
+                f"--encoding {encoding} ignored: a workbook has no text encoding"
+            )
+        if forced is not None:
+            opened.warnings.append("--delimiter ignored: a workbook has no delimiter")
+        yield opened
+    else:
+        shown = f"'{path.suffix}'" if path.suffix else "(no extension)"
+        raise LeadsFileError(f"{name}: unsupported file type {shown} (use .csv, .txt or .xlsx)")
+
+
+def one_line(value: object) -> str:
+    """``value`` as text with its white space folded to single spaces."""
+    return " ".join(str(value).split())
+
+
+def _open(path: Path) -> BinaryIO:
+    name = path.name
+    try:
+        return path.open("rb")
+    except FileNotFoundError as exc:
+        raise LeadsFileError(f"{name}: file not found") from exc
+    except OSError as exc:
+        if isinstance(exc, IsADirectoryError) or path.is_dir():
+            raise LeadsFileError(f"{name}: is a directory, not a leads file") from exc
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror
+        raise LeadsFileError(f"{name}: cannot read the file ({reason or exc})") from exc
+
+
+def _read(name: str, handle: BinaryIO, size: int = -1) -> bytes:
+    try:
+        return handle.read(size)
+    except OSError as exc:
+        raise LeadsFileError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+# --- delimited text -------------------------------------------------------------------------------
+
+
+def _open_delimited(
+    handle: BinaryIO, name: str, encoding: str | None, delimiter: str | None, chunk_rows: int
+) -> Sheet:
+    codec, errors = _choose_encoding(name, handle, encoding)
+    handle.seek(0)
+    head = _read(name, handle, _SNIFF_BYTES)
+    sample = codecs.getincrementaldecoder(codec)(errors="replace").decode(head)
+    if not sample.strip().strip("\ufeff") and len(head) < _SNIFF_BYTES:
+        raise LeadsFileError(f"{name}: the file is empty")
+    used = delimiter or _sniff_delimiter(sample)
+    handle.seek(0)
+    with _parse_errors(name):
+        reader = pd.read_csv(
+            handle,
+            sep=used,
+            header=None,
+            index_col=False,
+            dtype=object,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=False,
+            encoding=codec,
+            encoding_errors=errors,
+            chunksize=chunk_rows,
+        )
+    chunks = _frames(name, reader)
+    first_row, rows = next(chunks, (1, []))
+    if not rows:
+        raise LeadsFileError(f"{name}: the file is empty")
+    header = rows[0]
+
+    def body() -> Iterator[tuple[int, Rows]]:
+        if len(rows) > 1:
+            yield first_row + 1, rows[1:]
+        yield from chunks
+
+    return Sheet(name, "", codec, used, header, 1, 0, body())
+
+
+def _frames(name: str, reader: Iterator[pd.DataFrame]) -> Iterator[tuple[int, Rows]]:
+    """Pandas' chunks as lists of text rows, numbered from 1; its errors as LeadsFileError."""
+    row = 1
+    while True:
+        with _parse_errors(name):
+            frame = next(reader, None)
+        if frame is None:
+            return
+        rows = frame.to_numpy(dtype=object).tolist()
+        yield row, rows
+        row += len(rows)
+
+
+@contextmanager
+def _parse_errors(name: str) -> Iterator[None]:
+    """Pandas' errors while splitting rows, as one-line LeadsFileError."""
+    try:
+        yield
+    except pd.errors.EmptyDataError as exc:
+        raise LeadsFileError(f"{name}: the file is empty") from exc
+    except pd.errors.ParserError as exc:
+        raise LeadsFileError(f"{name}: {_parser_problem(str(exc))}") from exc
+    except (ValueError, MemoryError, UnicodeError) as exc:
+        raise LeadsFileError(f"{name}: cannot parse the file ({one_line(exc)})") from exc
+
+
+def _choose_encoding(name: str, handle: BinaryIO, encoding: str | None) -> tuple[str, str]:
+    """(codec, decode errors): the given encoding, a BOM, UTF-8, else a detected encoding."""
+    head = _read(name, handle, 4)
+    if encoding:
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError as exc:
+            raise ConfigError(f"unknown encoding '{encoding}' for {name}") from exc
+        if codec == "utf-8" and head.startswith(codecs.BOM_UTF8):
+            codec = "utf-8-sig"
+        bad = _first_bad_byte(name, handle, codec)
+        if bad is not None:
+            raise LeadsFileError(
+                f"{name}: not valid {encoding} (byte {bad}): check the file's encoding"
+            )
+        return codec, "strict"
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            if _first_bad_byte(name, handle, codec) is None:
+                return codec, "strict"
+            break  # a BOM-like start that is not one: detect below
+    if _first_bad_byte(name, handle, "utf-8") is None:
+        return "utf-8", "strict"
+    handle.seek(0)
+    detected = _detect(_read(name, handle, _DETECT_BYTES))
+    if detected is None:
+        raise LeadsFileError(
+            f"{name}: cannot tell the text encoding; save it as CSV UTF-8 "
+            "or pass the encoding (e.g. --encoding cp1252)"
+        )
+    return detected, "replace"
+
+
+def _first_bad_byte(name: str, handle: BinaryIO, codec: str) -> int | None:
+    """Offset of the first byte that does not decode as ``codec``, None if the file does."""
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset = 0
+    while True:
+        block = _read(name, handle, _BLOCK_BYTES)
+        pending = len(decoder.getstate()[0])
+        try:
+            decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            return max(offset - pending + exc.start, 0)
+        if not block:
+            return None
+        offset += len(block)
+
+
+def _detect(data: bytes) -> str | None:
+    """charset-normalizer's guess, preferring Windows-1252 when it reads the bytes as well."""
+    matches = from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None
+    for match in matches:
+        if "cp1252" in match.could_be_from_charset:
+            if match.chaos <= best.chaos + _CP1252_TOLERANCE:
+                try:
+                    data.decode("cp1252")
+                except UnicodeDecodeError:
+                    break
+                return "cp1252"
+            break
+    return codecs.lookup(best.encoding).name
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """``,`` ``;`` or tab: csv.Sniffer on the sample, else the one splitting the header most."""
+    cut = sample.rfind("\n")
+    if 0 < cut < len(sample) - 1:
+        sample = sample[: cut + 1]  # whole lines only
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters=_SNIFF_CANDIDATES).delimiter
+    except csv.Error:
+        found = ""
+    if found and found in _SNIFF_CANDIDATES:
+        return found
+    first_line = sample.lstrip("\ufeff").splitlines()[0] if sample.strip() else ""
+    widths = {d: len(next(csv.reader([first_line], delimiter=d), [])) for d in _SNIFF_CANDIDATES}
+    best = max(_SNIFF_CANDIDATES, key=lambda d: widths[d])
+    return best if widths[best] > 1 else ","
+
+
+def _parser_problem(message: str) -> str:
+    """Pandas' tokenizer error as one line in spreadsheet rows (its "line N" counts records)."""
+    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if ragged:
+        want, row, saw = ragged.groups()
+        return (
+            f"row {row} has {saw} fields but the header has {want} "
+            "(an unquoted delimiter in a value?)"
+        )
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
+    if unclosed:
+        return f"a quoted value starting in row {int(unclosed.group(1)) + 1} is never closed"
+    return f"cannot parse the file ({one_line(message)})"
+
+
+# --- workbooks ------------------------------------------------------------------------------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 (and password-protected .xlsx)
+# Built-in number formats that show a number in scientific notation (ECMA-376 18.8.30).
+_SCIENTIFIC_FORMAT_IDS = frozenset({11, 48})
+_CELL_TAG = re.compile(rb"<c\s([^>]*)>")
+_ATTRIBUTE = re.compile(rb'\b(r|s)="([^"]*)"')
+_REFERENCE = re.compile(r"([A-Z]+)(\d+)")
+_DECIMALS = re.compile(r"\.(0+)")
+_NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def _open_xlsx(path: Path, name: str, sheet: str | None, chunk_rows: int) -> Sheet:
+    with _open(path) as handle:
+        magic = _read(name, handle, 4)
+    if magic == _OLE_MAGIC:
+        raise LeadsFileError(
+            f"{name}: not an .xlsx workbook (an Excel 97-2003 file, or password-protected): "
+            "save it as .xlsx without a password"
+        )
+    if magic != _ZIP_MAGIC:
+        raise LeadsFileError(f"{name}: not an .xlsx workbook (is it a CSV renamed .xlsx?)")
+    try:
+        with CalamineWorkbook.from_path(str(path)) as workbook:
+            title = _sheet_title(name, workbook.sheet_names, sheet)
+            data = workbook.get_sheet_by_name(title)  # the sheet's cells, held apart from the file
+    except PasswordError as exc:
+        raise LeadsFileError(f"{name}: the workbook is password-protected") from exc
+    except CalamineError as exc:
+        raise LeadsFileError(f"{name}: not a readable .xlsx workbook ({one_line(exc)})") from exc
+    if data.start is None:
+        raise LeadsFileError(f"{name}: sheet '{title}' is empty")
+    first_column = data.start[1]
+    scientific = _scientific_cells(path, name, title, first_column)
+    rows = _workbook_rows(data.iter_rows(), scientific)
+    # The header is the first row with a value: blank rows above it are skipped.
+    found = next((row for row in rows if any(cell.strip() for cell in row[1])), None)
+    if found is None:
+        raise LeadsFileError(f"{name}: sheet '{title}' is empty")
+    header_row, header = found
+    chunks = _batched(rows, chunk_rows)
+    return Sheet(name, title, "xlsx", "", header, header_row, first_column, chunks)
+
+
+def _sheet_title(name: str, titles: list[str], wanted: str | None) -> str:
+    if not titles:
+        raise LeadsFileError(f"{name}: the workbook has no sheets")
+    if wanted is None:
+        return titles[0]
+    if wanted in titles:
+        return wanted
+    folded = [title.strip().casefold() for title in titles]
+    if wanted.strip().casefold() in folded:
+        return titles[folded.index(wanted.strip().casefold())]
+    raise LeadsFileError(f"{name}: no sheet '{wanted}' (sheets: {', '.join(titles)})")
+
+
+def _workbook_rows(
+    source: Iterator[list[object]], scientific: dict[int, dict[int, int]]
+) -> Iterator[tuple[int, list[str]]]:
+    """(sheet row number, cells as text) for every row; python-calamine starts at row 1."""
+    for index, values in enumerate(source):
+        cells = [value if value.__class__ is str else _cell_text(value) for value in values]
+        for column, decimals in scientific.get(index, {}).items():
+            value = values[column] if column < len(values) else None
+            if isinstance(value, float | int) and not isinstance(value, bool):
+                cells[column] = f"{value:.{decimals}E}"
+        yield index + 1, cells
+
+
+def _batched(rows: Iterator[tuple[int, list[str]]], size: int) -> Iterator[tuple[int, Rows]]:
+    chunk: Rows = []
+    first = 0
+    for number, cells in rows:
+        if not chunk:
+            first = number
+        chunk.append(cells)
+        if len(chunk) >= size:
+            yield first, chunk
+            chunk = []
+    if chunk:
+        yield first, chunk
+
+
+def _cell_text(value: object) -> str:
+    """A workbook cell's value as text (see the module docstring for the rules)."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        seconds = int(value.total_seconds())
+        sign = "-" if seconds < 0 else ""
+        hours, rest = divmod(abs(seconds), 3600)
+        return f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return "" if value is None else str(value)
+
+
+def _scientific_cells(
+    path: Path, name: str, title: str, first_column: int
+) -> dict[int, dict[int, int]]:
+    """Cells of sheet ``title`` whose number format is scientific: row -> column -> decimals.
+
+    Rows are 0-based sheet rows, columns 0-based from ``first_column``. python-calamine gives
+    values but not formats, so this reads the styles, and the sheet's XML only when some style
+    is scientific. A package this cannot read is refused: guessing could dial a number whose
+    digits are lost.
+    """
+    try:
+        with zipfile.ZipFile(path) as package:
+            styles = _scientific_styles(package)
+            if not styles:
+                return {}
+            part = _sheet_part(package, title)
+            with package.open(part) as stream:
+                return _scan_cells(stream, styles, first_column)
+    except Exception as exc:  # zipfile and ElementTree raise many kinds on a damaged package
+        raise LeadsFileError(f"{name}: not a readable .xlsx workbook ({one_line(exc)})") from exc
+
+
+def _scientific_styles(package: zipfile.ZipFile) -> dict[int, int]:
+    """Cell style index -> decimals shown, for the styles with a scientific number format."""
+    try:
+        root = ElementTree.fromstring(package.read("xl/styles.xml"))
+    except KeyError:
+        return {}
+    custom = {
+        int(fmt.get("numFmtId", "-1")): fmt.get("formatCode", "")
+        for fmt in root.iter(f"{_NS_MAIN}numFmt")
+    }
+    found: dict[int, int] = {}
+    cell_xfs = root.find(f"{_NS_MAIN}cellXfs")
+    for index, xf in enumerate(cell_xfs if cell_xfs is not None else []):
+        format_id = int(xf.get("numFmtId", "0"))
+        code = custom.get(format_id, "")
+        unquoted = re.sub(r'"[^"]*"|\\.', "", code)
+        if format_id in _SCIENTIFIC_FORMAT_IDS or re.search(r"[eE][+-]", unquoted):
+            decimals = _DECIMALS.search(unquoted.split("E")[0].split("e")[0])
+            found[index] = len(decimals.group(1)) if decimals else (1 if format_id == 48 else 2)
+    return found
+
+
+def _sheet_part(package: zipfile.ZipFile, title: str) -> str:
+    """The zip member holding sheet ``title``, from the workbook and its relationships."""
+    workbook = ElementTree.fromstring(package.read("xl/workbook.xml"))
+    rel_id = next(
+        (
+            s.get(f"{_NS_REL}id")
+            for s in workbook.iter(f"{_NS_MAIN}sheet")
+            if s.get("name") == title
+        ),
+        None,
+    )
+    rels = ElementTree.fromstring(package.read("xl/_rels/workbook.xml.rels"))
+    for rel in rels.iter(f"{_NS_PKG_REL}Relationship"):
+        if rel.get("Id") == rel_id:
+            target = rel.get("Target", "")
+            if target.startswith("/"):
+                return target.lstrip("/")
+            return str(PurePosixPath("xl") / target)
+    raise KeyError(f"no part for sheet '{title}'")
+
+
+def _scan_cells(
+    stream: BinaryIO, styles: dict[int, int], first_column: int
+) -> dict[int, dict[int, int]]:
+    """Scan a sheet's XML in blocks for ``<c r="B5" s="3">`` cells with one of ``styles``."""
+    found: dict[int, dict[int, int]] = {}
+    tail = b""
+    while True:
+        block = stream.read(_BLOCK_BYTES)
+        data = tail + block
+        cut = data.rfind(b"<") if block else len(data)
+        for match in _CELL_TAG.finditer(data, 0, cut):
+            attributes = dict(_ATTRIBUTE.findall(match.group(1)))
+            style = attributes.get(b"s")
+            if style is None or int(style) not in styles:
+                continue
+            reference = _REFERENCE.fullmatch(attributes.get(b"r", b"").decode("ascii"))
+            if reference is None:
+                continue
+            letters, digits = reference.groups()
+            column = _column_index(letters) - first_column
+            if column >= 0:
+                found.setdefault(int(digits) - 1, {})[column] = styles[int(style)]
+        if not block:
+            return found
+        tail = data[cut:]
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index - 1
