@@ -36,6 +36,12 @@ class Settings:
     # column mapping
     phone_column: str | None = None
     encoding: str | None = None  # None: detected
+    delimiter: str | None = None  # None: sniffed
+    sheet: str | None = None  # an .xlsx sheet; None: the first
+    id_column: str | None = None  # the CRM id, carried into the results
+    require: tuple[str, ...] = ()  # params that must not be empty (else missing_param)
+    dnc: str | None = None  # a do-not-call list file
+    allow_possible: bool = False  # dial numbers phonenumbers calls possible, not only valid
     default_region: str = "ES"
     params: dict[str, str] = field(default_factory=dict)  # column -> custom param name
     exclude: tuple[str, ...] = ()
@@ -67,6 +73,12 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "interrupt": bool,
     "phone_column": str,
     "encoding": str,
+    "delimiter": str,
+    "sheet": str,
+    "id_column": str,
+    "require": list,
+    "dnc": str,
+    "allow_possible": bool,
     "default_region": str,
     "params": dict,
     "exclude": list,
@@ -114,10 +126,10 @@ def read_campaign_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key '{key}' (known keys: {known})")
         if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise ConfigError(f"{path}: '{key}' must be {_KIND_NAMES[key]}, not {value!r}")
-        if key == "output":
+        if key in ("output", "dnc"):
             value = str((path.parent / value).resolve())
         values[key] = value
-    for key in ("params", "exclude"):
+    for key in ("params", "exclude", "require"):
         items = values.get(key, {})
         pairs = items.items() if isinstance(items, dict) else [(v, v) for v in items]
         if any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs):
@@ -153,7 +165,7 @@ def build_settings(
     for key, value in flags.items():
         if key not in _NAMES:
             raise ConfigError(f"unknown setting '{key}'")
-        if value is None or (key in ("params", "exclude") and not value):
+        if value is None or (key in ("params", "exclude", "require") and not value):
             continue
         if key == "params":
             value = {**merged.get("params", {}), **value}
@@ -249,6 +261,9 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
                 raise bad(key, "is empty")
     v["params"] = dict(v.get("params") or {})
     v["exclude"] = tuple(v.get("exclude") or ())
+    v["require"] = tuple(
+        name.strip() for item in v.get("require") or () for name in item.split(",") if name.strip()
+    )
     for key in ("timeout", "in_doubt_grace"):
         if key in v:
             v[key] = float(v[key])

@@ -40,8 +40,15 @@ from dialer.errors import (
     DialerError,
 )
 from dialer.model import Outcome
-from dialer.report import counts_phrase, plan_lines, start_lines, status_lines, summary_lines
-from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
+from dialer.report import (
+    counts_phrase,
+    plan_lines,
+    start_lines,
+    status_lines,
+    summary_lines,
+    write_rejects,
+)
+from dialer.run import Plan, RunSummary, load, plan, run_campaign, sandbox
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,6 +86,34 @@ def cli() -> None:
     help="May the callee interrupt the AI (API default: no).",
 )
 @click.option("--phone-column", help="Column with the phone (default: detected by name).")
+@click.option("--sheet", help="Sheet of an .xlsx LEADS file (default: the first).")
+@click.option("--delimiter", help="Force the CSV delimiter: , ; or tab (default: sniffed).")
+@click.option("--id-column", metavar="COL", help="Column with the CRM id, copied to the results.")
+@click.option(
+    "--require",
+    "require",
+    multiple=True,
+    metavar="COL,...",
+    help="Params that must not be empty; a row missing one is not dialed "
+    "(missing_param). Repeatable.",
+)
+@click.option(
+    "--dnc",
+    metavar="FILE",
+    help="Do-not-call list (CSV, xlsx or one number per line): never dialed.",
+)
+@click.option(
+    "--allow-possible",
+    is_flag=True,
+    default=None,
+    help="Also dial numbers phonenumbers calls possible but not valid.",
+)
+@click.option(
+    "--rejects",
+    metavar="FILE",
+    help="With --dry-run (or a run): write every rejected row, with its reason, "
+    "as a CSV to fix and re-import.",
+)
 @click.option("--encoding", help="Text encoding of LEADS, e.g. cp1252 (default: detected).")
 @click.option("--default-region", help="Country for numbers without a prefix (default ES).")
 @click.option(
@@ -169,7 +204,7 @@ def cli() -> None:
 def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         token_file: str | None, params: tuple[str, ...], exclude: tuple[str, ...],
         quiet: bool, log_format: str, log_file: str | None, progress_every: float,
-        **flags: Any) -> int:  # fmt: skip
+        rejects: str | None, require: tuple[str, ...], **flags: Any) -> int:  # fmt: skip
     """Place one AI call per lead of LEADS (CSV) that has no final result yet.
 
     A rerun of the same command dials only the leads without a final result. The API token
@@ -178,11 +213,18 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     """
     flags["params"] = parse_param_flags(params)
     flags["exclude"] = list(exclude)
+    flags["require"] = list(require)
     settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)
     if dry_run:
-        for line in plan_lines(plan(settings), output=str(settings.output)):
+        preview = plan(settings)
+        for line in plan_lines(preview, output=str(settings.output)):
             click.echo(line)
+        if rejects:
+            count = write_rejects(rejects, preview.load)
+            click.echo(f"Rejected rows written to {rejects}: {count:,}")
         return EXIT_OK
+    if rejects:
+        write_rejects(rejects, load(settings))
     out = _Output(quiet=quiet or log_format == "json", every=progress_every)
     if use_sandbox:
         with sandbox() as (url, token):

@@ -27,7 +27,7 @@ from dialer.client import CallSettings
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger
-from dialer.loader import ColumnMapping, LoadResult, load_leads
+from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import read_results
 from dialer.session import Session
@@ -91,9 +91,19 @@ def load(settings: Settings) -> LoadResult:
         phone_column=settings.phone_column,
         rename=dict(settings.params),
         exclude=frozenset(settings.exclude),
+        id_column=settings.id_column,
+        require=settings.require,
     )
+    dnc = load_dnc(settings.dnc, default_region=settings.default_region) if settings.dnc else None
     return load_leads(
-        settings.leads, mapping, default_region=settings.default_region, encoding=settings.encoding
+        settings.leads,
+        mapping,
+        default_region=settings.default_region,
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+        sheet=settings.sheet,
+        dnc=dnc,
+        allow_possible=settings.allow_possible,
     )
 
 

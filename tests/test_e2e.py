@@ -570,3 +570,36 @@ def test_calling_hours_follow_each_leads_own_time_zone(sim, tmp_path, monkeypatc
     assert len(sim.calls) == 2
     row = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}["+34911234568"]
     assert row["error"] == "outside calling hours; next opening 2026-11-30T08:00Z"  # Monday 9:00
+
+
+def test_an_excel_export_with_dnc_required_params_and_rejects(sim, tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Leads"
+    sheet.append(["CRM Id", "Nombre", "Teléfono", "Programa"])
+    sheet.append(["@SUM(1+1)*cmd|' /C calc'!A0", "José", "+34 612 345 678", "MBA"])  # a formula
+    sheet.append(["crm-2", "María", "612 345 679", "Máster"])
+    sheet.append(["crm-3", "", "612 345 680", "Grado"])  # no name: missing_param
+    sheet.append(["crm-4", "Íñigo", "0034 612 345 681", "MBA"])  # on the do-not-call list
+    book.save(tmp_path / "export.xlsx")
+    (tmp_path / "dnc.txt").write_text("+34612345681\n", encoding="utf-8")
+    args = ("run", str(tmp_path / "export.xlsx"), "--playbook", "pb", "--id-column", "CRM Id",
+            "--require", "firstname", "--param", "Nombre=firstname", "--dnc",
+            str(tmp_path / "dnc.txt"), "--rejects", str(tmp_path / "rejects.csv"))  # fmt: skip
+    preview = run_cli(*args, "--dry-run", token=None)
+    assert preview.returncode == 0, preview.stderr
+    assert "Rows:          4 (2 dialable, 1 dnc, 1 missing_param)" in preview.stdout
+    assert "Rejected rows written to " in preview.stdout
+    rejects = read_rows(tmp_path / "rejects.csv")
+    assert [(r["row"], r["status"]) for r in rejects] == [("4", "missing_param"), ("5", "dnc")]
+    assert rejects[0]["reason"] == "missing required param 'firstname'"
+    proc = run_cli(*args, url=sim.url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(c.phone for c in sim.calls) == ["+34612345678", "+34612345679"]
+    jose = next(c for c in sim.calls if c.phone == "+34612345678").body
+    assert jose["firstname"] == "José" and "CRM Id" not in jose
+    rows = {r["row"]: r for r in read_rows(tmp_path / "export.results.csv")}
+    assert rows["2"]["crm_id"] == "'@SUM(1+1)*cmd|' /C calc'!A0"  # neutralised for Excel
+    assert rows["3"]["crm_id"] == "crm-2" and rows["5"]["status"] == "dnc"
