@@ -6,10 +6,12 @@ where they go. ``write_rejects`` writes the rejected rows as a CSV to fix and re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from dialer.errors import ConfigError, LeadsFileError
 from dialer.ledger import read_runs, read_state
@@ -59,10 +61,30 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         "Rejected rows",
         [f"row {x.row:<5} {x.status.value:<9} {x.phone or EMPTY}: {x.reason}" for x in rejected],
     )
+    lines += forecast_lines(plan)
     if plan.sample_body is not None:
         lines.append("Example request (POST /call):")
         body = json.dumps(plan.sample_body, ensure_ascii=False, indent=2)
         lines += ["  " + line for line in body.splitlines()]
+    return lines
+
+
+def forecast_lines(plan: Plan) -> list[str]:
+    """When the leads would be dialed: one line a slot, in the slot's own local time."""
+    if not plan.forecast and not plan.never:
+        return []
+    lines = [f"Forecast at {plan.rate:,.0f} calls/min (times in each group's zone):"]
+    for slot in plan.forecast[:REJECTS_SHOWN]:
+        zone = slot.start.tzinfo
+        with contextlib.suppress(Exception):
+            zone = ZoneInfo(slot.label.split("+")[0])
+        start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
+        lines.append(f"  {slot.count:>7,}  {start:%a %d %b %H:%M}-{end:%H:%M}  {slot.label}")
+    if len(plan.forecast) > REJECTS_SHOWN:
+        rest = sum(slot.count for slot in plan.forecast[REJECTS_SHOWN:])
+        lines.append(f"  {rest:>7,}  later, up to {plan.forecast[-1].end:%a %d %b %H:%M} UTC")
+    if plan.never:
+        lines.append(f"  {plan.never:>7,}  never: their time zones share no open hour")
     return lines
 
 

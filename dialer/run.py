@@ -30,6 +30,7 @@ from dialer.ledger import Ledger
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import read_results
+from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session
 
 
@@ -43,6 +44,9 @@ class Plan:
     sample_body: dict[str, Any] | None  # one request body, without the token
     held: int = 0  # leads left for a later run by --max-calls or --until
     deferred: int = 0  # leads outside their calling hours now
+    forecast: list[Slot] = field(default_factory=list)  # when they would be dialed (dry run)
+    never: int = 0  # leads whose zones never share an open hour in the next 14 days
+    rate: float = 0.0  # the calls per minute the forecast assumes
 
 
 @dataclass(frozen=True)
@@ -107,15 +111,27 @@ def load(settings: Settings) -> LoadResult:
     )
 
 
-def plan(settings: Settings) -> Plan:
-    """The dry run: what would be sent now. Reads files, writes none, needs no token."""
+def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Plan:
+    """The dry run: what would be sent, and when, under the rate limits and each lead's calling
+    window. Reads files, writes none, needs no token."""
     loaded = load(settings)
-    finished = {e.key for e in read_results(settings.output) if e.status is not Status.PENDING}
+    again = (Status.PENDING, Status.DEFERRED)
+    finished = {e.key for e in read_results(settings.output) if e.status not in again}
     dialable = [lead for lead in loaded.leads if lead.status is Status.PENDING]
     to_dial = [lead for lead in dialable if lead.key not in finished]
     call = call_settings(settings)
     sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
-    return Plan(loaded, to_dial, len(dialable) - len(to_dial), sample)
+    window = window_from(settings.calling_hours, settings.calling_days)
+    default = campaign_zone(settings.timezone)
+    groups: Counter[tuple[Any, ...]] = Counter()
+    for lead in to_dial:
+        override = lead.params.get(settings.timezone_column or "") or None
+        groups[lead_zones(lead.phone, override=override, default=default)] += 1
+    rate = min(settings.max_per_minute, settings.max_per_second * 60)
+    now = (clock or (lambda: datetime.now(UTC)))()
+    slots, never = forecast(groups.items(), window, now, per_minute=rate)
+    return Plan(loaded, to_dial, len(dialable) - len(to_dial), sample,
+                forecast=slots, never=never, rate=rate)  # fmt: skip
 
 
 def run_campaign(

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -283,3 +284,77 @@ def _bisect_change(zone: ZoneInfo, before: datetime, after: datetime) -> datetim
         else:
             low = middle
     return datetime.fromtimestamp(high, UTC)
+
+
+# --- forecasts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    """``count`` leads of one zone group dialed between ``start`` and ``end`` (UTC)."""
+
+    label: str  # the group's zones, e.g. "Europe/Madrid" or "America/Boise+America/Los_Angeles"
+    count: int
+    start: datetime
+    end: datetime
+
+
+def forecast(
+    groups: Iterable[tuple[Sequence[ZoneInfo], int]],
+    window: CallingWindow | None,
+    now: datetime,
+    *,
+    per_minute: float,
+    limit: int = 10_000,
+) -> tuple[list[Slot], int]:
+    """When each group's leads would be dialed: one sender at ``per_minute``, each group only
+    inside its window (all the group's zones), groups in the order they open, a group that
+    does not fit before closing carried to its next opening. Returns the slots and how many
+    leads no opening in the next 14 days can take (zones that never share an open hour)."""
+    _check_args([UTC_ZONE], now)
+    step = timedelta(minutes=1) / per_minute
+    clock = now.astimezone(UTC)
+    queue = [(list(zones), count) for zones, count in groups if count > 0]
+    slots: list[Slot] = []
+    never = 0
+    while queue and len(slots) < limit:
+        timed = []
+        for zones, count in queue:
+            opening = clock if window is None else next_opening(window, zones, clock)
+            if opening is None:
+                never += count
+            else:
+                timed.append((opening, zones, count))
+        if not timed:
+            break
+        timed.sort(key=lambda item: (item[0], _label(item[1])))
+        opening, zones, count = timed[0]
+        start = max(opening, clock)
+        close = None if window is None else closes_at(window, zones, start)
+        fits = count if close is None else min(count, max(1, int((close - start) / step)))
+        end = start + step * fits
+        slots.append(Slot(_label(zones), fits, start, end))
+        clock = end
+        queue = [(z, c) for _, z, c in timed[1:]] + (
+            [(zones, count - fits)] if fits < count else []
+        )
+    return slots, never
+
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def window_from(hours: str | None, days: str | None) -> CallingWindow | None:
+    """The campaign's window from ``--calling-hours``/``--calling-days``; None when neither."""
+    if not hours and not days:
+        return None
+    return CallingWindow.parse(hours or "00:00-23:59", days or "mon-sun")
+
+
+def campaign_zone(name: str | None) -> Any:
+    """``--timezone`` as a tzinfo; without one, this machine's local zone."""
+    return ZoneInfo(name) if name else datetime.now().astimezone().tzinfo
+
+
+def _label(zones: Sequence[ZoneInfo]) -> str:
+    return "+".join(sorted({getattr(z, "key", None) or str(z) for z in zones}))

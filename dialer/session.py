@@ -31,7 +31,7 @@ from dialer.loader import LoadResult
 from dialer.model import Lead, Outcome, Status
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
-from dialer.schedule import CallingWindow, is_open, lead_zones, next_opening
+from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
 SETTLE_ROUNDS = 3
@@ -66,12 +66,8 @@ class Session:
         self.ended_by = ""  # why the run ended early: signal, until, max_calls, window_closed
         self.deferred = 0  # leads outside their calling hours
         s = settings
-        self.hours = (
-            CallingWindow.parse(s.calling_hours or "00:00-23:59", s.calling_days or "mon-sun")
-            if s.calling_hours or s.calling_days
-            else None
-        )
-        self.default_zone: Any = ZoneInfo(s.timezone) if s.timezone else _local_zone()
+        self.hours = window_from(s.calling_hours, s.calling_days)
+        self.default_zone: Any = campaign_zone(s.timezone)
         self._zone_cache: dict[str, tuple[Any, ...]] = {}
         self.left_for_later = 0  # leads held back by --max-calls or --until
         self.clock = clock
@@ -269,8 +265,3 @@ def _until(settings: Settings, now: datetime) -> float | None:
     return (
         local.replace(hour=hour, minute=minute, second=0, microsecond=0) - local
     ).total_seconds()
-
-
-def _local_zone() -> Any:
-    """This machine's time zone, as a tzinfo (used for leads whose number says none)."""
-    return datetime.now().astimezone().tzinfo

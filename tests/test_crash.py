@@ -46,6 +46,4 @@ def test_sigkill_at_random_moments_never_double_dials(sim, tmp_path):
     assert set(created) == set(phones), context  # every lead was dialed
     rows = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}
     assert len(rows) == len(phones), context  # one clean row per lead
-    assert {p: r["call_id"] for p, r in rows.items()} == {c.phone: c.id for c in sim.calls}, (
-        context
-    )
+    assert {p: r["call_id"] for p, r in rows.items()} == {c.phone: c.id for c in sim.calls}, context

@@ -389,3 +389,45 @@ def test_closes_at_is_the_first_closed_instant(
     assert not is_open(window, zones, closing)
     assert is_open(window, zones, closing - TICK)
     assert all(is_open(window, zones, p) for p in _sample_points(opening, closing))
+
+
+# --- forecast -----------------------------------------------------------------------------------
+
+
+def test_forecast_orders_groups_by_opening_and_carries_overflow_to_the_next_day():
+    from dialer.schedule import CallingWindow, forecast
+
+    window = CallingWindow(time(9, 0), time(10, 0), frozenset(range(5)))
+    madrid, new_york = ZoneInfo("Europe/Madrid"), ZoneInfo("America/New_York")
+    now = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)  # Wed 09:30 Madrid, 03:30 New York
+    slots, never = forecast([((new_york,), 50), ((madrid,), 4000)], window, now, per_minute=100)
+    assert never == 0
+    got = [(s.label, s.count, s.start, s.end) for s in slots]
+    assert got == [
+        # 30 minutes left in Madrid's window at 100 a minute: 3,000 today
+        ("Europe/Madrid", 3000, now, datetime(2026, 11, 25, 9, 0, tzinfo=UTC)),
+        # New York opens at 09:00 its time
+        ("America/New_York", 50, datetime(2026, 11, 25, 14, 0, tzinfo=UTC),
+         datetime(2026, 11, 25, 14, 0, 30, tzinfo=UTC)),
+        # the rest of Madrid waits for Thursday 09:00
+        ("Europe/Madrid", 1000, datetime(2026, 11, 26, 8, 0, tzinfo=UTC),
+         datetime(2026, 11, 26, 8, 10, tzinfo=UTC)),
+    ]  # fmt: skip
+
+
+def test_forecast_without_a_window_is_one_slot_per_group_from_now():
+    from dialer.schedule import forecast
+
+    now = datetime(2026, 11, 28, 23, 0, tzinfo=UTC)  # a Saturday night: no window, no matter
+    slots, never = forecast([((ZoneInfo("Asia/Tokyo"),), 200)], None, now, per_minute=100)
+    assert never == 0
+    assert [(s.count, s.start, s.end) for s in slots] == [(200, now, now + timedelta(minutes=2))]
+
+
+def test_forecast_counts_leads_whose_zones_never_open_together():
+    from dialer.schedule import CallingWindow, forecast
+
+    window = CallingWindow(time(9, 0), time(10, 0), frozenset(range(7)))
+    apart = (ZoneInfo("Asia/Tokyo"), ZoneInfo("America/New_York"))
+    now = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
+    assert forecast([(apart, 7)], window, now, per_minute=100) == ([], 7)
