@@ -7,7 +7,10 @@ Nothing here does I/O. The loader makes ``Lead`` values, the dispatcher turns th
 from __future__ import annotations
 
 import enum
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 
 class Status(enum.StrEnum):
@@ -68,3 +71,38 @@ class Outcome:
     attempts: int = 0
     error: str = ""
     sent_at: float = 0.0  # wall time the last request left (0: none sent)
+
+
+class Subset(Sequence[Lead]):
+    """Some leads of a larger sequence, kept as indices (4 bytes a lead, not a ``Lead``)."""
+
+    def __init__(self, base: Sequence[Lead], indices: Iterable[int] = ()) -> None:
+        self._base = base
+        self._indices = array("I", indices)
+
+    @classmethod
+    def where(cls, base: Sequence[Lead], keep: Callable[[Lead], bool]) -> Subset:
+        """The leads of ``base`` for which ``keep`` holds, in order."""
+        return cls(base, (i for i, lead in enumerate(base) if keep(lead)))
+
+    def filter(self, keep: Callable[[Lead], bool]) -> Subset:
+        """The leads of this subset for which ``keep`` holds, in order."""
+        base = self._base
+        return Subset(base, (i for i in self._indices if keep(base[i])))
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, index: int) -> Lead: ...
+    @overload
+    def __getitem__(self, index: slice) -> Subset: ...
+    def __getitem__(self, index: int | slice) -> Lead | Subset:
+        if isinstance(index, slice):
+            return Subset(self._base, self._indices[index])
+        return self._base[self._indices[index]]
+
+    def __iter__(self) -> Iterator[Lead]:
+        base = self._base
+        for i in self._indices:
+            yield base[i]

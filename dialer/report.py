@@ -79,7 +79,8 @@ def forecast_lines(plan: Plan) -> list[str]:
         with contextlib.suppress(Exception):
             zone = ZoneInfo(slot.label.split("+")[0])
         start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
-        lines.append(f"  {slot.count:>7,}  {start:%a %d %b %H:%M}-{end:%H:%M}  {slot.label}")
+        until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %H:%M}"
+        lines.append(f"  {slot.count:>7,}  {start:%a %d %b %H:%M}-{until}  {slot.label}")
     if len(plan.forecast) > REJECTS_SHOWN:
         rest = sum(slot.count for slot in plan.forecast[REJECTS_SHOWN:])
         lines.append(f"  {rest:>7,}  later, up to {plan.forecast[-1].end:%a %d %b %H:%M} UTC")

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
-from dialer.model import LOAD_TIME, Lead, Outcome, Status
+from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
 from dialer.results import read_results
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session
@@ -39,7 +39,7 @@ class Plan:
     """What a run would do now (the dry run's answer)."""
 
     load: LoadResult
-    to_dial: list[Lead]
+    to_dial: Sequence[Lead]
     already_done: int  # dialable leads the results already hold (final or in doubt)
     sample_body: dict[str, Any] | None  # one request body, without the token
     held: int = 0  # leads left for a later run by --max-calls or --until
@@ -117,20 +117,30 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     loaded = load(settings)
     again = (Status.PENDING, Status.DEFERRED)
     finished = {e.key for e in read_results(settings.output) if e.status not in again}
-    dialable = [lead for lead in loaded.leads if lead.status is Status.PENDING]
-    to_dial = [lead for lead in dialable if lead.key not in finished]
+    dialable = sum(lead.status is Status.PENDING for lead in loaded.leads)
+    to_dial = Subset.where(
+        loaded.leads, lambda lead: lead.status is Status.PENDING and lead.key not in finished
+    )
     call = call_settings(settings)
     sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
     window = window_from(settings.calling_hours, settings.calling_days)
-    default = campaign_zone(settings.timezone)
     groups: Counter[tuple[Any, ...]] = Counter()
-    for lead in to_dial:
-        override = lead.params.get(settings.timezone_column or "") or None
-        groups[lead_zones(lead.phone, override=override, default=default)] += 1
+    if window is None:
+        groups[()] = len(to_dial)  # no calling hours: zones do not matter
+    else:
+        default = campaign_zone(settings.timezone)
+        cache: dict[tuple[str, str | None], tuple[Any, ...]] = {}
+        for lead in to_dial:
+            override = lead.params.get(settings.timezone_column or "") or None
+            # A forecast is an estimate: numbers sharing their first digits share zones.
+            key = (lead.phone[:8], override)
+            if key not in cache:
+                cache[key] = lead_zones(lead.phone, override=override, default=default)
+            groups[cache[key]] += 1
     rate = min(settings.max_per_minute, settings.max_per_second * 60)
     now = (clock or (lambda: datetime.now(UTC)))()
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
-    return Plan(loaded, to_dial, len(dialable) - len(to_dial), sample,
+    return Plan(loaded, to_dial, dialable - len(to_dial), sample,
                 forecast=slots, never=never, rate=rate)  # fmt: skip
 
 

@@ -357,4 +357,4 @@ def campaign_zone(name: str | None) -> Any:
 
 
 def _label(zones: Sequence[ZoneInfo]) -> str:
-    return "+".join(sorted({getattr(z, "key", None) or str(z) for z in zones}))
+    return "+".join(sorted({getattr(z, "key", None) or str(z) for z in zones})) or "all leads"

@@ -28,7 +28,7 @@ from dialer.errors import AuthError, NotSent, Stopped
 from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.loader import LoadResult
-from dialer.model import Lead, Outcome, Status
+from dialer.model import Lead, Outcome, Status, Subset
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
 from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
@@ -55,7 +55,7 @@ class Session:
         self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
         self.call = call
         self.client_args = (api_url, token, transport)
-        self.to_dial: list[Lead] = []
+        self.to_dial: Subset = Subset(loaded.leads)
         self.skipped = 0
         self.touched: set[str] = set()  # keys of leads this run sent to or settled
         self.sent = self.rate_limited = 0
@@ -116,20 +116,15 @@ class Session:
             for entry in self.ledger.in_doubt():
                 why = f"redialed on request (--redial-in-doubt): {entry.error}"
                 self.ledger.resolve(entry.key, Status.PENDING, error=why)
-        dialable = [lead for lead in self.loaded.leads if lead.status is Status.PENDING]
-        self.to_dial = [lead for lead in dialable if self.ledger.should_dial(lead)]
-        self.skipped = len(dialable) - len(self.to_dial)
+        # Leads are kept as indices into the loaded rows: a million of them stay small.
+        leads = self.loaded.leads
+        dialable = sum(lead.status is Status.PENDING for lead in leads)
+        self.to_dial = Subset.where(leads, self.ledger.should_dial)
+        self.skipped = dialable - len(self.to_dial)
         if self.hours is not None and self.to_dial:
-            inside = []
-            for lead in self.to_dial:
-                if (reason := self._closed(lead)) is None:
-                    inside.append(lead)
-                else:
-                    self.ledger.defer(lead, reason)
-                    self.deferred += 1
-            if not inside:
+            self.to_dial = self.to_dial.filter(self._inside)
+            if not self.to_dial:
                 self.ended_by = "window_closed"
-            self.to_dial = inside
         cap = self.settings.max_calls
         until = _until(self.settings, self.clock())
         if until is not None and until <= 0:
@@ -156,6 +151,14 @@ class Session:
             await self._settle(doubtful)
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
             fresh = await self._dispatch(again, on_outcome)
+
+    def _inside(self, lead: Lead) -> bool:
+        """True when ``lead`` may be called now; else it is recorded deferred."""
+        if (reason := self._closed(lead)) is None:
+            return True
+        self.ledger.defer(lead, reason)
+        self.deferred += 1
+        return False
 
     def _closed(self, lead: Lead) -> str | None:
         """Why ``lead`` may not be called now (outside its calling hours), or None."""
