@@ -73,11 +73,11 @@ def forecast_lines(plan: Plan) -> list[str]:
     """When the leads would be dialed: one line a slot, in the slot's own local time."""
     if not plan.forecast and not plan.never:
         return []
-    lines = [f"Forecast at {plan.rate:,.0f} calls/min (times in each group's zone):"]
+    lines = [f"Forecast at {plan.rate:,.0f} calls/min (local times, in the group's last zone):"]
     for slot in plan.forecast[:REJECTS_SHOWN]:
         zone = slot.start.tzinfo
         with contextlib.suppress(Exception):
-            zone = ZoneInfo(slot.label.split("+")[0])
+            zone = ZoneInfo(slot.label.split("+")[-1])
         start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
         until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %H:%M}"
         lines.append(f"  {slot.count:>7,}  {start:%a %d %b %H:%M}-{until}  {slot.label}")

@@ -258,7 +258,7 @@ def test_dry_run_dials_nobody_and_needs_no_token(sim, tmp_path):
     assert not (tmp_path / "leads.results.csv").exists()
     assert "To dial now:   9" in proc.stdout
     assert "row 9     invalid   12345: invalid number for ES" in proc.stdout
-    forecast = proc.stdout.split("Forecast at 100 calls/min (times in each group's zone):\n")[1]
+    forecast = proc.stdout.split("(local times, in the group's last zone):\n")[1]
     assert sum(int(line.split()[0]) for line in forecast.split("Example")[0].splitlines()) == 9
     body = proc.stdout.split("Example request (POST /call):\n", 1)[1]
     assert json.loads(body)["phone"] == "+34612345678"
