@@ -1,0 +1,133 @@
+"""Scale benchmark: a dry run of a big leads file, and a resume whose results are that big.
+
+Runs the installed ``dialer`` CLI as a subprocess (the resume against its built-in sandbox, on
+127.0.0.1) and reports wall time and peak RSS of each, median and spread over ``--repeat``
+runs. Targets (the lead-file issue): a 1,000,000-row dry run under 30 s and 300 MB on a 2-core
+machine; a resume of a 1,000,000-row campaign starting to dial within 3 s.
+
+    python benchmarks/bench_scale.py                 # 1,000,000 rows, 3 runs each
+    python benchmarks/bench_scale.py --rows 20000 --repeat 1   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+
+def make_leads(path: Path, rows: int) -> list[str]:
+    """A leads file with mixed phone formats, 1% invalid numbers; returns the E.164 phones."""
+    rng = random.Random(1)
+    phones = []
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["first_name", "last_name", "email", "phone", "program", "city"])
+        for i in range(rows):
+            n = 600_000_000 + rng.randrange(100_000_000)
+            digits = str(n)
+            style = rng.random()
+            if style < 0.01:
+                phone = "12345"
+            elif style < 0.4:
+                phone = f"+34 {digits[:3]} {digits[3:6]} {digits[6:]}"
+            elif style < 0.8:
+                phone = digits
+            else:
+                phone = f"0034{digits}"
+            if phone != "12345":
+                phones.append(f"+34{digits}")
+            writer.writerow([f"Name{i}", f"Last{i}", f"n{i}@example.com", phone, "MBA", "Madrid"])
+    return phones
+
+
+def make_done_campaign(results: Path, leads: Path, phones: list[str]) -> None:
+    """Results and journal as a finished campaign leaves them: every phone called once."""
+    seen = set()
+    journal = results.with_name(results.name + ".journal")
+    with open(results, "w", encoding="utf-8-sig", newline="") as out, open(journal, "w") as log:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(["row", "crm_id", "phone", "status", "call_id", "attempts", "error",
+                         "updated_at"])  # fmt: skip
+        for row, phone in enumerate(phones, start=2):
+            if phone in seen:
+                continue
+            seen.add(phone)
+            writer.writerow([row, "", phone, "called", f"id-{row}", 1, "", "2026-11-25T10:00:00Z"])
+            record = {"k": phone, "row": row, "phone": phone, "status": "called",
+                      "call_id": f"id-{row}", "attempts": 1, "error": "",
+                      "at": "2026-11-25T10:00:00Z", "sent": 1.0, "crm": ""}  # fmt: skip
+            payload = json.dumps(record, separators=(",", ":"))
+            log.write(f"{zlib.crc32(payload.encode()):08x} {payload}\n")
+
+
+def measure(args: list[str], until: str | None = None) -> tuple[float, float]:
+    """Wall seconds (to the first stdout line containing ``until``, or to the end) and that
+    child's own peak RSS in MB (``os.wait4`` gives one child's resource usage)."""
+    started = time.monotonic()
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seconds = None
+    assert child.stdout is not None
+    for line in child.stdout:
+        if until is not None and seconds is None and until in line:
+            seconds = time.monotonic() - started
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0, 6):
+        raise SystemExit(f"{' '.join(args)} failed with exit code {child.returncode}")
+    seconds = seconds if seconds is not None else time.monotonic() - started
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    opts = parser.parse_args()
+    dialer = shutil.which("dialer") or "dialer"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        leads = folder / "leads.csv"
+        phones = make_leads(leads, opts.rows)
+        results = folder / "done.results.csv"
+        make_done_campaign(results, leads, phones)
+        cases = {
+            "dry run": ([dialer, "run", str(leads), "--playbook", "pb", "--dry-run"], None),
+            # A resume of a finished campaign: the time until it knows what to dial.
+            "resume start-up": (
+                [
+                    dialer,
+                    "run",
+                    str(leads),
+                    "--playbook",
+                    "pb",
+                    "--sandbox",
+                    "--output",
+                    str(results),
+                ],
+                " to dial",
+            ),
+        }
+        print(f"{opts.rows:,} rows, {os.cpu_count()} cores, {opts.repeat} runs each")
+        print(f"{'case':<18}{'wall s (median)':>16}{'spread':>10}{'peak MB (max)':>15}")
+        for name, (args, until) in cases.items():
+            walls, peaks = [], []
+            for _ in range(opts.repeat):
+                wall, peak = measure(args, until)
+                walls.append(wall)
+                peaks.append(peak)
+            spread = max(walls) - min(walls)
+            print(f"{name:<18}{statistics.median(walls):>16.1f}{spread:>10.1f}{max(peaks):>15.0f}")
+
+
+if __name__ == "__main__":
+    main()
