@@ -71,7 +71,6 @@ class Session:
         self._zone_cache: dict[str, tuple[Any, ...]] = {}
         self.left_for_later = 0  # leads held back by --max-calls or --until
         self.clock = clock
-        self.stopped = False
 
     async def run(
         self,
@@ -210,7 +209,6 @@ class Session:
         self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
         self.auth_error = self.auth_error or result.auth_error
         self.unreachable = self.unreachable or result.unreachable
-        self.stopped = self.stopped or result.stopped
         self.deferred += result.counts.get("deferred", 0)
         return done
 
