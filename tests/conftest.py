@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +71,26 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def mobiles(n: int, start: int = 0) -> list[str]:
     """``n`` distinct valid Spanish mobile numbers in E.164."""
     return [f"+3461234{i:04d}" for i in range(start, start + n)]
+
+
+class FakeClock:
+    """A clock whose async ``sleep`` advances it at once: retry and limiter waits take no time."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

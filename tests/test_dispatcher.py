@@ -22,20 +22,7 @@ from dialer.errors import (
 from dialer.ledger import Ledger, journal_path
 from dialer.limits import SlidingWindows
 from dialer.model import Lead, Status
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
+from tests.conftest import FakeClock
 
 
 def leads(n: int) -> list[Lead]:

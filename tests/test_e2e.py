@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from dialer.ledger import Ledger
-from tests.conftest import TOKEN, dialer_exe, mobiles, read_rows, run_cli, write_leads
+from tests.conftest import (
+    TOKEN,
+    dialer_exe,
+    free_port,
+    mobiles,
+    read_rows,
+    run_cli,
+    write_leads,
+)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "leads.csv"
 
@@ -377,13 +385,9 @@ def test_sandbox_flag_runs_without_token_or_network(tmp_path):
 
 
 def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
-    import socket
-
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [dialer_exe(), "sandbox", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -414,11 +418,7 @@ def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
 
 
 def test_an_unreachable_api_stops_the_run_and_leaves_every_lead_pending(tmp_path):
-    import socket
-
-    with socket.socket() as probe:  # a port nobody listens on: connection refused
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens there: connection refused
     leads = write_leads(tmp_path / "l.csv", mobiles(30))
     os.environ["DIALER_TEST_BACKOFF"] = "0.01"
     try:

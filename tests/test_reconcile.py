@@ -20,6 +20,7 @@ from dialer.limits import SlidingWindows
 from dialer.model import Status
 from dialer.reconcile import Absent, Found, Undecided, reconcile
 from dialer.results import Entry
+from tests.conftest import FakeClock
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 PLAYBOOK = "pb-42"
@@ -29,20 +30,6 @@ BEA = "+34612345679"
 
 def at(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
-
-
-class FakeClock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 class CountingLimiter(SlidingWindows):
@@ -82,7 +69,7 @@ def entry(phone: str, sent_at: float, key: str | None = None, row: int = 2) -> E
 
 
 def settle(entries, *answers, grace=15.0, clock=None, limiter=None):
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(NOW)
     limiter = limiter or CountingLimiter(clock)
     lister = Lister(clock, *answers)
     verdicts = asyncio.run(
@@ -338,7 +325,7 @@ def test_rate_limited_without_retry_after_pauses_a_second():
 
 
 def test_the_listing_waits_for_room_in_the_shared_limiter():
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     limiter = CountingLimiter(clock, windows=((2, 1.0),))
     limiter.seed([NOW - 0.25, NOW - 0.25])  # the dialer just used the whole second
     _, lister, _, _ = settle([entry(ANA, SENT)], [], clock=clock, limiter=limiter)
