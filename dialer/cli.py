@@ -48,7 +48,7 @@ from dialer.report import (
     summary_lines,
     write_rejects,
 )
-from dialer.run import Plan, RunSummary, load, plan, run_campaign, sandbox
+from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -223,9 +223,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
             count = write_rejects(rejects, preview.load)
             click.echo(f"Rejected rows written to {rejects}: {count:,}")
         return EXIT_OK
-    if rejects:
-        write_rejects(rejects, load(settings))
-    out = _Output(quiet=quiet or log_format == "json", every=progress_every)
+    out = _Output(quiet=quiet or log_format == "json", every=progress_every, rejects=rejects)
     if use_sandbox:
         with sandbox() as (url, token):
             out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
@@ -253,8 +251,8 @@ class _Output:
     """Where a run's words go: stdout unless quiet; a progress bar on a terminal, else a
     progress line on stderr every ``every`` seconds (cron mails stay short and plain)."""
 
-    def __init__(self, *, quiet: bool, every: float) -> None:
-        self.quiet, self.every = quiet, every
+    def __init__(self, *, quiet: bool, every: float, rejects: str | None = None) -> None:
+        self.quiet, self.every, self.rejects = quiet, every, rejects
         self.bar: tqdm[Any] | None = None
         self.total = self.done = 0
         self.counts: dict[str, int] = {}
@@ -267,6 +265,8 @@ class _Output:
     def start(self, plan: Plan) -> None:
         for line in start_lines(plan):
             self.say(line)
+        if self.rejects:  # from the rows this run loaded: the file is not read twice
+            write_rejects(self.rejects, plan.load)
         self.total = len(plan.to_dial)
         if sys.stderr.isatty() and self.total and not self.quiet:
             self.bar = tqdm(total=self.total, unit="lead", file=sys.stderr)

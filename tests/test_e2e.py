@@ -597,8 +597,10 @@ def test_an_excel_export_with_dnc_required_params_and_rejects(sim, tmp_path):
     rejects = read_rows(tmp_path / "rejects.csv")
     assert [(r["row"], r["status"]) for r in rejects] == [("4", "missing_param"), ("5", "dnc")]
     assert rejects[0]["reason"] == "missing required param 'firstname'"
+    (tmp_path / "rejects.csv").unlink()
     proc = run_cli(*args, url=sim.url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(read_rows(tmp_path / "rejects.csv")) == 2  # a real run writes them too
     assert sorted(c.phone for c in sim.calls) == ["+34612345678", "+34612345679"]
     jose = next(c for c in sim.calls if c.phone == "+34612345678").body
     assert jose["firstname"] == "José" and "CRM Id" not in jose
