@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_simulator(url: str, process: subprocess.Popen[str], within: float = 15.0) -> None:
+    """Wait until a simulator started as ``process`` answers on ``url``."""
+    import httpx
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            httpx.get(f"{url}/_sim/calls", timeout=1.0)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the simulator did not start"
+            assert process.poll() is None, "the simulator exited"
+            time.sleep(0.05)

@@ -24,6 +24,7 @@ from tests.conftest import (
     mobiles,
     read_rows,
     run_cli,
+    wait_for_simulator,
     write_leads,
 )
 
@@ -396,14 +397,7 @@ def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"{url}/_sim/calls", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "dialer sandbox did not start"
-                time.sleep(0.1)
+        wait_for_simulator(url, server)
         leads = write_leads(tmp_path / "l.csv", mobiles(3))
         proc = run_cli("run", str(leads), "--playbook", "pb", url=url, token="sandbox-token")
         assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from dialer.simulator import (
     _final_status,
     serve_forever,
 )
+from tests.conftest import free_port, wait_for_simulator
 
 AUTH = {"Authorization": "Bearer sandbox-token"}
 PHONE = "+34600000000"
@@ -93,12 +93,6 @@ def code(response: httpx.Response) -> str:
     body = response.json()
     assert body["success"] is False and isinstance(body["error"]["message"], str)
     return body["error"]["code"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- POST /call: shapes, auth, validation ---------------------------------------------------
@@ -693,14 +687,7 @@ def test_serve_forever_in_another_process_prints_nothing_and_exposes_its_record(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                httpx.get(f"{base}/_sim/calls", timeout=1.0)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.05)
+        wait_for_simulator(base, process)
         call_id = httpx.post(f"{base}/call", json=LEAD, headers=AUTH).json()["id"]
         assert [c["id"] for c in httpx.get(f"{base}/_sim/calls").json()["calls"]] == [call_id]
         assert httpx.get(f"{base}/_sim/requests").json()["requests"][0]["status"] == 200
