@@ -296,10 +296,12 @@ def _dial(settings: Any, url: str, token: str, out: _Output) -> RunSummary:
     # and start the clock at DIALER_TEST_NOW (an ISO time) instead of now.
     backoff = os.environ.get("DIALER_TEST_BACKOFF")
     retry = RetryPolicy(backoff=float(backoff), backoff_max=float(backoff)) if backoff else None
+    # Benchmarks only (benchmarks/bench_safety.py): measure what the fsyncs cost. Never in use.
+    durable = os.environ.get("DIALER_BENCH_NO_FSYNC") != "1"
     try:
         return run_campaign(settings, api_url=url, token=token, retry=retry,
                             on_start=out.start, on_outcome=out.outcome, handle_signals=True,
-                            clock=_test_clock())  # fmt: skip
+                            clock=_test_clock(), durable=durable)  # fmt: skip
     finally:
         out.close()
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -185,6 +185,20 @@ class MeetzyClient:
             raise self._map_transport_error(exc) from exc
         _map_response(response, self._redact)
         return Created(_call_id(response))
+
+    async def get_call(self, call_id: str) -> dict[str, Any]:
+        """``GET /call/{id}``: one call's details (``status``, ``duration``, ``summary``...)."""
+        try:
+            response = await self._http.get(f"/call/{quote(call_id, safe='')}")
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from exc
+        _map_response(response, self._redact)
+        data = _json(response)
+        if isinstance(data, dict) and isinstance(data.get("data"), dict) and "status" not in data:
+            data = data["data"]  # the older envelope, {"success": true, "data": {...}}
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            raise OutcomeUnknown("GET /call answered without a call status", status=200)
+        return data
 
     async def list_calls(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """``GET /calls``: the listed calls in either documented shape, ``to`` always set."""

@@ -204,7 +204,7 @@ class Ledger:
             return
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=_now_iso(),
-                      crm_id=lead.crm_id)  # fmt: skip
+                      crm_id=lead.crm_id, history=entry.history if entry else "")  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -241,7 +241,7 @@ class Ledger:
         entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
                       _now_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
-                      lead.crm_id)  # fmt: skip
+                      lead.crm_id, history=before.history if before else "")  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -253,11 +253,34 @@ class Ledger:
         self._log(entry)
         self._write_row(entry)
 
+    def record_call_outcome(
+        self, key: str, outcome: str, *, duration: str = "", summary: str = "", at: str = ""
+    ) -> None:
+        """What became of a called lead's current call (``dialer sync``): its final status."""
+        entry = replace(self._entries[key], outcome=outcome, duration=duration,
+                        summary=summary, outcome_at=at or _now_iso(),
+                        updated_at=_now_iso())  # fmt: skip
+        self._log(entry)
+        self._write_row(entry)
+
+    def recycle(self, key: str, reason: str) -> None:
+        """A called lead to dial again (a retryable outcome, attempts left, cool-down over):
+        its current call moves to ``history`` and it is ``pending`` for a new attempt."""
+        entry = self._entries[key]
+        item = " ".join((entry.call_id, entry.outcome or "-", entry.outcome_at or "-"))
+        history = f"{entry.history}; {item}" if entry.history else item
+        entry = replace(entry, status=Status.PENDING, call_id="", outcome="", duration="",
+                        summary="", outcome_at="", history=history, error=reason,
+                        updated_at=_now_iso())  # fmt: skip
+        self._log(entry)
+        self._write_row(entry)
+
     def _dialing(self, lead: Lead) -> Entry:
         before = self._entries.get(lead.key)
         return Entry(lead.key, lead.row, lead.phone, Status.DIALING,
                      attempts=before.attempts if before else 0, updated_at=_now_iso(),
-                     sent_at=time.time(), crm_id=lead.crm_id)  # fmt: skip
+                     sent_at=time.time(), crm_id=lead.crm_id,
+                     history=before.history if before else "")  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
         """Append one state line to the journal (written and flushed, not yet fsynced)."""
@@ -377,11 +400,20 @@ def read_runs(results: str | Path) -> list[dict[str, Any]]:
     return runs
 
 
+# Journal keys of the call's outcome fields, written only when set (most lines have none).
+_OUTCOME_KEYS = {"o": "outcome", "d": "duration", "s": "summary", "oa": "outcome_at",
+                 "h": "history"}  # fmt: skip
+
+
 def _record(entry: Entry) -> dict[str, Any]:
-    return {"k": entry.key, "row": entry.row, "phone": entry.phone,
-            "status": entry.status.value, "call_id": entry.call_id, "attempts": entry.attempts,
-            "error": entry.error, "at": entry.updated_at, "sent": entry.sent_at,
-            "crm": entry.crm_id}  # fmt: skip
+    record = {"k": entry.key, "row": entry.row, "phone": entry.phone,
+              "status": entry.status.value, "call_id": entry.call_id,
+              "attempts": entry.attempts, "error": entry.error, "at": entry.updated_at,
+              "sent": entry.sent_at, "crm": entry.crm_id}  # fmt: skip
+    for short, name in _OUTCOME_KEYS.items():
+        if value := getattr(entry, name):
+            record[short] = value
+    return record
 
 
 def _decode(raw: bytes) -> Entry | None:
@@ -391,8 +423,9 @@ def _decode(raw: bytes) -> Entry | None:
         if crc != b"%08x" % zlib.crc32(payload):  # the exact bytes written: no lenient parse
             return None
         r = json.loads(payload)
+        extra = {name: str(r[short]) for short, name in _OUTCOME_KEYS.items() if short in r}
         return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
                      str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
-                     float(r["sent"]), str(r.get("crm", "")))  # fmt: skip
+                     float(r["sent"]), str(r.get("crm", "")), **extra)  # fmt: skip
     except (ValueError, TypeError, KeyError):
         return None

@@ -18,8 +18,15 @@ from dialer.errors import LedgerError
 from dialer.model import LOAD_TIME, Status
 
 RESULT_COLUMNS = [
-    "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at"
+    "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
+    "outcome", "duration", "summary", "outcome_at", "calls", "history",
 ]  # fmt: skip
+# API call statuses that end a call: ``dialer sync`` records them as the lead's ``outcome``.
+# Any other status (queued, ringing, open, wmat) is a call still in progress.
+FINAL_OUTCOMES = frozenset(
+    {"closed", "no-answer", "voicemail", "busy", "failed", "recall-scheduled",
+     "wrong-phone-format"}
+)  # fmt: skip
 # A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -39,11 +46,37 @@ class Entry:
     updated_at: str = ""
     sent_at: float = 0.0  # unix time of the last intent (0: unknown), for reconciliation
     crm_id: str = ""  # the CRM's id of the row (--id-column)
+    # What became of the call (``dialer sync``): the API's final status, seconds, its summary,
+    # and when it ended. Empty until synced.
+    outcome: str = ""
+    duration: str = ""
+    summary: str = ""
+    outcome_at: str = ""
+    # Earlier attempts of a recycled lead, oldest first: "call_id outcome outcome_at" items
+    # joined by "; ". The current attempt is ``call_id``/``outcome``.
+    history: str = ""
+
+    @property
+    def calls(self) -> int:
+        """Calls the API created for this lead: the earlier attempts plus the current one."""
+        return len(self.earlier_calls()) + (1 if self.call_id else 0)
+
+    def earlier_calls(self) -> list[tuple[str, str, str]]:
+        """``(call_id, outcome, outcome_at)`` of each earlier attempt, oldest first."""
+        out = []
+        for item in self.history.split(";"):
+            parts = item.split()
+            if parts:
+                parts += [""] * (3 - len(parts))
+                out.append((parts[0], parts[1], parts[2]))
+        return out
 
 
 def row_cells(entry: Entry) -> list[str]:
     cells = [str(entry.row), entry.crm_id, entry.phone, entry.status.value, entry.call_id,
-             str(entry.attempts), entry.error, entry.updated_at]  # fmt: skip
+             str(entry.attempts), entry.error, entry.updated_at, entry.outcome, entry.duration,
+             entry.summary, entry.outcome_at, str(entry.calls) if entry.calls else "",
+             entry.history]  # fmt: skip
     return [safe_cell(cell) for cell in cells]
 
 
@@ -53,6 +86,11 @@ def safe_cell(value: str) -> str:
     if value.startswith(_FORMULA_START) and not _E164.fullmatch(value):
         return "'" + value
     return value
+
+
+def _unsafe(value: str) -> str:
+    """Undo ``safe_cell`` on a free-text cell read back (the quote was ours, not the API's)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
 def replace_results(path: Path, entries: Iterable[Entry], *, durable: bool = True) -> None:
@@ -117,5 +155,10 @@ def read_results(path: str | Path) -> list[Entry]:
                 rec.get("error") or "",
                 rec.get("updated_at") or "",
                 crm_id=rec.get("crm_id") or "",
+                outcome=rec.get("outcome") or "",
+                duration=rec.get("duration") or "",
+                summary=_unsafe(rec.get("summary") or ""),
+                outcome_at=rec.get("outcome_at") or "",
+                history=rec.get("history") or "",
             )
     return list(entries.values())
