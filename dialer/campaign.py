@@ -60,6 +60,15 @@ class Settings:
     # in-doubt leads
     in_doubt_grace: float = 15.0  # seconds after an attempt before "not listed" means absent
     redial_in_doubt: bool = False  # a person checked: dial the undecidable ones again
+    # after the call
+    sync: bool = False  # look up the outcomes of earlier calls (GET /call/{id}) before dialing
+    retry_outcomes: tuple[str, ...] = ()  # outcomes that make a lead worth another call
+    max_attempts: int = 3  # calls per lead at most, the first one included
+    retry_after: str = "4h"  # cool-down after a retryable outcome before the next call
+
+    @property
+    def retry_after_seconds(self) -> float:
+        return parse_duration(self.retry_after)
 
 
 # The keys a campaign file may hold, and the type each must have there.
@@ -93,7 +102,15 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "calling_hours": str,
     "calling_days": str,
     "timezone_column": str,
+    "sync": bool,
+    "retry_outcomes": list,
+    "max_attempts": int,
+    "retry_after": str,
 }
+# Outcomes a lead may be called again after. Never "closed" (the lead answered) nor
+# "recall-scheduled" (the API calls back itself), nor "wrong-phone-format" (it cannot work).
+RETRYABLE = ("no-answer", "busy", "voicemail", "failed")
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _NAMES = {f.name for f in fields(Settings)}
 _KIND_NAMES = {
     key: {
@@ -129,7 +146,7 @@ def read_campaign_file(path: str | Path) -> dict[str, Any]:
         if key in ("output", "dnc"):
             value = str((path.parent / value).resolve())
         values[key] = value
-    for key in ("params", "exclude", "require"):
+    for key in ("params", "exclude", "require", "retry_outcomes"):
         items = values.get(key, {})
         pairs = items.items() if isinstance(items, dict) else [(v, v) for v in items]
         if any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs):
@@ -190,6 +207,16 @@ def default_output(leads: Path, *, sandbox: bool = False) -> Path:
     return leads.with_name(f"{leads.stem}{'.sandbox' if sandbox else ''}.results.csv")
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``"4h"``, ``"30m"``, ``"1d"``, ``"1h30m"``, ``"90s"``; ``ConfigError`` else."""
+    cleaned = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(cleaned)
+    if not cleaned or match is None:
+        raise ConfigError(f"{text!r} is not a duration such as 4h, 30m, 1d or 1h30m")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+
+
 def flags_given(flags: Mapping[str, Any]) -> set[str]:
     return {key for key, value in flags.items() if value is not None}
 
@@ -247,6 +274,27 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
             if origin.get(key, "").startswith("--"):
                 raise
             raise ConfigError(f"{origin.get(key, key)}: {exc}") from None
+    if v.get("retry_outcomes") is not None:
+        items = v["retry_outcomes"]
+        items = items.split(",") if isinstance(items, str) else items
+        v["retry_outcomes"] = tuple(dict.fromkeys(o.strip().lower() for o in items if o.strip()))
+        for outcome in v["retry_outcomes"]:
+            if outcome not in RETRYABLE:
+                why = {"closed": "the lead answered: an answered lead is never called again",
+                       "recall-scheduled": "the API already calls that lead back itself"}.get(
+                    outcome, f"retryable outcomes are {', '.join(RETRYABLE)}")  # fmt: skip
+                raise bad("retry_outcomes", f"cannot hold {outcome!r}: {why}")
+    if "max_attempts" in v and (
+        isinstance(v["max_attempts"], bool)
+        or not isinstance(v["max_attempts"], int)
+        or not 1 <= v["max_attempts"] <= 20
+    ):
+        raise bad("max_attempts", f"must be a whole number from 1 to 20, not {v['max_attempts']!r}")
+    if v.get("retry_after") is not None:
+        try:
+            parse_duration(str(v["retry_after"]))
+        except ConfigError as exc:
+            raise bad("retry_after", f"must be a duration: {exc}") from None
     if v.get("default_region") is not None:
         v["default_region"] = str(v["default_region"]).strip().upper()
     if v.get("encoding") is not None:

@@ -46,9 +46,18 @@ from dialer.report import (
     start_lines,
     status_lines,
     summary_lines,
+    sync_lines,
     write_rejects,
 )
-from dialer.run import Plan, RunSummary, plan, run_campaign, sandbox
+from dialer.run import (
+    Plan,
+    RunSummary,
+    plan,
+    run_campaign,
+    sandbox,
+    sandbox_store,
+    sync_campaign,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,6 +177,26 @@ def cli() -> None:
     help="Dial again the leads still in doubt after the look-up (only once a person "
     "has checked that their calls were not placed).",
 )
+@click.option(
+    "--sync",
+    is_flag=True,
+    default=None,
+    help="First record the outcomes of earlier calls (as 'dialer sync' does).",
+)
+@click.option(
+    "--retry-outcomes",
+    metavar="LIST",
+    help="Call a lead again after these outcomes: no-answer, busy, voicemail, failed "
+    "(comma-separated; default: never).",
+)
+@click.option(
+    "--max-attempts", type=int, help="Calls per lead at most, the first included (default 3)."
+)
+@click.option(
+    "--retry-after",
+    metavar="DURATION",
+    help="Cool-down before calling a lead again, e.g. 4h, 30m, 1d (default 4h).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and preview; dial nobody, need no token.")
 @click.option(
     "--sandbox",
@@ -225,7 +254,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         return EXIT_OK
     out = _Output(quiet=quiet or log_format == "json", every=progress_every, rejects=rejects)
     if use_sandbox:
-        with sandbox() as (url, token):
+        with sandbox(store=str(sandbox_store(settings.output))) as (url, token):
             out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
             summary = _dial(settings, url, token, out)
     else:
@@ -339,6 +368,57 @@ def status(results: str) -> int:
     for line in status_lines(results):
         click.echo(line)
     return EXIT_OK
+
+
+@cli.command(name="sync")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Ask the built-in simulator (the calls of 'dialer run --sandbox').",
+)
+@click.option("--max-per-second", type=int, default=10, show_default=True,
+              help="Requests in any 1 s window.")  # fmt: skip
+@click.option("--max-per-minute", type=int, default=100, show_default=True,
+              help="Requests in any 60 s window.")  # fmt: skip
+@click.option("--concurrency", type=int, default=5, show_default=True,
+              help="Look-ups in flight at once.")  # fmt: skip
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for an answer.")  # fmt: skip
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help=f"Read the API token from this file instead of ${TOKEN_ENV}.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minute: int,
+             concurrency: int, timeout: float, token_file: str | None,
+             quiet: bool) -> int:  # fmt: skip
+    """Record what became of each call: outcome, duration, summary (GET /call/{id}).
+
+    RESULTS is a results CSV written by 'dialer run'. Calls still in progress wait for the
+    next sync. Shares the API's rate limits with dialing; takes the campaign's lock.
+    """
+    for key, value in (("--max-per-second", max_per_second), ("--max-per-minute", max_per_minute),
+                       ("--concurrency", concurrency)):  # fmt: skip
+        if value < 1:
+            raise ConfigError(f"{key} must be a whole number of at least 1, not {value}")
+    if not 0 < timeout <= 600:
+        raise ConfigError(f"--timeout must be between 0 and 600 seconds, not {timeout}")
+    args = dict(max_per_second=max_per_second, max_per_minute=max_per_minute,
+                concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
+    if use_sandbox:
+        with sandbox(store=str(sandbox_store(results))) as (url, token):
+            summary = sync_campaign(results, api_url=url, token=token, **args)
+    else:
+        token = token_from_env(token_file=token_file)
+        url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
+        summary = sync_campaign(results, api_url=url, token=token, **args)
+    if not quiet:
+        for line in sync_lines(summary):
+            click.echo(line)
+    return EXIT_STOPPED if summary.stopped else EXIT_OK
 
 
 @cli.command(name="sandbox")

@@ -15,7 +15,8 @@ the attempt and look for the lead's phone:
 The window starts a whole day before the earliest attempt (``startDate`` as a date), since the
 API does not say which time zone it reads dates in; a listed call counts as this attempt's only
 if it was created after the attempt, less that same time-zone slack when its time carries no
-offset. A false "found" can only ever stop a redial, never cause one. The look-up shares the
+offset, and never one of a recycled lead's earlier calls. A false "found" can only ever stop
+a redial, never cause one. The look-up shares the
 rate limiter with dialing.
 """
 
@@ -116,11 +117,14 @@ async def _list_with_retries(
 
 def _verdict(entry: Entry, calls: list[dict[str, Any]]) -> Verdict:
     digits = _digits(entry.phone)
+    earlier = {call_id for call_id, _, _ in entry.earlier_calls()}  # a recycled lead's
     matches = []
     for call in calls:
         if _digits(str(call.get("to") or "")) != digits or not call.get("id"):
             continue
-        created, exact = _created(call)
+        if str(call["id"]) in earlier:
+            continue  # an earlier attempt's call, already accounted for
+        created, exact = created_at(call)
         if entry.sent_at > 0 and created is not None:
             slack = CLOCK_SLACK if exact else TZ_SLACK
             if created < entry.sent_at - slack:
@@ -135,7 +139,7 @@ def _digits(phone: str) -> str:
     return re.sub(r"\D", "", phone)
 
 
-def _created(call: Mapping[str, Any]) -> tuple[float | None, bool]:
+def created_at(call: Mapping[str, Any]) -> tuple[float | None, bool]:
     """When a listed call was created (unix time), and whether that time is exact (has an
     offset or is a unix timestamp)."""
     stamp = call.get("timestamp")

@@ -18,7 +18,7 @@ from dialer.ledger import read_runs, read_state
 from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.results import safe_cell
-from dialer.run import Plan, RunSummary
+from dialer.run import Plan, RunSummary, SyncSummary
 
 # The order statuses are listed in, most interesting first.
 STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
@@ -123,6 +123,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
             f"{r.get('found', 0):,} found (called), {r.get('absent', 0):,} not placed "
             f"(dialed again), {r.get('undecided', 0):,} undecided."
         )
+    if summary.synced:
+        synced = sum(summary.synced.values())
+        lines.append(f"Synced {plural(synced, 'call outcome')}: {_outcomes(summary.synced)}.")
+    if summary.recycled:
+        lines.append(
+            f"Called again (retryable outcome, cool-down over): {plural(summary.recycled, 'lead')}."
+        )
     if summary.rate_limited:
         line = f"The API rate-limited {plural(summary.rate_limited, 'request')} (429), each retried"
         if summary.rate_lowered_to:
@@ -143,6 +150,28 @@ def summary_lines(summary: RunSummary) -> list[str]:
         )
     lines.append(f"Results: {summary.output}")
     return lines
+
+
+def sync_lines(summary: SyncSummary) -> list[str]:
+    """What ``dialer sync`` did."""
+    verb = "Stopped early" if summary.stopped else "Synced"
+    lines = [
+        f"{verb} in {summary.elapsed:.1f} s: looked up {plural(summary.checked, 'call')}, "
+        f"{summary.finished:,} finished, {summary.in_progress:,} still in progress"
+        + (f", {summary.failed:,} failed" if summary.failed else "")
+    ]
+    if summary.outcomes:
+        lines.append(f"Outcomes recorded: {_outcomes(summary.outcomes)}")
+    if summary.in_progress:
+        lines.append("Calls still in progress are looked up again by the next sync.")
+    if summary.failed:
+        lines.append(f"First failure: {summary.first_error} (the next sync tries again)")
+    lines.append(f"Results: {summary.output}")
+    return lines
+
+
+def _outcomes(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{n:,} {o}" for o, n in sorted(counts.items(), key=lambda i: (-i[1], i[0])))
 
 
 def _delimiter(delimiter: str) -> str:

@@ -23,15 +23,16 @@ from typing import Any
 import httpx
 
 from dialer.campaign import Settings
-from dialer.client import CallSettings
+from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
-from dialer.ledger import Ledger
+from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
-from dialer.results import read_results
+from dialer.results import Entry
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
-from dialer.session import Session
+from dialer.session import Session, sync_ledger
+from dialer.sync import due_again
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class RunSummary:
     left_for_later: int = 0  # leads held back by --max-calls or --until for a later run
     rate_lowered_to: int | None = None  # the per-minute limit after repeated 429s
     warnings: list[str] = field(default_factory=list)
+    synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
+    recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
 
     @property
     def calls_per_minute(self) -> float:
@@ -77,6 +80,57 @@ class RunSummary:
     @property
     def in_doubt(self) -> int:
         return self.counts.get(Status.IN_DOUBT.value, 0)
+
+
+@dataclass(frozen=True)
+class SyncSummary:
+    """What ``dialer sync`` did, and how many calls still wait for an outcome."""
+
+    output: Path
+    checked: int  # calls looked up
+    finished: int  # final outcomes recorded now
+    in_progress: int  # calls not over yet
+    failed: int  # look-ups that failed: tried again by the next sync
+    outcomes: dict[str, int]  # outcome -> calls recorded now
+    first_error: str
+    elapsed: float
+    stopped: bool = False
+
+
+def sandbox_store(output: str | Path) -> Path:
+    """Where ``--sandbox`` keeps its simulated calls, so a later ``sync --sandbox`` finds them."""
+    output = Path(output)
+    return output.with_name(output.name + ".sandbox-calls.jsonl")
+
+
+def sync_campaign(
+    output: str | Path,
+    *,
+    api_url: str,
+    token: str,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_per_second: int = 10,
+    max_per_minute: int = 100,
+    concurrency: int = 5,
+    timeout: float = 30.0,
+    handle_signals: bool = False,
+) -> SyncSummary:
+    """Record what became of every call in the results ``output`` that has no outcome yet
+    (``GET /call/{id}``), under the run lock. Raises ``LedgerError`` for a missing results
+    file, ``LedgerLocked`` while a run holds it, ``AuthError`` on 401/403."""
+    output = Path(output)
+    if not output.exists():
+        raise LedgerError(f"no results file {output}: run 'dialer run' first, or check the path")
+    started = time.monotonic()
+    with Ledger(output) as ledger:
+        client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
+                              transport=transport)  # fmt: skip
+        limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
+        result = asyncio.run(sync_ledger(ledger, client, limits=limits, concurrency=concurrency,
+                                         handle_signals=handle_signals))  # fmt: skip
+    return SyncSummary(output, result.checked, result.finished, result.in_progress, result.failed,
+                       dict(result.outcomes), result.first_error, time.monotonic() - started,
+                       stopped=result.stopped)  # fmt: skip
 
 
 def call_settings(settings: Settings) -> CallSettings:
@@ -116,7 +170,24 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     window. Reads files, writes none, needs no token."""
     loaded = load(settings)
     again = (Status.PENDING, Status.DEFERRED)
-    finished = {e.key for e in read_results(settings.output) if e.status not in again}
+    now = (clock or (lambda: datetime.now(UTC)))()
+    s = settings
+
+    def due(entry: Entry) -> bool:  # a called lead the run would recycle for another call
+        return (
+            bool(s.retry_outcomes)
+            and due_again(
+                entry,
+                retry_outcomes=s.retry_outcomes,
+                max_attempts=s.max_attempts,
+                cool_down=s.retry_after_seconds,
+                now=now.timestamp(),
+            )
+            is not None
+        )
+
+    finished = {e.key for e in read_state(s.output).values() if e.status not in again
+                and not due(e)}  # fmt: skip
     dialable = sum(lead.status is Status.PENDING for lead in loaded.leads)
     to_dial = Subset.where(
         loaded.leads, lambda lead: lead.status is Status.PENDING and lead.key not in finished
@@ -138,7 +209,6 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
                 cache[key] = lead_zones(lead.phone, override=override, default=default)
             groups[cache[key]] += 1
     rate = min(settings.max_per_minute, settings.max_per_second * 60)
-    now = (clock or (lambda: datetime.now(UTC)))()
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
     return Plan(loaded, to_dial, dialable - len(to_dial), sample,
                 forecast=slots, never=never, rate=rate)  # fmt: skip
@@ -219,6 +289,8 @@ def run_campaign(
             reconciled=dict(session.reconciled),
             rate_lowered_to=session.rate_lowered_to,
             warnings=list(loaded.warnings),
+            synced=dict(session.synced.outcomes) if session.synced else {},
+            recycled=session.recycled,
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -258,6 +330,8 @@ def run_record(
         "calls_per_minute": round(summary.calls_per_minute, 2),
         "rate_limited": summary.rate_limited,
         "reconciled": summary.reconciled,
+        "synced": summary.synced,
+        "recycled": summary.recycled,
     }
 
 

@@ -32,6 +32,7 @@ from dialer.model import Lead, Outcome, Status, Subset
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
 from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
+from dialer.sync import CallOutcome, SyncResult, due_again, sync_outcomes
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
 SETTLE_ROUNDS = 3
@@ -70,6 +71,8 @@ class Session:
         self.default_zone: Any = campaign_zone(s.timezone)
         self._zone_cache: dict[str, tuple[Any, ...]] = {}
         self.left_for_later = 0  # leads held back by --max-calls or --until
+        self.recycled = 0  # called leads due another call (retry_outcomes), made pending again
+        self.synced: SyncResult | None = None  # what --sync found
         self.clock = clock
 
     async def run(
@@ -115,10 +118,13 @@ class Session:
             for entry in self.ledger.in_doubt():
                 why = f"redialed on request (--redial-in-doubt): {entry.error}"
                 self.ledger.resolve(entry.key, Status.PENDING, error=why)
+        if self.settings.sync:
+            await self._sync()
         # Leads are kept as indices into the loaded rows: a million of them stay small.
         leads = self.loaded.leads
         dialable = sum(lead.status is Status.PENDING for lead in leads)
-        self.to_dial = Subset.where(leads, self.ledger.should_dial)
+        wanted = self._wanted if self.settings.retry_outcomes else self.ledger.should_dial
+        self.to_dial = Subset.where(leads, wanted)
         self.skipped = dialable - len(self.to_dial)
         if self.hours is not None and self.to_dial:
             self.to_dial = self.to_dial.filter(self._inside)
@@ -150,6 +156,38 @@ class Session:
             await self._settle(doubtful)
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
             fresh = await self._dispatch(again, on_outcome)
+
+    def _wanted(self, lead: Lead) -> bool:
+        """True for a lead to dial now: never tried, or due another call (it is recycled)."""
+        if self.ledger.should_dial(lead):
+            return True
+        entry = self.ledger.get(lead.key)
+        if entry is None or lead.status is not Status.PENDING:
+            return False
+        s = self.settings
+        why = due_again(entry, retry_outcomes=s.retry_outcomes, max_attempts=s.max_attempts,
+                        cool_down=s.retry_after_seconds, now=self.clock().timestamp())  # fmt: skip
+        if why is None:
+            return False
+        self.ledger.recycle(entry.key, why)
+        self.recycled += 1
+        return True
+
+    async def _sync(self) -> None:
+        """Record the outcome of every earlier call not synced yet (``--sync``)."""
+
+        def record(entry: Entry, outcome: CallOutcome) -> None:
+            self.ledger.record_call_outcome(entry.key, outcome.outcome, duration=outcome.duration,
+                                            summary=outcome.summary, at=outcome.at)  # fmt: skip
+
+        self.synced = await sync_outcomes(
+            self.ledger.entries(),
+            self.client.get_call,
+            record=record,
+            limiter=self.limiter,
+            stop=self.stop,
+            concurrency=min(5, self.settings.concurrency),
+        )
 
     def _inside(self, lead: Lead) -> bool:
         """True when ``lead`` may be called now; else it is recorded deferred."""
@@ -231,6 +269,38 @@ class Session:
             else:
                 self.reconciled["undecided"] += 1
                 self.ledger.resolve(key, Status.IN_DOUBT, error=verdict.reason)
+
+
+async def sync_ledger(
+    ledger: Ledger,
+    client: MeetzyClient,
+    *,
+    limits: list[tuple[int, float]],
+    concurrency: int,
+    handle_signals: bool,
+) -> SyncResult:
+    """``dialer sync``: record the outcome of every call in ``ledger`` not synced yet, within
+    the rate windows (seeded with the ledger's recent sends). A first signal stops it."""
+    limiter = SlidingWindows(limits)
+    offset = time.monotonic() - time.time()
+    limiter.seed(t + offset for t in ledger.recent_sends(within=61.0))
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def record(entry: Entry, outcome: CallOutcome) -> None:
+        ledger.record_call_outcome(entry.key, outcome.outcome, duration=outcome.duration,
+                                   summary=outcome.summary, at=outcome.at)  # fmt: skip
+
+    with _signals(stop.set, task) if handle_signals else contextlib.nullcontext():
+        try:
+            return await sync_outcomes(ledger.entries(), client.get_call, record=record,
+                                       limiter=limiter, stop=stop,
+                                       concurrency=concurrency)  # fmt: skip
+        except asyncio.CancelledError:
+            raise Stopped("stopped at once by a second signal") from None
+        finally:
+            await client.aclose()
 
 
 @contextlib.contextmanager

@@ -76,6 +76,11 @@ class SimConfig:
     ring_seconds: float = 2.0
     talk_seconds: float = 5.0
     list_status: int | None = None  # GET /calls answers this error status instead (e.g. 404)
+    # Final statuses to give the next calls to a phone, in order (consumed in place); a phone
+    # with none gets one fixed by its call id, spread as FINAL_MIX says.
+    outcomes: dict[str, list[str]] = field(default_factory=dict)
+    # A JSONL file keeping the created calls across restarts (the sandbox of ``dialer sync``).
+    store: str | None = None
 
     def __post_init__(self) -> None:
         if self.response_shape not in ("new", "old"):
@@ -83,6 +88,9 @@ class SimConfig:
         named = {f for queue in self.faults.values() for f in queue} | set(self.fault_rates)
         if unknown := sorted(named - FAULTS):
             raise ValueError(f"unknown faults {unknown}; known: {sorted(FAULTS)}")
+        finals = {s for s, _ in FINAL_MIX}
+        if unknown := sorted({o for q in self.outcomes.values() for o in q} - finals):
+            raise ValueError(f"unknown outcomes {unknown}; known: {sorted(finals)}")
 
 
 @dataclass
@@ -93,6 +101,7 @@ class CallRecord:
     body: dict[str, Any]
     created_at: float
     created_time: str
+    final: str = ""  # the status it ends in; "" = fixed by its id
 
 
 @dataclass
@@ -159,6 +168,8 @@ class Simulator:
         self._random = random.Random(self.config.seed)
         self._admitted: dict[str, list[float]] = {}  # token -> admission times, ascending
         self._halt = threading.Event()  # set by SimServer.stop(): cut "slow" waits short
+        if self.config.store:
+            self._restore()
         self.app = Starlette(
             routes=[
                 Route("/call", self._post_call, methods=["POST"]),
@@ -169,6 +180,24 @@ class Simulator:
             ],
             exception_handlers={404: _no_route, 405: _no_route},
         )
+
+    def _restore(self) -> None:
+        """Load the calls kept in ``config.store`` by earlier runs (a missing file: none)."""
+        try:
+            with open(self.config.store or "", encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                self.calls.append(CallRecord(**json.loads(line)))
+            except (ValueError, TypeError):
+                continue  # a line torn by a crash: that call is forgotten
+
+    def _keep(self, call: CallRecord) -> None:
+        if self.config.store:
+            with open(self.config.store, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(asdict(call)) + "\n")
 
     def calls_for(self, phone: str) -> list[CallRecord]:
         return [c for c in self.calls if c.phone == phone]
@@ -256,7 +285,10 @@ class Simulator:
             now,
             created.replace("+00:00", "Z"),
         )
+        if queue := self.config.outcomes.get(call.phone):
+            call.final = queue.pop(0)
         self.calls.append(call)  # from here on the phone rings, whatever the client hears
+        self._keep(call)
         payload: dict[str, Any] = {
             "success": True,
             "id": call.id,
@@ -331,7 +363,7 @@ class Simulator:
         elif age < ring + self.config.talk_seconds:
             status, duration = "open", int(age - ring)
         else:
-            status = _final_status(call.id)
+            status = call.final or _final_status(call.id)
             duration = {
                 "closed": 30 + digest % 270,
                 "voicemail": 12 + digest % 30,
