@@ -245,7 +245,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     flags["require"] = list(require)
     settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)
     if dry_run:
-        preview = plan(settings)
+        preview = plan(settings, clock=_test_clock())
         for line in plan_lines(preview, output=str(settings.output)):
             click.echo(line)
         if rejects:

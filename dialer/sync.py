@@ -132,8 +132,9 @@ async def sync_outcomes(
             raise
 
     async def worker() -> None:
-        for entry in todo:
-            if stop.is_set():
+        while not stop.is_set():
+            entry = next(todo, None)
+            if entry is None:
                 return
             result.checked += 1
             retrying = AsyncRetrying(

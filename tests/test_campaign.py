@@ -435,3 +435,53 @@ def test_sandbox_runs_default_to_their_own_results_file():
     )
     explicit = build_settings("d/leads.csv", {"playbook": "p", "output": "o.csv"}, sandbox=True)
     assert explicit.output == Path("o.csv")
+
+
+# --- after the call: sync and recycling ---------------------------------------------------------
+
+
+def test_recycling_is_off_by_default_with_vicidial_like_defaults() -> None:
+    s = build_settings("leads.csv", {"playbook": "pb"})
+    assert (s.sync, s.retry_outcomes, s.max_attempts, s.retry_after) == (False, (), 3, "4h")
+    assert s.retry_after_seconds == 4 * 3600
+
+
+def test_recycling_from_the_file_and_flags(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'playbook = "pb"\nsync = true\n'
+                      'retry_outcomes = ["no-answer", "Busy", "no-answer"]\n'
+                      'max_attempts = 5\nretry_after = "1h30m"\n')  # fmt: skip
+    s = build_settings("leads.csv", {}, path)
+    assert (s.sync, s.retry_outcomes, s.max_attempts) == (True, ("no-answer", "busy"), 5)
+    assert s.retry_after_seconds == 5400
+    s = build_settings("leads.csv", {"retry_outcomes": "voicemail, failed", "retry_after": "1d"},
+                       path)  # fmt: skip
+    assert s.retry_outcomes == ("voicemail", "failed") and s.retry_after_seconds == 86400
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"retry_outcomes": "no-answer,closed"}, "--retry-outcomes cannot hold 'closed': the lead "
+         "answered: an answered lead is never called again"),
+        ({"retry_outcomes": "recall-scheduled"}, "--retry-outcomes cannot hold "
+         "'recall-scheduled': the API already calls that lead back itself"),
+        ({"retry_outcomes": "nope"}, "--retry-outcomes cannot hold 'nope': retryable outcomes "
+         "are no-answer, busy, voicemail, failed"),
+        ({"max_attempts": 0}, "--max-attempts must be a whole number from 1 to 20, not 0"),
+        ({"max_attempts": 21}, "--max-attempts must be a whole number from 1 to 20, not 21"),
+        ({"retry_after": "4 hours"}, "--retry-after must be a duration: '4 hours' is not a "
+         "duration such as 4h, 30m, 1d or 1h30m"),
+        ({"retry_after": ""}, "--retry-after must be a duration: '' is not a duration"),
+    ],
+)  # fmt: skip
+def test_bad_recycling_settings_are_one_clear_line(flags: dict[str, Any], message: str) -> None:
+    assert config_error("leads.csv", {"playbook": "pb", **flags}).startswith(message)
+
+
+def test_bad_recycling_settings_in_a_file_name_the_file(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'playbook = "pb"\nretry_outcomes = ["closed"]\n')
+    assert config_error("leads.csv", {}, path).startswith(
+        f"{path}: 'retry_outcomes' cannot hold 'closed'"
+    )
+    path = write_toml(tmp_path, 'playbook = "pb"\nretry_outcomes = "busy"\n', "b.toml")
+    assert "'retry_outcomes' must be a list of strings" in config_error("leads.csv", {}, path)

@@ -390,3 +390,16 @@ def test_found_iff_a_call_to_the_phone_was_created_after_the_attempt(listed, sen
             assert matching[verdict.call_id] == max(matching.values())  # the newest
         else:
             assert verdict == Absent()
+
+
+def test_a_recycled_leads_earlier_calls_are_never_taken_for_this_attempt():
+    sent = NOW - 600
+    recycled = Entry(ANA, 2, ANA, Status.IN_DOUBT, sent_at=sent,
+                     history="c-first no-answer 2023-11-14T10:00:00Z")  # fmt: skip
+    # The earlier call, listed with a naive time that falls inside the 14 h slack.
+    earlier = {"id": "c-first", "to": ANA, "created_time": "2023-11-14 21:00:00"}
+    verdicts, _, _, _ = settle([recycled], [earlier])
+    assert verdicts == {ANA: Absent()}
+    this = {"id": "c-second", "to": ANA, "created_time": "2023-11-14 22:05:00"}
+    verdicts, _, _, _ = settle([recycled], [this, earlier])
+    assert verdicts == {ANA: Found("c-second")}

@@ -696,3 +696,36 @@ def test_serve_forever_in_another_process_prints_nothing_and_exposes_its_record(
         out, err = process.communicate(timeout=10)
     assert (out, err) == (b"", b"")
     assert process.returncode == -signal.SIGTERM
+
+
+# --- outcomes set per phone, and calls kept across restarts -------------------------------------
+
+
+def test_queued_outcomes_decide_each_call_of_that_phone_in_order():
+    sim = make(ring_seconds=0.0, talk_seconds=0.0, outcomes={PHONE: ["busy", "closed"]})
+    ids = [post(sim, LEAD).json()["id"] for _ in range(3)]
+    other = post(sim, {**LEAD, "phone": "+34600000001"}).json()["id"]
+    time.sleep(0.01)
+    got = [api(sim, "GET", f"/call/{i}").json()["status"] for i in ids]
+    assert got[:2] == ["busy", "closed"]
+    assert got[2] == _final_status(ids[2])  # the queue ran out: the mix decides again
+    assert api(sim, "GET", f"/call/{other}").json()["status"] == _final_status(other)
+    assert sim.config.outcomes == {PHONE: []}  # consumed in place
+
+
+def test_unknown_outcomes_are_refused_at_construction():
+    with pytest.raises(ValueError, match=r"unknown outcomes \['answered'\]"):
+        SimConfig(outcomes={PHONE: ["answered"]})
+
+
+def test_a_store_keeps_created_calls_for_the_next_simulator(tmp_path):
+    store = tmp_path / "calls.jsonl"
+    first = make(store=str(store), ring_seconds=0.0, talk_seconds=0.0)
+    call_id = post(first, LEAD).json()["id"]
+    with open(store, "a", encoding="utf-8") as handle:
+        handle.write('{"id": "torn')  # a line a crash cut short is skipped
+    second = make(store=str(store), ring_seconds=0.0, talk_seconds=0.0)
+    assert [c.id for c in second.calls] == [call_id]
+    detail = api(second, "GET", f"/call/{call_id}").json()
+    assert detail["to"] == PHONE and detail["status"] == _final_status(call_id)
+    assert make(store=str(tmp_path / "none.jsonl")).calls == []  # a missing store: no calls

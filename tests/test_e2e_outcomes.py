@@ -1,0 +1,162 @@
+"""End to end, after the call: ``dialer sync``, ``run --sync``, recycling and ``dialer report``.
+
+The installed CLI runs as a subprocess against the real simulator on 127.0.0.1. Who was called,
+and how often, comes from the simulator's own record (``sim.calls``); the outcomes it gives are
+set per phone (``SimConfig.outcomes``) and its calls end in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import collections
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import mobiles, read_rows, run_cli, write_leads
+
+RECYCLE = ("--retry-outcomes", "no-answer,busy", "--max-attempts", "3", "--retry-after", "4h")
+
+
+@pytest.fixture
+def quick(sim):
+    """The simulator with calls that end almost at once."""
+    sim.config.ring_seconds = 0.05
+    sim.config.talk_seconds = 0.05
+    return sim
+
+
+def later(hours: float) -> str:
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat(timespec="seconds")
+
+
+def per_phone(sim) -> collections.Counter[str]:
+    return collections.Counter(call.phone for call in sim.calls)
+
+
+def by_phone(path) -> dict[str, dict[str, str]]:
+    return {r["phone"]: r for r in read_rows(path) if r["status"] == "called"}
+
+
+def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quick, tmp_path):
+    ana, bea, cruz = mobiles(3)
+    quick.config.outcomes = {ana: ["no-answer"], bea: ["closed"], cruz: ["busy"]}
+    leads = write_leads(tmp_path / "l.csv", [ana, bea, cruz])
+    out = tmp_path / "l.results.csv"
+    assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
+    quick.config.ring_seconds = 3600.0  # every call still ringing
+    proc = run_cli("sync", str(out), url=quick.url)
+    assert proc.returncode == 0, proc.stderr
+    assert "looked up 3 calls, 0 finished, 3 still in progress" in proc.stdout
+    assert all(r["outcome"] == "" for r in by_phone(out).values())
+
+    quick.config.ring_seconds = 0.05
+    proc = run_cli("sync", str(out), url=quick.url)
+    assert proc.returncode == 0, proc.stderr
+    assert "Outcomes recorded: 1 busy, 1 closed, 1 no-answer" in proc.stdout
+    rows = by_phone(out)
+    assert {p: r["outcome"] for p, r in rows.items()} == {
+        ana: "no-answer", bea: "closed", cruz: "busy"
+    }  # fmt: skip
+    assert rows[bea]["summary"].startswith("The lead talked with the agent for")
+    assert int(rows[bea]["duration"]) >= 30 and rows[bea]["outcome_at"].endswith("Z")
+    # each call's own id was asked for, with GET /call/{id}
+    asked = [r.path for r in quick.requests if r.method == "GET"]
+    ids = {c.id for c in quick.calls}
+    assert sorted(asked) == sorted([f"/call/{i}" for i in ids] * 2)
+
+    again = run_cli("sync", str(out), url=quick.url)  # nothing left to look up
+    assert "looked up 0 calls" in again.stdout
+    assert len([r for r in quick.requests if r.method == "GET"]) == 6
+    assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}  # a sync never dials
+
+
+def test_no_answer_is_redialed_after_its_cool_down_at_most_max_attempts(
+    quick, tmp_path, monkeypatch
+):
+    ana, bea, cruz = mobiles(3)
+    quick.config.outcomes = {ana: ["no-answer"] * 5, bea: ["closed"] * 5, cruz: ["voicemail"]}
+    leads = write_leads(tmp_path / "l.csv", [ana, bea, cruz])
+    out = tmp_path / "l.results.csv"
+
+    def run(hours: float) -> str:
+        monkeypatch.setenv("DIALER_TEST_NOW", later(hours))
+        proc = run_cli("run", str(leads), "--playbook", "pb", "--sync", *RECYCLE, url=quick.url)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    run(0)
+    assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}
+    run(1)  # synced now, but the 4 h cool-down is not over: nobody is dialed
+    assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}
+    assert by_phone(out)[ana]["outcome"] == "no-answer"
+    stdout = run(5)
+    assert "Called again (retryable outcome, cool-down over): 1 lead." in stdout
+    assert per_phone(quick) == {ana: 2, bea: 1, cruz: 1}
+    # The second call ended (in real time) just now: its cool-down runs from its end.
+    run(3.9)
+    assert per_phone(quick) == {ana: 2, bea: 1, cruz: 1}
+    run(4.1)
+    assert per_phone(quick) == {ana: 3, bea: 1, cruz: 1}
+    run(30)  # three calls made: no fourth, however long we wait
+    run(60)
+    assert per_phone(quick) == {ana: 3, bea: 1, cruz: 1}  # bea answered, cruz: not retryable
+
+    row = by_phone(out)[ana]
+    ids = [c.id for c in quick.calls if c.phone == ana]
+    assert row["call_id"] == ids[2] and row["calls"] == "3" and row["outcome"] == "no-answer"
+    earlier = [item.split()[:2] for item in row["history"].split(";")]
+    assert earlier == [[ids[0], "no-answer"], [ids[1], "no-answer"]]  # every attempt kept
+    assert by_phone(out)[bea]["calls"] == "1" and by_phone(out)[bea]["history"] == ""
+
+
+def test_without_a_sync_nothing_is_recycled(quick, tmp_path, monkeypatch):
+    ana = mobiles(1)[0]
+    quick.config.outcomes = {ana: ["no-answer"] * 3}
+    leads = write_leads(tmp_path / "l.csv", [ana])
+    for hours in (0, 5, 10):
+        monkeypatch.setenv("DIALER_TEST_NOW", later(hours))
+        proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, url=quick.url)
+        assert proc.returncode == 0, proc.stderr
+    assert per_phone(quick) == {ana: 1}  # its outcome was never learned: no second call
+
+
+def test_the_dry_run_counts_leads_due_again(quick, tmp_path, monkeypatch):
+    ana, bea = mobiles(2)
+    quick.config.outcomes = {ana: ["busy"], bea: ["closed"]}
+    leads = write_leads(tmp_path / "l.csv", [ana, bea])
+    assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
+    assert run_cli("sync", str(tmp_path / "l.results.csv"), url=quick.url).returncode == 0
+    monkeypatch.setenv("DIALER_TEST_NOW", later(5))
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--dry-run", *RECYCLE)
+    assert "To dial now:   1 (1 already done in" in proc.stdout
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--dry-run")  # no recycling asked
+    assert "To dial now:   0 (2 already done in" in proc.stdout
+
+
+def test_sandbox_calls_are_kept_so_a_later_sync_finds_them(tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(4))
+    out = tmp_path / "l.sandbox.results.csv"
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--sandbox", token=None)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("sync", str(out), "--sandbox", token=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "looked up 4 calls" in proc.stdout and "0 failed" not in proc.stdout
+    assert ", failed" not in proc.stdout.splitlines()[0]  # every call was known to the sandbox
+
+
+def test_sync_errors_are_one_line(sim, tmp_path):
+    proc = run_cli("sync", str(tmp_path / "nope.csv"), url=sim.url)
+    assert proc.returncode == 4
+    assert proc.stderr == (
+        f"error: no results file {tmp_path / 'nope.csv'}: run 'dialer run' first, "
+        "or check the path\n"
+    )
+    leads = write_leads(tmp_path / "l.csv", mobiles(2))
+    assert run_cli("run", str(leads), "--playbook", "pb", url=sim.url).returncode == 0
+    proc = run_cli("sync", str(tmp_path / "l.results.csv"), url=sim.url, token="wrong-token-123")
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("error: the API refused the token (HTTP 401")
+    assert len(proc.stderr.splitlines()) == 1
+    proc = run_cli("sync", str(tmp_path / "l.results.csv"), "--concurrency", "0", url=sim.url)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: --concurrency must be a whole number of at least 1, not 0\n"
