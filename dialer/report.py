@@ -217,6 +217,13 @@ def status_lines(results: str | Path) -> list[str]:
             f"{last.get('elapsed', 0):.1f} s: {done}, "
             f"{last.get('calls_per_minute', 0):,.1f} calls/min; {plural(len(runs), 'run')} in all"
         )
+    outcomes: dict[str, int] = {}
+    for entry in state.values():
+        if entry.status is Status.CALLED:
+            key = entry.outcome or "not synced yet"
+            outcomes[key] = outcomes.get(key, 0) + 1
+    if outcomes:
+        lines.append(f"Outcomes of the last calls: {_outcomes(outcomes)}")
     deferred = [e.error for e in state.values() if e.status is Status.DEFERRED]
     openings = sorted(w.split("next opening ", 1)[1] for w in deferred if "next opening " in w)
     if openings:

@@ -64,6 +64,9 @@ def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quic
     ids = {c.id for c in quick.calls}
     assert sorted(asked) == sorted([f"/call/{i}" for i in ids] * 2)
 
+    status = run_cli("status", str(out))
+    assert "Outcomes of the last calls: 1 busy, 1 closed, 1 no-answer\n" in status.stdout
+
     again = run_cli("sync", str(out), url=quick.url)  # nothing left to look up
     assert "looked up 0 calls" in again.stdout
     assert len([r for r in quick.requests if r.method == "GET"]) == 6
