@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -163,3 +164,28 @@ def test_sync_errors_are_one_line(sim, tmp_path):
     proc = run_cli("sync", str(tmp_path / "l.results.csv"), "--concurrency", "0", url=sim.url)
     assert proc.returncode == 2
     assert proc.stderr == "error: --concurrency must be a whole number of at least 1, not 0\n"
+
+
+def test_a_lead_due_again_waits_for_its_calling_hours(quick, tmp_path, monkeypatch):
+    ana = mobiles(1)[0]  # a Spanish mobile: Europe/Madrid
+    quick.config.outcomes = {ana: ["busy", "closed"]}
+    leads = write_leads(tmp_path / "l.csv", [ana])
+    out = tmp_path / "l.results.csv"
+    assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
+    assert run_cli("sync", str(out), url=quick.url).returncode == 0
+    when = datetime.now(UTC) + timedelta(hours=5)
+    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    today = when.astimezone(ZoneInfo("Europe/Madrid")).weekday()
+    other_days = ",".join(name for i, name in enumerate(names) if i != today)
+    monkeypatch.setenv("DIALER_TEST_NOW", when.isoformat(timespec="seconds"))
+    proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, "--calling-days", other_days,
+                   url=quick.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert per_phone(quick) == {ana: 1}  # due again, but its day is closed
+    [row] = read_rows(out)
+    assert row["status"] == "deferred" and "next opening" in row["error"]
+    assert row["history"].split()[1] == "busy"  # the earlier call is kept while it waits
+    proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, url=quick.url)
+    assert per_phone(quick) == {ana: 2}  # no calling days set: dialed at once
+    [row] = read_rows(out)
+    assert row["status"] == "called" and row["calls"] == "2"
