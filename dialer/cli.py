@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -58,6 +59,8 @@ from dialer.run import (
     sandbox_store,
     sync_campaign,
 )
+from dialer.schedule import check_timezone
+from dialer.stats import load_stats, report_lines
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -419,6 +422,38 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
         for line in sync_lines(summary):
             click.echo(line)
     return EXIT_STOPPED if summary.stopped else EXIT_OK
+
+
+@cli.command(name="report")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    help="Also write one self-contained HTML page with charts (opens offline).",
+)
+@click.option("--title", help="The HTML page's title (default: from the results file's name).")
+@click.option(
+    "--timezone",
+    help="IANA time zone for calls over time, and for numbers without one (default UTC).",
+)
+def report_cmd(results: str, html_path: str | None, title: str | None,
+               timezone: str | None) -> int:  # fmt: skip
+    """Summarise a campaign: statuses, outcomes, answer rate, durations, attempts.
+
+    RESULTS is a results CSV written by 'dialer run'; run 'dialer sync' first for outcomes.
+    Safe while a run is going on: it reads and never locks or writes the results.
+    """
+    zone = check_timezone(timezone) if timezone else None
+    stats = load_stats(results, zone=zone)
+    for line in report_lines(stats):
+        click.echo(line)
+    if html_path:
+        from dialer.htmlreport import write_html  # matplotlib: loaded only when needed
+
+        write_html(stats, html_path, title=title or f"Campaign report: {Path(results).stem}")
+        click.echo(f"HTML report: {html_path}")
+    return EXIT_OK
 
 
 @cli.command(name="sandbox")

@@ -447,8 +447,9 @@ def test_status_matches_the_results_file(sim, tmp_path):
     assert lines[0] == "l.results.csv: 8 leads: 5 called, 1 in_doubt, 1 invalid, 1 duplicate"
     assert lines[1].startswith("Last run: ") and "(finished) in " in lines[1]
     assert lines[1].endswith("; 1 run in all")
-    assert lines[2] == "In doubt, a person should check (1):"
-    assert lines[3].startswith(f"  row 2     {phones[0]}: could not list calls to check (HTTP 404")
+    assert lines[2] == "Outcomes of the last calls: 5 not synced yet"
+    assert lines[3] == "In doubt, a person should check (1):"
+    assert lines[4].startswith(f"  row 2     {phones[0]}: could not list calls to check (HTTP 404")
     runs = (tmp_path / "l.results.csv.runs.jsonl").read_text().splitlines()
     record = json.loads(runs[-1])
     assert record["counts"] == dict(counts) and record["sent"] == 6
