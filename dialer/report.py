@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dialer.errors import ConfigError, LeadsFileError
+from dialer.errors import ConfigError
 from dialer.ledger import read_runs, read_state
 from dialer.loader import LoadResult
 from dialer.model import Status
-from dialer.results import safe_cell
+from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
 
 # The order statuses are listed in, most interesting first.
@@ -200,8 +200,7 @@ def status_lines(results: str | Path) -> list[str]:
     """``dialer status``: where a campaign stands, from its results, journal and run log,
     read without taking the lock (safe while a run is going on)."""
     results = Path(results)
-    if not results.exists():
-        raise LeadsFileError(f"{results.name}: no results file here (the --output of a run)")
+    require_results(results)
     state = read_state(results)
     counts: dict[str, int] = {}
     for entry in state.values():

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dialer.errors import LedgerError
+from dialer.errors import ConfigError, LedgerError
 from dialer.model import LOAD_TIME, Status
 
 RESULT_COLUMNS = [
@@ -162,3 +162,11 @@ def read_results(path: str | Path) -> list[Entry]:
                 history=rec.get("history") or "",
             )
     return list(entries.values())
+
+
+def require_results(path: str | Path) -> Path:
+    """``path`` as a results file that exists, else the one line that says what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no results file {path}: run 'dialer run' first, or check the path")
+    return path

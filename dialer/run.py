@@ -29,7 +29,7 @@ from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
-from dialer.results import Entry
+from dialer.results import Entry, require_results
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_again
@@ -119,8 +119,7 @@ def sync_campaign(
     (``GET /call/{id}``), under the run lock. Raises ``LedgerError`` for a missing results
     file, ``LedgerLocked`` while a run holds it, ``AuthError`` on 401/403."""
     output = Path(output)
-    if not output.exists():
-        raise LedgerError(f"no results file {output}: run 'dialer run' first, or check the path")
+    require_results(output)
     started = time.monotonic()
     with Ledger(output) as ledger:
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,

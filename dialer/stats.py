@@ -19,9 +19,8 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dialer.errors import LedgerError
 from dialer.ledger import read_state
-from dialer.results import Entry
+from dialer.results import Entry, require_results
 from dialer.schedule import lead_zones
 
 ANSWERED = "closed"  # the API's status for a call that was answered and talked through
@@ -145,9 +144,7 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
 
 def load_stats(results: str | Path, *, zone: ZoneInfo | None = None) -> CampaignStats:
     """``campaign_stats`` of a results file (with its journal), read without the run lock."""
-    results = Path(results)
-    if not results.is_file():
-        raise LedgerError(f"no results file {results}: run `dialer run` first")
+    results = require_results(results)
     return campaign_stats(read_state(results).values(), zone=zone)
 
 

@@ -88,7 +88,7 @@ def test_an_unexpected_bug_is_one_line_exit_1(capsys, monkeypatch):
     )
 
 
-@pytest.mark.parametrize("command", ["run", "sandbox"])
+@pytest.mark.parametrize("command", sorted(cli.commands))
 def test_readme_shows_the_real_help_of_each_command(command):
     import subprocess
     from pathlib import Path

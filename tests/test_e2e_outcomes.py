@@ -8,12 +8,19 @@ set per phone (``SimConfig.outcomes``) and its calls end in a fraction of a seco
 from __future__ import annotations
 
 import collections
+import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
+
+CHECK = Path(__file__).resolve().parent.parent / "scripts" / "check_report.py"
 
 RECYCLE = ("--retry-outcomes", "no-answer,busy", "--max-attempts", "3", "--retry-after", "4h")
 
@@ -150,7 +157,7 @@ def test_sandbox_calls_are_kept_so_a_later_sync_finds_them(tmp_path):
 
 def test_sync_errors_are_one_line(sim, tmp_path):
     proc = run_cli("sync", str(tmp_path / "nope.csv"), url=sim.url)
-    assert proc.returncode == 4
+    assert proc.returncode == 2
     assert proc.stderr == (
         f"error: no results file {tmp_path / 'nope.csv'}: run 'dialer run' first, "
         "or check the path\n"
@@ -189,3 +196,59 @@ def test_a_lead_due_again_waits_for_its_calling_hours(quick, tmp_path, monkeypat
     assert per_phone(quick) == {ana: 2}  # no calling days set: dialed at once
     [row] = read_rows(out)
     assert row["status"] == "called" and row["calls"] == "2"
+
+
+def test_report_after_a_sandbox_campaign_and_a_sync(tmp_path):
+    leads = write_leads(tmp_path / "l.csv", mobiles(12))
+    out = tmp_path / "l.sandbox.results.csv"
+    assert run_cli("run", str(leads), "--playbook", "pb", "--sandbox", token=None).returncode == 0
+    before = run_cli("report", str(out), token=None)
+    assert before.returncode == 0, before.stderr
+    assert "Calls:          12 (12 without an outcome yet)" in before.stdout
+    deadline = time.monotonic() + 30
+    while True:  # the sandbox's calls end a few seconds after they start
+        proc = run_cli("sync", str(out), "--sandbox", token=None)
+        assert proc.returncode == 0, proc.stderr
+        if "0 still in progress" in proc.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    html = tmp_path / "report.html"
+    proc = run_cli("report", str(out), "--html", str(html), "--timezone", "Europe/Madrid",
+                   token=None)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "Leads:          12 (12 called)"
+    assert lines[1] == "Calls:          12"
+    outcomes = dict(
+        (name, int(n)) for n, name in re.findall(r"(\d+) ([a-z-]+)", lines[2].split(":", 1)[1])
+    )
+    assert sum(outcomes.values()) == 12
+    answered = outcomes.get("closed", 0)
+    assert lines[3] == f"Answered:       {answered} of 12 calls with an outcome " + (
+        f"({answered / 12:.1%})"
+    )
+    assert lines[-1] == f"HTML report: {html}"
+    page = html.read_text(encoding="utf-8")
+    for chart in ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour"):
+        assert f'id="{chart}"' in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched when opened
+    if Path("/usr/bin/chromium").exists():  # the page the CLI wrote, drawn by a real browser
+        check = subprocess.run([sys.executable, str(CHECK), "--page", str(html)],
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_report_errors_are_one_line(tmp_path):
+    proc = run_cli("report", str(tmp_path / "nope.csv"), token=None)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: no results file {tmp_path / 'nope.csv'}: run 'dialer run' first, "
+        "or check the path\n"
+    )
+    leads = write_leads(tmp_path / "l.csv", mobiles(1))
+    assert run_cli("run", str(leads), "--playbook", "pb", "--sandbox", token=None).returncode == 0
+    proc = run_cli("report", str(tmp_path / "l.sandbox.results.csv"), "--html",
+                   str(tmp_path / "no" / "such" / "dir" / "r.html"), token=None)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: cannot write --html {tmp_path / 'no'}")
+    assert proc.stderr.count("\n") == 1

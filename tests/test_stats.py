@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.errors import LedgerError
+from dialer.errors import ConfigError
 from dialer.model import Status
 from dialer.results import Entry
 from dialer.stats import STATUS_ORDER, campaign_stats, load_stats, report_lines
@@ -214,6 +214,6 @@ def test_load_stats_reads_the_results_file(tmp_path):
 
 def test_load_stats_without_a_results_file(tmp_path):
     missing = tmp_path / "x.results.csv"
-    with pytest.raises(LedgerError, match=r"no results file .*x\.results\.csv.*dialer run") as err:
+    with pytest.raises(ConfigError, match=r"no results file .*x\.results\.csv.*dialer run") as err:
         load_stats(missing)
     assert "\n" not in str(err.value)
