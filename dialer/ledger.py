@@ -14,6 +14,10 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
                                  cut off; damage anywhere else stops the run.
 * ``leads.results.csv.lock``     an OS lock (flock through filelock): released by the kernel
                                  when the holder dies, even by SIGKILL; the file is never deleted.
+* ``leads.results.csv.state``    a snapshot of the replayed state (``dialer.cache``), written at
+                                 close: an open uses it only while the journal and the results
+                                 still begin with the bytes it was taken from, and replays only
+                                 what follows. It only saves time; the journal stays the truth.
 
 An intent with no outcome after it means the process died between deciding to dial and
 learning the answer: the phone may have rung, so the lead is ``in_doubt`` and is not dialed
@@ -30,14 +34,17 @@ import os
 import socket
 import time
 import zlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import filelock
+import numpy as np
 
+from dialer.cache import EntryTable, file_digest, read_parts, state_path, write_parts
 from dialer.errors import LedgerError, LedgerLocked
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
@@ -61,6 +68,9 @@ def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
 
 
+_STATUSES = list(Status)
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -72,7 +82,12 @@ class Ledger:
         self.results = Path(results)
         self.journal = journal_path(self.results)
         self.durable = durable
-        self._entries: dict[str, Entry] = {}
+        self._entries = _State(None, {})
+        # What the results CSV and the journal say before this run's changes (see _replay).
+        self._base: EntryTable | None = None
+        self._tail: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, from the journal)
+        self._load_rows: dict[str, Entry] = {}  # load-time rows the results CSV holds
+        self._journal_start = 0  # the journal's size once opened: this run appends after it
         self._lock = filelock.FileLock(
             lock_path(self.results), timeout=0, preserve_lock_file=True, fallback_to_soft=False
         )
@@ -94,23 +109,19 @@ class Ledger:
         self.close()
 
     def open(self) -> None:
-        """Take the lock, then read the results CSV and replay the journal over it."""
+        """Take the lock, then read the results CSV and replay the journal over it (from the
+        snapshot of both, when it still matches them: only what follows it is read)."""
         self._take_lock()
         try:
-            self._entries = {
-                e.key: e for e in read_results(self.results) if e.status not in LOAD_TIME
-            }
-            for entry in self._read_journal():
-                self._entries[entry.key] = entry
+            self._replay()
             # An intent never answered: the phone may have rung.
-            for key, entry in self._entries.items():
-                if entry.status is Status.DIALING:
-                    self._entries[key] = replace(
-                        entry,
-                        status=Status.IN_DOUBT,
-                        attempts=entry.attempts + 1,
-                        error="interrupted between the intent and the answer: the call may exist",
-                    )
+            for entry in self._entries.with_status(Status.DIALING):
+                self._entries[entry.key] = replace(
+                    entry,
+                    status=Status.IN_DOUBT,
+                    attempts=entry.attempts + 1,
+                    error="interrupted between the intent and the answer: the call may exist",
+                )
             self._journal_file = self._open_append(self.journal)
             self._results_file = self._open_append(self.results)
             self._results_writer = csv.writer(self._results_file, lineterminator="\r\n")
@@ -133,6 +144,7 @@ class Ledger:
             self._journal_file = self._results_file = None
             if self._lock.is_locked:
                 self._compact()
+                self._save_snapshot()
         finally:
             self._release_lock()
 
@@ -173,25 +185,35 @@ class Ledger:
     def entries(self) -> list[Entry]:
         return list(self._entries.values())
 
-    def entries_by_key(self) -> dict[str, Entry]:
-        return dict(self._entries)
+    def entries_by_key(self) -> Mapping[str, Entry]:
+        """A read-only copy of the state by key (cheap: the snapshot's table is shared)."""
+        return _State(self._entries.base, dict(self._entries.overlay))
+
+    def counts(self) -> Counter[str]:
+        """Leads per status value, with no ``Entry`` built for the snapshot's leads."""
+        return self._entries.counts()
 
     def should_dial(self, lead: Lead) -> bool:
         """True for a dialable lead the ledger has no final or in-doubt record of."""
-        if lead.status is not Status.PENDING:
-            return False
-        entry = self._entries.get(lead.key)
-        return entry is None or entry.status in (Status.PENDING, Status.DEFERRED)
+        return lead.status is Status.PENDING and self.open_key(lead.key)
+
+    def open_key(self, key: str) -> bool:
+        """True when the ledger has no final or in-doubt record for a dialable lead's ``key``."""
+        status = self._entries.status(key)
+        return status is None or status in (Status.PENDING, Status.DEFERRED)
+
+    def status_of(self, key: str) -> Status | None:
+        """The status recorded for ``key``, None if none (no ``Entry`` is built)."""
+        return self._entries.status(key)
 
     def recent_sends(self, within: float) -> list[float]:
         """Wall-clock times of the last sends (one per lead) in the last ``within`` seconds:
         an earlier run's sends still count against the API's rate windows."""
-        cutoff = time.time() - within
-        return sorted(e.sent_at for e in self._entries.values() if e.sent_at >= cutoff)
+        return sorted(self._entries.sent_since(time.time() - within))
 
     def in_doubt(self) -> list[Entry]:
         """Leads whose call may or may not exist: to reconcile before anything new is dialed."""
-        return [e for e in self._entries.values() if e.status is Status.IN_DOUBT]
+        return self._entries.with_status(Status.IN_DOUBT)
 
     # --- writing --------------------------------------------------------------------------
     # Every journal line is one lead's whole state; replaying keeps the last line per lead.
@@ -208,10 +230,22 @@ class Ledger:
         self._entries[entry.key] = entry
         self._write_row(entry)
 
+    def keep_load_rows(self) -> None:
+        """Keep the load-time rows (invalid, duplicate...) the results hold, as they are: for
+        a command that does not read the leads file again (``dialer sync``). A run instead
+        re-judges every row with ``record_load``, and drops the rows that are no longer so."""
+        for entry in self._load_rows.values():
+            self._entries[entry.key] = entry
+
     def record_load(self, lead: Lead) -> None:
-        """A lead final at load time (invalid, duplicate): a results row, no journal record."""
+        """A lead final at load time (invalid, duplicate): a results row, no journal record.
+        A row the results CSV already holds for it, alike but for its time, is kept as is."""
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
                       updated_at=_now_iso(), crm_id=lead.crm_id)  # fmt: skip
+        before = self._load_rows.get(entry.key)
+        if before is not None and replace(before, updated_at=entry.updated_at) == entry:
+            self._entries[entry.key] = before
+            return
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -323,8 +357,9 @@ class Ledger:
         except OSError as exc:
             raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
 
-    def _read_journal(self) -> list[Entry]:
-        records, good, size = read_journal(self.journal)
+    def _read_journal(self, start: int = 0) -> list[Entry]:
+        records, good, size = read_journal(self.journal, start=start)
+        self._journal_start = good
         if good < size:
             # Cut the torn tail off so the next record starts on a line of its own.
             self.torn_tail = True
@@ -347,12 +382,174 @@ class Ledger:
         rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
         replace_results(self.results, rows, durable=self.durable)
 
+    # --- the snapshot: the replayed state, so that the next open reads only what follows -----
 
-def read_journal(journal: Path) -> tuple[list[Entry], int, int]:
-    """The journal's records, the bytes they span and the file's size (a torn last line is
-    left out). Damage before the last line raises ``LedgerError``; a missing file is empty."""
+    def _replay(self) -> None:
+        """The state before this run: the snapshot if it still matches the files, then the
+        results rows and journal lines after it (all of both without one). Per lead, the
+        journal's last line beats any results row; a results row counts only otherwise."""
+        found = _read_snapshot(self.results, self.journal)
+        base, loads, journal_at, results_at = found or (None, {}, 0, 0)
+        tail: dict[str, tuple[Entry, bool]] = {}
+        for entry in read_results(self.results, start=results_at):
+            if entry.status in LOAD_TIME:
+                loads[entry.key] = entry
+                continue
+            i = base.index.get(entry.key) if base is not None else None
+            if i is None or not base.journaled[i]:  # type: ignore[union-attr]
+                tail[entry.key] = (entry, False)
+        for entry in self._read_journal(start=journal_at):
+            tail[entry.key] = (entry, True)
+        self._base, self._tail, self._load_rows = base, tail, loads
+        self._entries = _State(base, {key: entry for key, (entry, _) in tail.items()})
+
+    def _save_snapshot(self) -> None:
+        """Write the state as the journal and the compacted results CSV now give it (not this
+        run's in-memory view: an in-doubt conversion is redone from the journal each open).
+        Only saves time: on any trouble, no snapshot, and the next open replays everything."""
+        try:
+            changes = dict(self._tail)
+            for entry in read_journal(self.journal, start=self._journal_start)[0]:
+                changes[entry.key] = (entry, True)
+            base = self._base
+            for key, entry in self._entries.overlay.items():
+                if entry.status in LOAD_TIME or changes.get(key, (None, False))[1]:
+                    continue  # a load-time row (kept apart), or the journal decides this lead
+                i = base.index.get(key) if base is not None else None
+                if i is None or not base.journaled[i]:  # type: ignore[union-attr]
+                    changes[key] = (entry, False)  # a results row only (defer): it stands
+            table = EntryTable.merged(base, changes)
+            loads = [_record(e) for e in self._entries.overlay.values() if e.status in LOAD_TIME]
+            if table is None:
+                raise ValueError("no layout for these entries")
+            header, parts = table.dump()
+            header |= {
+                "kind": "ledger-state",
+                "journal": [self.journal.stat().st_size, file_digest(self.journal)],
+                "results": [self.results.stat().st_size, file_digest(self.results)],
+                "loads": loads,
+            }
+            write_parts(state_path(self.results), header, parts, self.durable)
+        except (OSError, ValueError, LedgerError):
+            with contextlib.suppress(OSError):
+                state_path(self.results).unlink()  # stale anyway: it names the old files
+
+
+def _read_snapshot(
+    results: Path, journal: Path
+) -> tuple[EntryTable, dict[str, Entry], int, int] | None:
+    """(table, load-time rows, journal bytes, results bytes) of the snapshot, if both files
+    still begin with the very bytes it was taken from; else None (replay everything)."""
+    found = read_parts(state_path(results))
+    if found is None:
+        return None
+    header, parts = found
     try:
-        data = journal.read_bytes()
+        if header.get("kind") != "ledger-state":
+            return None
+        (journal_size, journal_sha), (results_size, results_sha) = (
+            header["journal"], header["results"])  # fmt: skip
+        for path, size, sha in ((journal, journal_size, journal_sha),
+                                (results, results_size, results_sha)):  # fmt: skip
+            if size and file_digest(path, int(size)) != sha:
+                return None
+        table = EntryTable.restore(header, parts)
+        loads = {}
+        for record in header["loads"]:
+            entry = _from_record(record)
+            loads[entry.key] = entry
+        return table, loads, int(journal_size), int(results_size)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+class _State(MutableMapping[str, Entry]):
+    """The ledger's entries: a read-only ``EntryTable`` (from the snapshot) under a dict of
+    the entries replayed after it or written since. The table builds an ``Entry`` only when
+    one is asked for, so a million finished leads cost no million objects."""
+
+    def __init__(self, base: EntryTable | None, overlay: dict[str, Entry]) -> None:
+        self.base = base if base is not None else EntryTable()
+        self.overlay = overlay
+        self._extra = sum(key not in self.base.index for key in overlay)
+
+    def __getitem__(self, key: str) -> Entry:
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry
+        return self.base.entry(self.base.index[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry
+        i = self.base.index.get(key)
+        return default if i is None else self.base.entry(i)
+
+    def status(self, key: str) -> Status | None:
+        """The status of ``key``'s entry, None if it has none (no ``Entry`` built)."""
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry.status
+        i = self.base.index.get(key)
+        return None if i is None else _STATUSES[self.base.status[i]]
+
+    def with_status(self, status: Status) -> list[Entry]:
+        code, base, overlay = _STATUSES.index(status), self.base, self.overlay
+        found = []
+        i = base.status.find(code)
+        while i >= 0:
+            if base.keys[i] not in overlay:
+                found.append(base.entry(i))
+            i = base.status.find(code, i + 1)
+        return found + [entry for entry in overlay.values() if entry.status is status]
+
+    def sent_since(self, cutoff: float) -> list[float]:
+        base, overlay = self.base, self.overlay
+        recent = np.flatnonzero(np.frombuffer(base.sent, dtype=np.float64) >= cutoff)
+        times = [base.sent[i] for i in recent.tolist() if base.keys[i] not in overlay]
+        return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
+
+    def counts(self) -> Counter[str]:
+        base, overlay = self.base, self.overlay
+        codes = np.frombuffer(base.status, dtype=np.uint8)
+        if overlay:
+            hidden = [i for i in map(base.index.get, overlay) if i is not None]
+            codes = np.delete(codes, hidden)
+        found = np.bincount(codes, minlength=len(_STATUSES))
+        counts = Counter({_STATUSES[code].value: int(n) for code, n in enumerate(found) if n})
+        counts.update(entry.status.value for entry in overlay.values())
+        return counts
+
+    def __setitem__(self, key: str, entry: Entry) -> None:
+        if key not in self.overlay and key not in self.base.index:
+            self._extra += 1
+        self.overlay[key] = entry
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("a ledger entry is never removed")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.base.keys
+        index = self.base.index
+        yield from (key for key in self.overlay if key not in index)
+
+    def __len__(self) -> int:
+        return len(self.base) + self._extra
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.overlay or key in self.base.index
+
+
+def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, int]:
+    """The journal's records, the bytes they span and the file's size (a torn last line is
+    left out). Damage before the last line raises ``LedgerError``; a missing file is empty.
+    ``start`` (a line's start) reads only the records from that byte on; the sizes stay
+    counted from the file's start."""
+    try:
+        with open(journal, "rb") as handle:
+            handle.seek(start)
+            data = handle.read()
     except FileNotFoundError:
         return [], 0, 0
     except OSError as exc:
@@ -360,19 +557,20 @@ def read_journal(journal: Path) -> tuple[list[Entry], int, int]:
     lines = data.split(b"\n")
     complete, tail = lines[:-1], lines[-1]
     records = []
-    good = 0  # bytes of the journal that hold whole, valid lines
+    good = start  # bytes of the journal that hold whole, valid lines
     for number, raw in enumerate(complete, start=1):
         record = _decode(raw)
         if record is None:
             if number == len(complete) and not tail:
                 break  # the last line, garbled by a crash mid-write: a torn tail
+            where = f"line {number}" + (f" after byte {start:,}" if start else "")
             raise LedgerError(
-                f"the journal {journal} is damaged at line {number}: the run stops so "
+                f"the journal {journal} is damaged at {where}: the run stops so "
                 "that nobody is dialed twice; restore the file or ask for help"
             )
         records.append(record)
         good += len(raw) + 1
-    return records, good, len(data)
+    return records, good, start + len(data)
 
 
 def read_state(results: str | Path) -> dict[str, Entry]:
@@ -422,10 +620,14 @@ def _decode(raw: bytes) -> Entry | None:
     try:
         if crc != b"%08x" % zlib.crc32(payload):  # the exact bytes written: no lenient parse
             return None
-        r = json.loads(payload)
-        extra = {name: str(r[short]) for short, name in _OUTCOME_KEYS.items() if short in r}
-        return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
-                     str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
-                     float(r["sent"]), str(r.get("crm", "")), **extra)  # fmt: skip
+        return _from_record(json.loads(payload))
     except (ValueError, TypeError, KeyError):
         return None
+
+
+def _from_record(r: dict[str, Any]) -> Entry:
+    """The entry ``_record`` gave; raises ValueError, TypeError or KeyError."""
+    extra = {name: str(r[short]) for short, name in _OUTCOME_KEYS.items() if short in r}
+    return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
+                 str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
+                 float(r["sent"]), str(r.get("crm", "")), **extra)  # fmt: skip

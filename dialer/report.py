@@ -99,7 +99,7 @@ def start_lines(plan: Plan) -> list[str]:
         line += f", {plan.held:,} held for a later run"
     if plan.deferred:
         line += f", {plan.deferred:,} outside calling hours"
-    not_dialable = sum(lead.status is not Status.PENDING for lead in load.leads)
+    not_dialable = len(load.leads) - load.counts().get(Status.PENDING.value, 0)
     if not_dialable:
         line += f", {not_dialable:,} not dialable"
     return [line] + [f"warning: {w}" for w in load.warnings]

@@ -8,6 +8,7 @@ replacing the file atomically. Only the ledger calls the writers.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Iterable
@@ -119,8 +120,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def read_results(path: str | Path) -> list[Entry]:
-    """Read a results CSV (a missing file reads as empty); the last row per lead wins."""
+def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
+    """Read a results CSV (a missing file reads as empty); the last row per lead wins.
+
+    ``start`` > 0 reads only the rows from that byte on (it must begin a row), with the
+    columns of the file's header: the rows appended since a snapshot (``dialer.cache``).
+    """
     path = Path(path)
     try:
         handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
@@ -130,38 +135,49 @@ def read_results(path: str | Path) -> list[Entry]:
         raise LedgerError(f"cannot read {path}: {exc.strerror}") from exc
     entries: dict[str, Entry] = {}
     with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("row", "phone", "status") if c not in (reader.fieldnames or [])]
-        if reader.fieldnames and missing:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, [])
+            if start > 0:
+                handle.buffer.seek(start)
+                reader = csv.reader(io.StringIO(handle.buffer.read().decode(), newline=""))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise LedgerError(f"cannot read {path}: {exc}") from exc
+        missing = [c for c in ("row", "phone", "status") if c not in header]
+        if header and missing:
             raise LedgerError(
                 f"{path.name} is not a dialer results file (no column {', '.join(missing)}): "
                 "choose another --output"
             )
-        for line, rec in enumerate(reader, start=2):
+        at = {name: i for i, name in enumerate(header)}  # a repeated name: the last wins
+        width = len(header)
+        columns = [at.get(name, width) for name in _READ_COLUMNS]
+        line = 1
+        for cells in reader:
+            line += 1
+            if not cells:
+                continue  # a blank line, as DictReader skips
+            cells += [""] * (width + 1 - len(cells))
+            (row, crm_id, phone, status, call_id, attempts, error, updated_at, outcome,
+             duration, summary, outcome_at, history) = (cells[i] for i in columns)  # fmt: skip
             try:
-                status = Status(rec["status"])
-                row = int(rec["row"])
-                attempts = int(rec.get("attempts") or 0)
-            except (ValueError, TypeError) as exc:
+                state = _STATUS[status]
+                number = int(row)
+                tries = int(attempts or 0)
+            except (KeyError, ValueError) as exc:
                 raise LedgerError(f"{path.name} row {line} cannot be read: {exc}") from exc
-            key = f"row:{row}" if status in LOAD_TIME else rec["phone"]
-            entries[key] = Entry(
-                key,
-                row,
-                rec["phone"],
-                status,
-                rec.get("call_id") or "",
-                attempts,
-                rec.get("error") or "",
-                rec.get("updated_at") or "",
-                crm_id=rec.get("crm_id") or "",
-                outcome=rec.get("outcome") or "",
-                duration=rec.get("duration") or "",
-                summary=_unsafe(rec.get("summary") or ""),
-                outcome_at=rec.get("outcome_at") or "",
-                history=rec.get("history") or "",
-            )
+            key = f"row:{number}" if state in LOAD_TIME else phone
+            entries[key] = Entry(key, number, phone, state, call_id, tries, error, updated_at,
+                                 crm_id=crm_id, outcome=outcome, duration=duration,
+                                 summary=_unsafe(summary), outcome_at=outcome_at,
+                                 history=history)  # fmt: skip
     return list(entries.values())
+
+
+_READ_COLUMNS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error",
+                 "updated_at", "outcome", "duration", "summary", "outcome_at",
+                 "history")  # fmt: skip
+_STATUS = {status.value: status for status in Status}
 
 
 def require_results(path: str | Path) -> Path:

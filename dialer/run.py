@@ -22,12 +22,13 @@ from typing import Any
 
 import httpx
 
+from dialer.cache import leads_key, read_leads_cache, save_leads_cache
 from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
-from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
+from dialer.loader import ColumnMapping, LeadRows, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
 from dialer.results import Entry, require_results
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
@@ -122,6 +123,7 @@ def sync_campaign(
     require_results(output)
     started = time.monotonic()
     with Ledger(output) as ledger:
+        ledger.keep_load_rows()
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
@@ -144,6 +146,8 @@ def call_settings(settings: Settings) -> CallSettings:
 
 
 def load(settings: Settings) -> LoadResult:
+    """The leads of ``settings.leads``: from the parse cache beside the results when it was
+    made from these very files and settings (``dialer.cache``), else read and parsed."""
     mapping = ColumnMapping(
         phone_column=settings.phone_column,
         rename=dict(settings.params),
@@ -151,8 +155,18 @@ def load(settings: Settings) -> LoadResult:
         id_column=settings.id_column,
         require=settings.require,
     )
+    options = {"mapping": dataclasses.asdict(mapping), "region": settings.default_region,
+               "encoding": settings.encoding, "delimiter": settings.delimiter,
+               "sheet": settings.sheet, "allow_possible": settings.allow_possible,
+               "dnc": settings.dnc}  # fmt: skip
+    dnc_file = Path(settings.dnc) if settings.dnc else None
+    key = leads_key(Path(settings.leads), dnc_file, options)
+    if key is not None:
+        cached = read_leads_cache(Path(settings.output), key, Path(settings.leads))
+        if cached is not None:
+            return cached
     dnc = load_dnc(settings.dnc, default_region=settings.default_region) if settings.dnc else None
-    return load_leads(
+    loaded = load_leads(
         settings.leads,
         mapping,
         default_region=settings.default_region,
@@ -162,6 +176,7 @@ def load(settings: Settings) -> LoadResult:
         dnc=dnc,
         allow_possible=settings.allow_possible,
     )
+    return dataclasses.replace(loaded, cache_key=key or "")
 
 
 def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Plan:
@@ -241,9 +256,15 @@ def run_campaign(
     started, started_at = time.monotonic(), _now_iso()
     error: DialerError | None = None
     with Ledger(settings.output, durable=durable) as ledger:
-        for lead in loaded.leads:
-            if lead.status in LOAD_TIME:
-                ledger.record_load(lead)
+        save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
+        leads = loaded.leads
+        rejects = (
+            (leads[i] for i in leads.indices(LOAD_TIME))  # no Lead built for the others
+            if isinstance(leads, LeadRows)
+            else (lead for lead in leads if lead.status in LOAD_TIME)
+        )
+        for lead in rejects:
+            ledger.record_load(lead)
         call = call_settings(settings)
         session = Session(settings, loaded, ledger, api_url, token, transport, retry, clock, call)
 
@@ -262,8 +283,8 @@ def run_campaign(
         for lead in untouched:  # stopped before their turn: a row, so status can count them
             if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
                 ledger.defer(lead, "not dialed yet: the run ended first", Status.PENDING)
-        counts = Counter(entry.status.value for entry in ledger.entries())
-        this_run = Counter(ledger.entries_by_key()[key].status.value for key in session.touched)
+        counts = ledger.counts()
+        this_run = Counter(ledger.status_of(key).value for key in session.touched)  # type: ignore[union-attr]
         not_started = len(untouched)
         if error is None and session.auth_error is not None:
             error = session.auth_error

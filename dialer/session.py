@@ -27,7 +27,7 @@ from dialer.dispatcher import RetryPolicy, dispatch
 from dialer.errors import AuthError, NotSent, Stopped
 from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
-from dialer.loader import LoadResult
+from dialer.loader import LeadRows, LoadResult
 from dialer.model import Lead, Outcome, Status, Subset
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
@@ -122,9 +122,20 @@ class Session:
             await self._sync()
         # Leads are kept as indices into the loaded rows: a million of them stay small.
         leads = self.loaded.leads
-        dialable = sum(lead.status is Status.PENDING for lead in leads)
-        wanted = self._wanted if self.settings.retry_outcomes else self.ledger.should_dial
-        self.to_dial = Subset.where(leads, wanted)
+        dialable = self.loaded.counts().get(Status.PENDING.value, 0)
+        if isinstance(leads, LeadRows):
+            # A big resume: judge each dialable lead by its key, building a Lead only for
+            # one that may be due another call.
+            recycling = bool(self.settings.retry_outcomes)
+            ledger = self.ledger
+            self.to_dial = Subset(leads, (
+                i for i, key in leads.pending_keys()
+                if ledger.open_key(key) or (recycling and ledger.status_of(key) is Status.CALLED
+                                            and self._wanted(leads[i]))
+            ))  # fmt: skip
+        else:
+            wanted = self._wanted if self.settings.retry_outcomes else self.ledger.should_dial
+            self.to_dial = Subset.where(leads, wanted)
         self.skipped = dialable - len(self.to_dial)
         if self.hours is not None and self.to_dial:
             self.to_dial = self.to_dial.filter(self._inside)

@@ -48,7 +48,7 @@ def by_phone(path) -> dict[str, dict[str, str]]:
 def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quick, tmp_path):
     ana, bea, cruz = mobiles(3)
     quick.config.outcomes = {ana: ["no-answer"], bea: ["closed"], cruz: ["busy"]}
-    leads = write_leads(tmp_path / "l.csv", [ana, bea, cruz])
+    leads = write_leads(tmp_path / "l.csv", [ana, bea, cruz, "12345"])  # one invalid row
     out = tmp_path / "l.results.csv"
     assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
     quick.config.ring_seconds = 3600.0  # every call still ringing
@@ -74,6 +74,7 @@ def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quic
 
     status = run_cli("status", str(out))
     assert "Outcomes of the last calls: 1 busy, 1 closed, 1 no-answer\n" in status.stdout
+    assert status.stdout.startswith("l.results.csv: 4 leads: 3 called, 1 invalid\n")
 
     again = run_cli("sync", str(out), url=quick.url)  # nothing left to look up
     assert "looked up 0 calls" in again.stdout

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import os
+import random
+import shutil
 import subprocess
 import sys
 
@@ -10,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dialer import ledger as ledger_module
+from dialer.cache import state_path
 from dialer.errors import LedgerError, LedgerLocked
 from dialer.ledger import Ledger, journal_path
 from dialer.model import Lead, Outcome, Status
@@ -305,3 +312,167 @@ def test_a_last_line_cut_anywhere_is_a_torn_tail(tmp_path_factory, n, cut):
     keep = 1 + cut % (len(lines[-1]) - 1)  # 1 .. all but its newline
     journal_path(out).write_bytes(b"".join(lines[:-1]) + lines[-1][:keep])
     _check_torn(out, lines, leads)
+
+
+# --- the snapshot: a resume reads only what follows it, and it never changes the state ----------
+
+LEADS = [Lead(i + 2, f"+3461234{i:04d}", {"n": str(i)}) for i in range(12)]
+REJECT = Lead(30, "999", status=Status.INVALID, reason="invalid number for ES")
+
+
+class Crash(BaseException):
+    """A kill -9 at one step of closing: nothing after it runs (the lock dies with us)."""
+
+
+def replayed(out):
+    """The state a ledger opened on copies of ``out``'s results and journal alone (no
+    snapshot) starts from: the ground truth a snapshot must reproduce."""
+    copy = out.parent / "truth"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    for path in (out, journal_path(out)):
+        if path.exists():
+            shutil.copy(path, copy / path.name)
+    ledger = Ledger(copy / out.name, durable=False)
+    ledger.open()
+    try:
+        return view(ledger)
+    finally:
+        ledger._release_lock()
+
+
+def view(ledger):
+    return {
+        "entries": dict(ledger.entries_by_key()),
+        "in_doubt": sorted(e.key for e in ledger.in_doubt()),
+        "dial": [ledger.should_dial(lead) for lead in LEADS],
+        "sends": ledger.recent_sends(1e9),
+        "counts": ledger.counts(),
+        "len": len(ledger.entries()),
+    }
+
+
+def random_session(ledger, rng):
+    for lead in rng.sample(LEADS, 5):
+        what = rng.choice(["called", "failed", "lost", "not_sent", "defer", "crash", "recycle"])
+        entry = ledger.get(lead.key)
+        if what == "defer":
+            ledger.defer(
+                lead, "outside calling hours", rng.choice([Status.DEFERRED, Status.PENDING])
+            )
+        elif what == "recycle" and entry is not None and entry.status is Status.CALLED:
+            ledger.record_call_outcome(lead.key, "no-answer", at="2026-01-01T00:00:00Z")
+            ledger.recycle(lead.key, "no-answer: another try")
+        elif ledger.should_dial(lead):
+            ledger.intent(lead)
+            if what == "called":
+                ledger.outcome(Outcome(lead, Status.CALLED, call_id=f"c{rng.random()}", attempts=1))
+            elif what == "failed":
+                ledger.outcome(Outcome(lead, Status.FAILED, attempts=1, error="HTTP 400"))
+            elif what == "lost":
+                ledger.outcome(Outcome(lead, Status.IN_DOUBT, attempts=1, error="timeout"))
+            elif what == "not_sent":
+                ledger.not_sent(lead, "connection refused")
+            # "crash": the intent stays unanswered
+        elif entry is not None and entry.status is Status.IN_DOUBT:
+            ledger.resolve(lead.key, rng.choice([Status.CALLED, Status.PENDING]), call_id="c-r")
+    ledger.record_load(REJECT)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_every_open_from_the_snapshot_equals_a_full_replay_whatever_crashed(
+    tmp_path, monkeypatch, seed
+):
+    rng = random.Random(seed)
+    out = tmp_path / "r.csv"
+    steps = {"n": 0, "crash_at": None}
+    real_replace, real_fsync = os.replace, os.fsync
+
+    def step(real):
+        def wrapped(*args):
+            steps["n"] += 1
+            if steps["crash_at"] is not None and steps["n"] == steps["crash_at"]:
+                raise Crash()
+            return real(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(os, "replace", step(real_replace))
+    monkeypatch.setattr(os, "fsync", step(real_fsync))
+    used = 0
+    for _ in range(8):
+        truth = replayed(out)
+        ledger = Ledger(out)
+        ledger.open()
+        assert view(ledger) == truth  # the snapshot, if used, changed nothing
+        used += ledger._base is not None
+        random_session(ledger, rng)
+        ending = rng.choice(["close", "kill", "crash in close"])
+        if ending == "close":
+            ledger.close()
+        elif ending == "kill":
+            ledger._release_lock()  # SIGKILL: no fsync, no compaction, no snapshot
+        else:
+            # Crash at the k-th fsync/rename of closing: the journal's fsync, the results
+            # CSV's temp file, its rename, the folder, the snapshot's temp file, its rename...
+            steps["n"], steps["crash_at"] = 0, rng.randint(1, 7)
+            with contextlib.suppress(Crash):
+                ledger.close()
+            steps["crash_at"] = None
+            if rng.random() < 0.5:  # a temp file a crash left behind, half written
+                out.with_name(out.name + ".state.tmp").write_bytes(b"dialer-cache 1\n{")
+    assert view(Ledger(out).__enter__()) == replayed(out)
+    assert used  # some opens did start from a snapshot
+
+
+def test_a_resume_replays_only_the_journal_after_the_snapshot(tmp_path, monkeypatch):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1))
+    assert state_path(out).exists()
+    ledger = Ledger(out)
+    ledger.open()
+    ledger.intent(B)  # ... and the process dies: the intent is after the snapshot
+    ledger._release_lock()
+    decoded = []
+    real = ledger_module._decode
+    monkeypatch.setattr(ledger_module, "_decode", lambda raw: decoded.append(raw) or real(raw))
+    with Ledger(out) as again:
+        assert again.get(A.key).status is Status.CALLED
+        assert again.get(B.key).status is Status.IN_DOUBT
+    assert len(decoded) == 1  # B's intent only; A's lines came from the snapshot
+
+
+def test_a_snapshot_that_no_longer_matches_the_journal_is_not_used(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        for lead in (A, B):
+            ledger.intent(lead)
+            ledger.outcome(Outcome(lead, Status.CALLED, call_id="c-" + lead.phone, attempts=1))
+    journal = journal_path(out)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[0] = lines[0].replace(b"dialing", b"dialinG")  # damage the snapshot covers
+    journal.write_bytes(b"".join(lines))
+    with pytest.raises(LedgerError, match="damaged at line 1"):
+        Ledger(out).open()  # the damage is seen, as without a snapshot
+
+
+def test_load_time_rows_are_not_written_again_by_every_run(tmp_path):
+    out = tmp_path / "r.csv"
+    with Ledger(out) as ledger:
+        ledger.record_load(REJECT)
+    stamped = rows(out)[0]["updated_at"]
+    ledger = Ledger(out)
+    ledger.open()
+    size = out.stat().st_size
+    ledger.record_load(REJECT)  # the same reject: nothing to write
+    assert out.stat().st_size == size
+    ledger.record_load(dataclasses.replace(REJECT, reason="another reason"))
+    assert out.stat().st_size > size  # a changed one is written
+    ledger.close()
+    [row] = rows(out)
+    assert row["error"] == "another reason" and row["status"] == "invalid"
+    with Ledger(out) as again:
+        again.record_load(dataclasses.replace(REJECT, reason="another reason"))
+    assert rows(out)[0]["updated_at"] >= stamped

@@ -1,0 +1,343 @@
+"""Derived files that only save time, never the source of truth: the parse cache and the snapshot.
+
+Owns two files beside the results CSV (``leads.results.csv`` below), both written only under the
+run lock, atomically (temp file, fsync, rename, fsync of the directory), each with a SHA-256 of
+its payload; any doubt about one (a checksum, a key, a size, a format) and it is ignored, never
+trusted, and the slow path runs instead. Deleting either at any time is safe.
+
+* ``leads.results.csv.leads-cache``  the leads file as the loader parsed it (``LeadRows.dump``),
+  keyed by a SHA-256 of everything the parse depends on (``leads_key``): the leads file's bytes,
+  the do-not-call file's bytes, the column mapping, region, encoding, delimiter, sheet,
+  ``allow_possible``, the phonenumbers version and the source of the parsing modules.
+* ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
+  prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
+  both files still begin with exactly those bytes; then only what follows is replayed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dialer.loader import LeadRows, LoadResult
+from dialer.model import Status
+from dialer.results import Entry
+
+_MAGIC = b"dialer-cache 1\n"
+_SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
+_STATUSES = list(Status)
+_SOURCES = ("loader.py", "phones.py", "sheets.py", "model.py")  # the code a parse depends on
+
+
+def leads_cache_path(results: Path) -> Path:
+    return results.with_name(results.name + ".leads-cache")
+
+
+def state_path(results: Path) -> Path:
+    return results.with_name(results.name + ".state")
+
+
+# --- the file: a header, parts, a checksum ---------------------------------------------------
+
+
+def write_parts(path: Path, header: dict[str, Any], parts: Sequence[bytes], durable: bool) -> None:
+    """Write ``parts`` under a JSON ``header``, atomically. Raises ``OSError``."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    head = {**header, "sizes": [len(part) for part in parts], "sha256": digest.hexdigest()}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(_MAGIC + json.dumps(head, ensure_ascii=False).encode() + b"\n")
+            for part in parts:
+                handle.write(part)
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_parts(path: Path) -> tuple[dict[str, Any], list[memoryview]] | None:
+    """The header and parts ``write_parts`` wrote, or None (missing, damaged, another format)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(_MAGIC):
+        return None
+    end = data.find(b"\n", len(_MAGIC))
+    try:
+        header = json.loads(data[len(_MAGIC) : end])
+        sizes = [int(size) for size in header["sizes"]]
+    except (ValueError, TypeError, KeyError):
+        return None
+    view = memoryview(data)[end + 1 :]
+    if end < 0 or sum(sizes) != len(view):
+        return None
+    if hashlib.sha256(view).hexdigest() != header.get("sha256"):
+        return None
+    parts, at = [], 0
+    for size in sizes:
+        parts.append(view[at : at + size])
+        at += size
+    return header, parts
+
+
+def file_digest(path: Path, size: int | None = None) -> str:
+    """SHA-256 of the first ``size`` bytes of ``path`` (all of it by default)."""
+    digest = hashlib.sha256()
+    left = size
+    with open(path, "rb") as handle:
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                break
+            digest.update(block)
+            if left is not None:
+                left -= len(block)
+    if left:
+        raise OSError(f"{path} is shorter than {size} bytes")
+    return digest.hexdigest()
+
+
+# --- the parse cache's key ---------------------------------------------------------------------
+
+
+def leads_key(leads: Path, dnc: Path | None, options: dict[str, Any]) -> str | None:
+    """A SHA-256 naming one parse: the files' bytes, the options, the parsing code and the
+    phonenumbers version. None when a file cannot be read (the loader then says why)."""
+    import phonenumbers
+
+    here = Path(__file__).parent
+    try:
+        parts = {
+            "leads": file_digest(leads),
+            "dnc": file_digest(dnc) if dnc is not None else None,
+            "code": [file_digest(here / name) for name in _SOURCES],
+        }
+    except OSError:
+        return None
+    parts |= {
+        "options": options,
+        "phonenumbers": phonenumbers.__version__,
+        "python": list(sys.version_info[:2]),
+        "byteorder": sys.byteorder,
+    }
+    text = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_leads_cache(results: Path, key: str, leads: Path) -> LoadResult | None:
+    """The load the parse cache holds for ``key``, or None."""
+    found = read_parts(leads_cache_path(results))
+    if found is None:
+        return None
+    header, parts = found
+    try:
+        if header.get("kind") != "leads" or header.get("key") != key:
+            return None
+        info = header["load"]
+        return LoadResult(path=leads, leads=LeadRows.restore(parts), cache_key=key,
+                          from_cache=True, **info)  # fmt: skip
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True) -> None:
+    """Keep ``loaded`` for the next run (under the run lock); any trouble only costs time."""
+    if loaded.from_cache or not loaded.cache_key or not isinstance(loaded.leads, LeadRows):
+        return
+    info = {name: getattr(loaded, name) for name in ("phone_column", "param_names", "encoding",
+            "delimiter", "warnings", "id_column", "sheet")}  # fmt: skip
+    header = {"kind": "leads", "key": loaded.cache_key, "load": info}
+    with contextlib.suppress(OSError):
+        write_parts(leads_cache_path(results), header, loaded.leads.dump(), durable)
+
+
+# --- the ledger's state, compactly ------------------------------------------------------------
+
+
+class EntryTable:
+    """Ledger entries kept compactly: fixed-size fields in arrays, text fields in one blob; an
+    ``Entry`` is built on access. Each entry also carries whether the journal gave it (the
+    journal beats the results CSV for such a key). Read-only once built."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}
+        self.status = bytearray()  # index into Status
+        self.journaled = bytearray()  # 1: the journal's last record; 0: a results row
+        self.rows = array("q")
+        self.attempts = array("q")
+        self.sent = array("d")
+        self.offsets = array("q", [0])  # per entry: where its text ends in ``text``
+        self.text = b""
+        self.odd: dict[int, list[str]] = {}  # entries with the separator in a text field
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def entry(self, i: int) -> Entry:
+        texts = self.odd.get(i)
+        if texts is None:
+            texts = self.text[self.offsets[i] : self.offsets[i + 1]].decode().split(_SEP)[:-1]
+        return Entry(key=self.keys[i], row=self.rows[i], status=_STATUSES[self.status[i]],
+                     attempts=self.attempts[i], sent_at=self.sent[i],
+                     **dict(zip(_TEXT_FIELDS, texts, strict=True)))  # fmt: skip
+
+    @classmethod
+    def build(cls, entries: Iterable[tuple[Entry, bool]]) -> EntryTable | None:
+        """A table of ``(entry, journaled)`` (one per key), or None when ``Entry`` has fields
+        this layout does not know, or a key holds the separator."""
+        if _TEXT_FIELDS is None:
+            return None
+        table = cls()
+        codes = {status: code for code, status in enumerate(_STATUSES)}
+        texts, end = [], 0
+        for entry, journaled in entries:
+            if _SEP in entry.key or entry.key in table.index:
+                return None
+            values = [getattr(entry, name) for name in _TEXT_FIELDS]
+            text = "".join(value + _SEP for value in values)
+            if text.count(_SEP) != len(values):
+                table.odd[len(table.keys)] = values
+                text = ""
+            raw = text.encode()
+            end += len(raw)
+            texts.append(raw)
+            table.index[entry.key] = len(table.keys)
+            table.keys.append(entry.key)
+            table.status.append(codes[entry.status])
+            table.journaled.append(journaled)
+            table.rows.append(entry.row)
+            table.attempts.append(entry.attempts)
+            table.sent.append(entry.sent_at)
+            table.offsets.append(end)
+        table.text = b"".join(texts)
+        return table
+
+    @classmethod
+    def merged(
+        cls, base: EntryTable | None, changes: dict[str, tuple[Entry, bool]]
+    ) -> EntryTable | None:
+        """``base`` with ``changes`` applied (new keys at the end), copying the unchanged
+        entries' bytes rather than building them; None as ``build`` says."""
+        if base is None:
+            return cls.build(changes.values())
+        moved = {key: change for key, change in changes.items() if key in base.index}
+        patch = cls.build(moved.values())
+        added = cls.build(change for key, change in changes.items() if key not in base.index)
+        if patch is None or added is None:
+            return None
+        table = cls()
+        table.keys = base.keys + added.keys
+        table.index = dict(base.index)
+        table.index.update((key, len(base) + i) for i, key in enumerate(added.keys))
+        table.status = base.status + added.status
+        table.journaled = base.journaled + added.journaled
+        table.rows, table.attempts, table.sent = (base.rows + added.rows,
+            base.attempts + added.attempts, base.sent + added.sent)  # fmt: skip
+        table.odd = {i: values for i, values in base.odd.items() if base.keys[i] not in moved}
+        table.odd.update((len(base) + i, values) for i, values in added.odd.items())
+        at = sorted((base.index[key], j) for j, key in enumerate(patch.keys))
+        pieces, lengths, previous = [], [], 0
+        offsets = base.offsets
+        for i, j in at:
+            table.status[i], table.journaled[i] = patch.status[j], patch.journaled[j]
+            table.rows[i], table.attempts[i] = patch.rows[j], patch.attempts[j]
+            table.sent[i] = patch.sent[j]
+            if j in patch.odd:
+                table.odd[i] = patch.odd[j]
+            pieces += [base.text[offsets[previous] : offsets[i]],
+                       patch.text[patch.offsets[j] : patch.offsets[j + 1]]]  # fmt: skip
+            lengths.append((i, patch.offsets[j + 1] - patch.offsets[j]))
+            previous = i + 1
+        pieces += [base.text[offsets[previous] :], added.text]
+        table.text = b"".join(pieces)
+        sizes = np.diff(np.frombuffer(offsets, dtype=np.int64))
+        if lengths:
+            sizes = sizes.copy()
+            where, length = zip(*lengths, strict=True)
+            sizes[list(where)] = length
+        added_sizes = np.diff(np.frombuffer(added.offsets, dtype=np.int64))
+        ends = np.cumsum(np.concatenate([sizes, added_sizes]), dtype=np.int64)
+        table.offsets = array("q", [0])
+        table.offsets.frombytes(ends.tobytes())
+        if table.offsets[-1] != len(table.text):
+            raise ValueError("the merged text does not add up")
+        return table
+
+    def dump(self) -> tuple[dict[str, Any], list[bytes]]:
+        header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
+        arrays = (self.rows, self.attempts, self.sent, self.offsets)
+        keys = "".join(key + _SEP for key in self.keys).encode()
+        parts = [keys, bytes(self.status), bytes(self.journaled), self.text]
+        return header, parts + [values.tobytes() for values in arrays]
+
+    @classmethod
+    def restore(cls, header: dict[str, Any], parts: Sequence[memoryview]) -> EntryTable:
+        """The table ``dump`` gave; ``ValueError`` when the parts do not fit together."""
+        if header.get("fields") != _LAYOUT or len(parts) != 8:
+            raise ValueError("another layout")
+        table = cls()
+        n = int(header["count"])
+        table.keys = bytes(parts[0]).decode().split(_SEP)[:-1] if n else []
+        table.status, table.journaled = bytearray(parts[1]), bytearray(parts[2])
+        table.text = bytes(parts[3])
+        for name, raw in zip(("rows", "attempts", "sent", "offsets"), parts[4:], strict=True):
+            values = getattr(table, name)[:0]
+            values.frombytes(raw)
+            setattr(table, name, values)
+        lengths = (len(table.keys), len(table.status), len(table.journaled), len(table.rows),
+                   len(table.attempts), len(table.sent), len(table.offsets) - 1)  # fmt: skip
+        if lengths != (n,) * 7:
+            raise ValueError("parts of another length")
+        if max(table.status, default=0) >= len(_STATUSES) or table.offsets[-1] != len(table.text):
+            raise ValueError("values out of range")
+        table.odd = {int(i): [str(v) for v in values] for i, values in header["odd"]}
+        table.index = dict(zip(table.keys, range(n), strict=True))
+        if len(table.index) != n:
+            raise ValueError("a key twice")
+        return table
+
+
+def _text_fields() -> tuple[str, ...] | None:
+    """The text fields of ``Entry`` besides its key, or None if it has a field of a type this
+    layout does not store (then no snapshot is written: the slow path stays right)."""
+    known = {"key": "str", "row": "int", "status": "Status", "attempts": "int", "sent_at": "float"}
+    text = []
+    for field in fields(Entry):
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        if field.name in known:
+            if kind != known[field.name]:
+                return None
+        elif kind == "str":
+            text.append(field.name)
+        else:
+            return None
+    return tuple(text) if len(text) + len(known) == len(fields(Entry)) else None
+
+
+_TEXT_FIELDS = _text_fields()
+_LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder]

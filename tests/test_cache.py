@@ -1,0 +1,184 @@
+"""The derived files: the parse cache (used only for the very files and settings it was made
+from) and the ledger's compact entry table."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dialer.cache import EntryTable, leads_cache_path, read_parts, save_leads_cache, write_parts
+from dialer.campaign import Settings
+from dialer.model import Status
+from dialer.results import Entry
+from dialer.run import load
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def campaign(tmp_path: Path) -> Settings:
+    leads = write(
+        tmp_path / "leads.csv",
+        "name,phone,city\nAna,612345678,Madrid\nBea,+34 612 345 679,\n"
+        "Dup,0034612345678,Sevilla\nBad,12345,Bilbao\nOdd,612345670,a\x1fb\n",
+    )
+    write(tmp_path / "dnc.csv", "phone\n612345670\n")
+    return Settings(leads=leads, playbook="pb", output=tmp_path / "leads.results.csv")
+
+
+def cached(settings: Settings):
+    """Load once and keep the cache (as a run does), then load again."""
+    first = load(settings)
+    save_leads_cache(settings.output, first)
+    return first, load(settings)
+
+
+def test_a_second_load_comes_from_the_cache_and_equals_a_fresh_parse(campaign):
+    first, second = cached(campaign)
+    assert not first.from_cache and second.from_cache
+    assert leads_cache_path(campaign.output).exists()
+    assert second == first and list(second.leads) == list(first.leads)
+    assert [second.leads[i] for i in range(len(first.leads))] == list(first.leads)
+    assert second.leads.counts() == first.leads.counts()
+    assert second.path == campaign.leads
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "leads file",
+        "leads file, same size",
+        "mapping",
+        "exclude",
+        "required param",
+        "dnc file",
+        "dnc switched on",
+        "region",
+        "allow_possible",
+    ],
+)
+def test_the_cache_is_not_used_once_anything_the_parse_depends_on_changes(campaign, change):
+    cached(campaign)
+    settings = campaign
+    if change == "leads file":
+        write(campaign.leads, campaign.leads.read_text(encoding="utf-8") + "Cy,612345671,x\n")
+    elif change == "leads file, same size":
+        text = campaign.leads.read_text(encoding="utf-8")
+        write(campaign.leads, text.replace("612345678,Madrid", "612345677,Madrid"))
+    elif change == "mapping":
+        settings = dataclasses.replace(campaign, params={"name": "first_name"})
+    elif change == "exclude":
+        settings = dataclasses.replace(campaign, exclude=("city",))
+    elif change == "required param":
+        settings = dataclasses.replace(campaign, require=("city",))
+    elif change == "dnc file":
+        settings = dataclasses.replace(campaign, dnc=str(campaign.leads.parent / "dnc.csv"))
+        cached(settings)
+        write(campaign.leads.parent / "dnc.csv", "phone\n612345679\n")
+    elif change == "dnc switched on":
+        settings = dataclasses.replace(campaign, dnc=str(campaign.leads.parent / "dnc.csv"))
+    elif change == "region":
+        settings = dataclasses.replace(campaign, default_region="FR")
+    elif change == "allow_possible":
+        settings = dataclasses.replace(campaign, allow_possible=True)
+    got = load(settings)
+    assert not got.from_cache
+    fresh = dataclasses.replace(settings, output=campaign.output.with_name("other.csv"))
+    assert list(got.leads) == list(load(fresh).leads)
+
+
+def test_the_dnc_change_really_changes_the_leads(campaign):
+    with_dnc = dataclasses.replace(campaign, dnc=str(campaign.leads.parent / "dnc.csv"))
+    before, _ = cached(with_dnc)
+    write(campaign.leads.parent / "dnc.csv", "phone\n612345679\n")
+    after = load(with_dnc)
+    assert not after.from_cache
+    assert [lead.status for lead in before.leads] != [lead.status for lead in after.leads]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage", "empty"])
+def test_a_damaged_cache_is_ignored(campaign, damage):
+    first, _ = cached(campaign)
+    path = leads_cache_path(campaign.output)
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "flipped":
+        data[-3] ^= 0x40
+    elif damage == "garbage":
+        data = bytearray(b"not a cache at all")
+    else:
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    again = load(campaign)
+    assert not again.from_cache and list(again.leads) == list(first.leads)
+
+
+def test_a_dry_run_load_writes_no_cache(campaign):
+    load(campaign)
+    assert not leads_cache_path(campaign.output).exists()
+
+
+def test_write_parts_is_atomic_and_cleans_its_temp_file(tmp_path, monkeypatch):
+    path = tmp_path / "x.state"
+    write_parts(path, {"kind": "a"}, [b"one", b"two"], durable=True)
+    header, parts = read_parts(path)
+    assert header["kind"] == "a" and [bytes(p) for p in parts] == [b"one", b"two"]
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("dialer.cache.os.replace", boom)
+    with pytest.raises(OSError):
+        write_parts(path, {"kind": "b"}, [b"three"], durable=True)
+    assert read_parts(path)[0]["kind"] == "a"  # the old file stands whole
+    assert [p.name for p in tmp_path.iterdir()] == ["x.state"]  # no temp file left
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
+entries = st.builds(
+    Entry,
+    key=st.sampled_from(["+34600000001", "+34600000002", "+34600000003", "row:7", "k\x1e"]),
+    row=st.integers(0, 2**40),
+    phone=texts,
+    status=st.sampled_from(list(Status)),
+    call_id=texts,
+    attempts=st.integers(0, 9),
+    error=texts,
+    updated_at=texts,
+    sent_at=st.floats(allow_nan=False),
+    crm_id=texts,
+    outcome=texts,
+    summary=texts,
+    history=texts,
+)
+tables = st.lists(st.tuples(entries, st.booleans()), max_size=6).map(
+    lambda pairs: {entry.key: (entry, journaled) for entry, journaled in pairs}
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(tables, tables)
+def test_a_merged_table_equals_the_table_built_from_the_merged_entries(first, changes):
+    base = EntryTable.build(first.values())
+    merged = EntryTable.merged(base, changes)
+    expected = {**first, **changes}
+    assert merged is not None
+    got = {key: (merged.entry(i), bool(merged.journaled[i])) for i, key in enumerate(merged.keys)}
+    assert got == expected
+    header, parts = merged.dump()
+    again = EntryTable.restore(header, [memoryview(p) for p in parts])
+    assert [again.entry(i) for i in range(len(again))] == [
+        merged.entry(i) for i in range(len(merged))
+    ]
+
+
+def test_a_key_holding_the_separator_gives_no_table():
+    assert EntryTable.build([(Entry("a\x1fb", 2, "x", Status.CALLED), True)]) is None
