@@ -207,9 +207,14 @@ class Ledger:
         return self._entries.status(key)
 
     def recent_sends(self, within: float) -> list[float]:
-        """Wall-clock times of the last sends (one per lead) in the last ``within`` seconds:
-        an earlier run's sends still count against the API's rate windows."""
-        return sorted(self._entries.sent_since(time.time() - within))
+        """Wall-clock times of the last sends (one per lead) in the last ``within`` seconds,
+        and of a recent ``dialer sync``'s look-ups: an earlier command's requests still count
+        against the API's rate windows."""
+        cutoff = time.time() - within
+        times = self._entries.sent_since(cutoff)
+        for record in read_runs(self.results)[-3:]:
+            times += [t for t in record.get("request_times", ()) if t >= cutoff]
+        return sorted(times)
 
     def in_doubt(self) -> list[Entry]:
         """Leads whose call may or may not exist: to reconcile before anything new is dialed."""

@@ -207,7 +207,7 @@ def status_lines(results: str | Path) -> list[str]:
         status = Status.IN_DOUBT.value if entry.status is Status.DIALING else entry.status.value
         counts[status] = counts.get(status, 0) + 1
     lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}"]
-    runs = read_runs(results)
+    runs = [run for run in read_runs(results) if run.get("command", "run") == "run"]
     if runs:
         last = runs[-1]
         done = counts_phrase(last["this_run"]) if last.get("this_run") else "nobody dialed"

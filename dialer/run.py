@@ -127,8 +127,14 @@ def sync_campaign(
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
+        started_at = _now_iso()
         result = asyncio.run(sync_ledger(ledger, client, limits=limits, concurrency=concurrency,
                                          handle_signals=handle_signals))  # fmt: skip
+        # The look-ups of the last minute count against the next command's rate windows.
+        recent = [round(t, 3) for t in result.request_times if t >= time.time() - 61.0]
+        ledger.log_run({"command": "sync", "started": started_at, "finished": _now_iso(),
+                        "checked": result.checked, "finished_calls": result.finished,
+                        "outcomes": dict(result.outcomes), "request_times": recent})  # fmt: skip
     return SyncSummary(output, result.checked, result.finished, result.in_progress, result.failed,
                        dict(result.outcomes), result.first_error, time.monotonic() - started,
                        stopped=result.stopped)  # fmt: skip
@@ -332,6 +338,7 @@ def run_record(
     if error is not None:
         outcome = type(error).__name__
     return {
+        "command": "run",
         "started": started_at,
         "finished": _now_iso(),
         "outcome": outcome,

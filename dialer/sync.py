@@ -59,6 +59,7 @@ class SyncResult:
     outcomes: Counter[str] = field(default_factory=Counter)  # outcome -> calls recorded now
     first_error: str = ""  # why the first failed look-up failed
     stopped: bool = False  # a stop ended it before every call was looked up
+    request_times: list[float] = field(default_factory=list)  # wall time of each look-up
 
 
 def needs_sync(entry: Entry) -> bool:
@@ -125,6 +126,7 @@ async def sync_outcomes(
 
     async def lookup(call_id: str) -> Mapping[str, Any]:
         await limiter.acquire()
+        result.request_times.append(clock())
         try:
             return await get_call(call_id)
         except RateLimited as exc:

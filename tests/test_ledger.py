@@ -476,3 +476,16 @@ def test_load_time_rows_are_not_written_again_by_every_run(tmp_path):
     with Ledger(out) as again:
         again.record_load(dataclasses.replace(REJECT, reason="another reason"))
     assert rows(out)[0]["updated_at"] >= stamped
+
+
+def test_recent_sends_count_a_recent_syncs_look_ups(tmp_path):
+    import time
+
+    out = tmp_path / "r.csv"
+    now = time.time()
+    with Ledger(out) as ledger:
+        ledger.intent(A)
+        ledger.outcome(Outcome(A, Status.CALLED, call_id="c-1", attempts=1, sent_at=now - 5))
+        ledger.log_run({"command": "sync", "request_times": [now - 120, now - 30, now - 2]})
+    with Ledger(out) as ledger:
+        assert ledger.recent_sends(within=61.0) == [now - 30, now - 5, now - 2]
