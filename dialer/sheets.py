@@ -35,10 +35,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
-import pandas as pd
 from charset_normalizer import from_bytes
 from python_calamine import CalamineError, CalamineWorkbook, PasswordError
 
@@ -177,6 +176,8 @@ def _open_delimited(
         raise LeadsFileError(f"{name}: the file is empty")
     used = delimiter or _sniff_delimiter(sample)
     handle.seek(0)
+    import pandas as pd  # here, not at the top: a resume served from the parse cache never pays it
+
     with _parse_errors(name):
         reader = pd.read_csv(
             handle,
@@ -205,7 +206,7 @@ def _open_delimited(
     return Sheet(name, "", codec, used, header, 1, 0, body())
 
 
-def _frames(name: str, reader: Iterator[pd.DataFrame]) -> Iterator[tuple[int, Rows]]:
+def _frames(name: str, reader: Iterator[Any]) -> Iterator[tuple[int, Rows]]:
     """Pandas' chunks as lists of text rows, numbered from 1; its errors as LeadsFileError."""
     row = 1
     while True:
@@ -221,6 +222,8 @@ def _frames(name: str, reader: Iterator[pd.DataFrame]) -> Iterator[tuple[int, Ro
 @contextmanager
 def _parse_errors(name: str) -> Iterator[None]:
     """Pandas' errors while splitting rows, as one-line LeadsFileError."""
+    import pandas as pd
+
     try:
         yield
     except pd.errors.EmptyDataError as exc:
