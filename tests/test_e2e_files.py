@@ -143,6 +143,16 @@ def test_a_dnc_list_with_one_number_per_line_in_any_format(sim, tmp_path):
          "error: {name}: no column 'Tel' (columns: phone)"),
         ("l.csv", b"phone\n612345678\n", ("--encoding", "bogus"),
          "error: --encoding is not an encoding Python knows: 'bogus'\n"),
+        ("l.pdf", b"%PDF-1.4", (), "error: l.pdf: unsupported file type '.pdf' (use .csv, .txt "
+         "or .xlsx)\n"),
+        ("bad.xlsx", b"phone\n612345678\n", (), "error: bad.xlsx: not an .xlsx workbook (is it a "
+         "CSV renamed .xlsx?)\n"),
+        ("l.csv", b"phone\n612345678\n", ("--require", "name"),
+         "error: l.csv: no param or column 'name' for --require (columns: phone)\n"),
+        ("weird.csv", b"phone;name\n\xff\xfe\xfa\n", ("--encoding", "utf-8"),
+         "error: weird.csv: not valid utf-8 (byte 11): check the file's encoding\n"),
+        ("l.csv", b"phone\n612345678\n", ("--dnc", "nodnc.txt"),
+         "error: nodnc.txt: file not found\n"),
     ],
 )  # fmt: skip
 def test_refusals_are_one_line_with_exit_2_and_nothing_dialed(sim, tmp_path, name, data, flags,
