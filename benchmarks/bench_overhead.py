@@ -22,7 +22,6 @@ Most of the full run is the sequential loop (2,000 x 50 ms, about 2 minutes a ru
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 
 from common import (
@@ -43,6 +42,7 @@ from common import (
     require,
     run_measured,
     scratch_dir,
+    standard_parser,
 )
 
 HEADERS = ["case", "conc", "wall s", "spread", "CPU s", "spread", "peak MB", "wall/floor",
@@ -51,11 +51,7 @@ WALL_TARGET, CPU_TARGET = 1.1, 1.5
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=2000, help="leads per run (default 2000)")
-    parser.add_argument("--latency", type=float, default=0.05, help="simulated s per answer")
-    parser.add_argument("--concurrency", default="10,100", help="comma-separated (default 10,100)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
+    parser = standard_parser(__doc__, "leads")
     parser.add_argument("--floors", default="aiohttp,httpx-aiohttp",
                         help="floor clients (any of aiohttp, httpx-aiohttp, httpx)")  # fmt: skip
     parser.add_argument("--no-sequential", action="store_true", help="skip the requests loop")

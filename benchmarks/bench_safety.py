@@ -18,7 +18,6 @@ folder), whose filesystem type is printed; on tmpfs an fsync is free and this sh
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import defaultdict
 
@@ -37,6 +36,7 @@ from common import (
     progress,
     run_measured,
     scratch_dir,
+    standard_parser,
 )
 
 VARIANTS = {"journal fsynced": {}, "no fsync": {"DIALER_BENCH_NO_FSYNC": "1"}}
@@ -46,11 +46,7 @@ TARGET = 0.10
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=2000, help="leads per run (default 2000)")
-    parser.add_argument("--latency", type=float, default=0.05, help="simulated s per answer")
-    parser.add_argument("--concurrency", default="10,100", help="comma-separated (default 10,100)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
+    parser = standard_parser(__doc__, "leads")
     parser.add_argument("--dir", help="folder for the results and journal (default: temp)")
     opts = parser.parse_args()
     levels = [int(c) for c in opts.concurrency.split(",")]

@@ -19,7 +19,6 @@ The full run takes about 8 minutes on 2 cores, most of it plain httpx at concurr
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from common import (
     require,
     run_measured,
     scratch_dir,
+    standard_parser,
 )
 
 LIBS = ["httpx", "httpx-aiohttp", "aiohttp", "client"]
@@ -45,11 +45,7 @@ HEADERS = ["client", "conc", "wall s", "spread", "CPU s", "spread", "sim CPU s",
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leads", type=int, default=2000, help="POSTs per run (default 2000)")
-    parser.add_argument("--latency", type=float, default=0.05, help="simulated s per answer")
-    parser.add_argument("--concurrency", default="10,100", help="comma-separated (default 10,100)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
+    parser = standard_parser(__doc__, "POSTs")
     parser.add_argument("--libs", default=",".join(LIBS), help=f"any of {','.join(ALL_LIBS)}")
     opts = parser.parse_args()
     libs = [lib.strip() for lib in opts.libs.split(",") if lib.strip()]

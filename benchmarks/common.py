@@ -7,6 +7,7 @@ to import it.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -31,6 +32,16 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SANDBOX_TOKEN = "sandbox-token"  # the token ``dialer sandbox`` accepts
 PLAYBOOK = "pb-bench"
+
+
+def standard_parser(doc: str, what: str = "leads") -> argparse.ArgumentParser:
+    """The options every load benchmark shares: size, latency, concurrency levels, repeats."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=2000, help=f"{what} per run (default 2000)")
+    parser.add_argument("--latency", type=float, default=0.05, help="simulated s per answer")
+    parser.add_argument("--concurrency", default="10,100", help="comma-separated (default 10,100)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
+    return parser
 
 
 def dialer_exe() -> str:
