@@ -12,6 +12,9 @@ trusted, and the slow path runs instead. Deleting either at any time is safe.
 * ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
+
+``LedgerState`` is the ledger's view of every lead: that table, read without building an
+``Entry`` per lead, under a dict of the entries replayed after it or written since.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import json
 import os
 import sys
 from array import array
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dialer.journal import from_record
 from dialer.loader import LeadRows, LoadResult
 from dialer.model import Status
 from dialer.results import Entry
@@ -341,3 +346,114 @@ def _text_fields() -> tuple[str, ...] | None:
 
 _TEXT_FIELDS = _text_fields()
 _LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder]
+
+
+# --- the ledger's state, over the snapshot -------------------------------------------------
+
+_STATUSES = list(Status)
+
+
+def read_snapshot(
+    results: Path, journal: Path
+) -> tuple[EntryTable, dict[str, Entry], int, int] | None:
+    """(table, load-time rows, journal bytes, results bytes) of the snapshot, if both files
+    still begin with the very bytes it was taken from; else None (replay everything)."""
+    found = read_parts(state_path(results))
+    if found is None:
+        return None
+    header, parts = found
+    try:
+        if header.get("kind") != "ledger-state":
+            return None
+        (journal_size, journal_sha), (results_size, results_sha) = (
+            header["journal"], header["results"])  # fmt: skip
+        for path, size, sha in ((journal, journal_size, journal_sha),
+                                (results, results_size, results_sha)):  # fmt: skip
+            if size and file_digest(path, int(size)) != sha:
+                return None
+        table = EntryTable.restore(header, parts)
+        loads = {}
+        for record in header["loads"]:
+            entry = from_record(record)
+            loads[entry.key] = entry
+        return table, loads, int(journal_size), int(results_size)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+class LedgerState(MutableMapping[str, Entry]):
+    """The ledger's entries: a read-only ``EntryTable`` (from the snapshot) under a dict of
+    the entries replayed after it or written since. The table builds an ``Entry`` only when
+    one is asked for, so a million finished leads cost no million objects."""
+
+    def __init__(self, base: EntryTable | None, overlay: dict[str, Entry]) -> None:
+        self.base = base if base is not None else EntryTable()
+        self.overlay = overlay
+        self._extra = sum(key not in self.base.index for key in overlay)
+
+    def __getitem__(self, key: str) -> Entry:
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry
+        return self.base.entry(self.base.index[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry
+        i = self.base.index.get(key)
+        return default if i is None else self.base.entry(i)
+
+    def status(self, key: str) -> Status | None:
+        """The status of ``key``'s entry, None if it has none (no ``Entry`` built)."""
+        entry = self.overlay.get(key)
+        if entry is not None:
+            return entry.status
+        i = self.base.index.get(key)
+        return None if i is None else _STATUSES[self.base.status[i]]
+
+    def with_status(self, status: Status) -> list[Entry]:
+        code, base, overlay = _STATUSES.index(status), self.base, self.overlay
+        found = []
+        i = base.status.find(code)
+        while i >= 0:
+            if base.keys[i] not in overlay:
+                found.append(base.entry(i))
+            i = base.status.find(code, i + 1)
+        return found + [entry for entry in overlay.values() if entry.status is status]
+
+    def sent_since(self, cutoff: float) -> list[float]:
+        base, overlay = self.base, self.overlay
+        recent = np.flatnonzero(np.frombuffer(base.sent, dtype=np.float64) >= cutoff)
+        times = [base.sent[i] for i in recent.tolist() if base.keys[i] not in overlay]
+        return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
+
+    def counts(self) -> Counter[str]:
+        base, overlay = self.base, self.overlay
+        codes = np.frombuffer(base.status, dtype=np.uint8)
+        if overlay:
+            hidden = [i for i in map(base.index.get, overlay) if i is not None]
+            codes = np.delete(codes, hidden)
+        found = np.bincount(codes, minlength=len(_STATUSES))
+        counts = Counter({_STATUSES[code].value: int(n) for code, n in enumerate(found) if n})
+        counts.update(entry.status.value for entry in overlay.values())
+        return counts
+
+    def __setitem__(self, key: str, entry: Entry) -> None:
+        if key not in self.overlay and key not in self.base.index:
+            self._extra += 1
+        self.overlay[key] = entry
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("a ledger entry is never removed")
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.base.keys
+        index = self.base.index
+        yield from (key for key in self.overlay if key not in index)
+
+    def __len__(self) -> int:
+        return len(self.base) + self._extra
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.overlay or key in self.base.index

@@ -21,7 +21,8 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
 
 An intent with no outcome after it means the process died between deciding to dial and
 learning the answer: the phone may have rung, so the lead is ``in_doubt`` and is not dialed
-again blindly. Only this module writes these files (the results CSV's format lives in ``results``).
+again blindly. Only this module writes these files (the results CSV's format lives in
+``results``, a journal line's in ``journal``, the snapshot's in ``cache``).
 """
 
 from __future__ import annotations
@@ -33,19 +34,25 @@ import json
 import os
 import socket
 import time
-import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import filelock
-import numpy as np
 
-from dialer.cache import EntryTable, file_digest, read_parts, state_path, write_parts
+from dialer.cache import (
+    EntryTable,
+    LedgerState,
+    file_digest,
+    read_snapshot,
+    state_path,
+    write_parts,
+)
 from dialer.errors import LedgerError, LedgerLocked
+from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
     RESULT_COLUMNS,
@@ -56,19 +63,12 @@ from dialer.results import (
 )
 
 
-def journal_path(results: Path) -> Path:
-    return results.with_name(results.name + ".journal")
-
-
 def runs_path(results: Path) -> Path:
     return results.with_name(results.name + ".runs.jsonl")
 
 
 def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
-
-
-_STATUSES = list(Status)
 
 
 def _now_iso() -> str:
@@ -82,7 +82,7 @@ class Ledger:
         self.results = Path(results)
         self.journal = journal_path(self.results)
         self.durable = durable
-        self._entries = _State(None, {})
+        self._entries = LedgerState(None, {})
         # What the results CSV and the journal say before this run's changes (see _replay).
         self._base: EntryTable | None = None
         self._tail: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, from the journal)
@@ -187,7 +187,7 @@ class Ledger:
 
     def entries_by_key(self) -> Mapping[str, Entry]:
         """A read-only copy of the state by key (cheap: the snapshot's table is shared)."""
-        return _State(self._entries.base, dict(self._entries.overlay))
+        return LedgerState(self._entries.base, dict(self._entries.overlay))
 
     def counts(self) -> Counter[str]:
         """Leads per status value, with no ``Entry`` built for the snapshot's leads."""
@@ -325,9 +325,8 @@ class Ledger:
         """Append one state line to the journal (written and flushed, not yet fsynced)."""
         if self._journal_file is None:
             raise LedgerError("the ledger is not open")
-        payload = json.dumps(_record(entry), ensure_ascii=False, separators=(",", ":"))
         try:
-            self._journal_file.write(f"{zlib.crc32(payload.encode()):08x} {payload}\n")
+            self._journal_file.write(encode_line(entry))
             self._journal_file.flush()
         except OSError as exc:
             raise LedgerError(f"cannot write the journal {self.journal}: {exc.strerror}") from exc
@@ -393,7 +392,7 @@ class Ledger:
         """The state before this run: the snapshot if it still matches the files, then the
         results rows and journal lines after it (all of both without one). Per lead, the
         journal's last line beats any results row; a results row counts only otherwise."""
-        found = _read_snapshot(self.results, self.journal)
+        found = read_snapshot(self.results, self.journal)
         base, loads, journal_at, results_at = found or (None, {}, 0, 0)
         tail: dict[str, tuple[Entry, bool]] = {}
         for entry in read_results(self.results, start=results_at):
@@ -406,7 +405,7 @@ class Ledger:
         for entry in self._read_journal(start=journal_at):
             tail[entry.key] = (entry, True)
         self._base, self._tail, self._load_rows = base, tail, loads
-        self._entries = _State(base, {key: entry for key, (entry, _) in tail.items()})
+        self._entries = LedgerState(base, {key: entry for key, (entry, _) in tail.items()})
 
     def _save_snapshot(self) -> None:
         """Write the state as the journal and the compacted results CSV now give it (not this
@@ -424,7 +423,7 @@ class Ledger:
                 if i is None or not base.journaled[i]:  # type: ignore[union-attr]
                     changes[key] = (entry, False)  # a results row only (defer): it stands
             table = EntryTable.merged(base, changes)
-            loads = [_record(e) for e in self._entries.overlay.values() if e.status in LOAD_TIME]
+            loads = [to_record(e) for e in self._entries.overlay.values() if e.status in LOAD_TIME]
             if table is None:
                 raise ValueError("no layout for these entries")
             header, parts = table.dump()
@@ -438,144 +437,6 @@ class Ledger:
         except (OSError, ValueError, LedgerError):
             with contextlib.suppress(OSError):
                 state_path(self.results).unlink()  # stale anyway: it names the old files
-
-
-def _read_snapshot(
-    results: Path, journal: Path
-) -> tuple[EntryTable, dict[str, Entry], int, int] | None:
-    """(table, load-time rows, journal bytes, results bytes) of the snapshot, if both files
-    still begin with the very bytes it was taken from; else None (replay everything)."""
-    found = read_parts(state_path(results))
-    if found is None:
-        return None
-    header, parts = found
-    try:
-        if header.get("kind") != "ledger-state":
-            return None
-        (journal_size, journal_sha), (results_size, results_sha) = (
-            header["journal"], header["results"])  # fmt: skip
-        for path, size, sha in ((journal, journal_size, journal_sha),
-                                (results, results_size, results_sha)):  # fmt: skip
-            if size and file_digest(path, int(size)) != sha:
-                return None
-        table = EntryTable.restore(header, parts)
-        loads = {}
-        for record in header["loads"]:
-            entry = _from_record(record)
-            loads[entry.key] = entry
-        return table, loads, int(journal_size), int(results_size)
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
-
-
-class _State(MutableMapping[str, Entry]):
-    """The ledger's entries: a read-only ``EntryTable`` (from the snapshot) under a dict of
-    the entries replayed after it or written since. The table builds an ``Entry`` only when
-    one is asked for, so a million finished leads cost no million objects."""
-
-    def __init__(self, base: EntryTable | None, overlay: dict[str, Entry]) -> None:
-        self.base = base if base is not None else EntryTable()
-        self.overlay = overlay
-        self._extra = sum(key not in self.base.index for key in overlay)
-
-    def __getitem__(self, key: str) -> Entry:
-        entry = self.overlay.get(key)
-        if entry is not None:
-            return entry
-        return self.base.entry(self.base.index[key])
-
-    def get(self, key: str, default: Any = None) -> Any:
-        entry = self.overlay.get(key)
-        if entry is not None:
-            return entry
-        i = self.base.index.get(key)
-        return default if i is None else self.base.entry(i)
-
-    def status(self, key: str) -> Status | None:
-        """The status of ``key``'s entry, None if it has none (no ``Entry`` built)."""
-        entry = self.overlay.get(key)
-        if entry is not None:
-            return entry.status
-        i = self.base.index.get(key)
-        return None if i is None else _STATUSES[self.base.status[i]]
-
-    def with_status(self, status: Status) -> list[Entry]:
-        code, base, overlay = _STATUSES.index(status), self.base, self.overlay
-        found = []
-        i = base.status.find(code)
-        while i >= 0:
-            if base.keys[i] not in overlay:
-                found.append(base.entry(i))
-            i = base.status.find(code, i + 1)
-        return found + [entry for entry in overlay.values() if entry.status is status]
-
-    def sent_since(self, cutoff: float) -> list[float]:
-        base, overlay = self.base, self.overlay
-        recent = np.flatnonzero(np.frombuffer(base.sent, dtype=np.float64) >= cutoff)
-        times = [base.sent[i] for i in recent.tolist() if base.keys[i] not in overlay]
-        return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
-
-    def counts(self) -> Counter[str]:
-        base, overlay = self.base, self.overlay
-        codes = np.frombuffer(base.status, dtype=np.uint8)
-        if overlay:
-            hidden = [i for i in map(base.index.get, overlay) if i is not None]
-            codes = np.delete(codes, hidden)
-        found = np.bincount(codes, minlength=len(_STATUSES))
-        counts = Counter({_STATUSES[code].value: int(n) for code, n in enumerate(found) if n})
-        counts.update(entry.status.value for entry in overlay.values())
-        return counts
-
-    def __setitem__(self, key: str, entry: Entry) -> None:
-        if key not in self.overlay and key not in self.base.index:
-            self._extra += 1
-        self.overlay[key] = entry
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("a ledger entry is never removed")
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.base.keys
-        index = self.base.index
-        yield from (key for key in self.overlay if key not in index)
-
-    def __len__(self) -> int:
-        return len(self.base) + self._extra
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.overlay or key in self.base.index
-
-
-def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, int]:
-    """The journal's records, the bytes they span and the file's size (a torn last line is
-    left out). Damage before the last line raises ``LedgerError``; a missing file is empty.
-    ``start`` (a line's start) reads only the records from that byte on; the sizes stay
-    counted from the file's start."""
-    try:
-        with open(journal, "rb") as handle:
-            handle.seek(start)
-            data = handle.read()
-    except FileNotFoundError:
-        return [], 0, 0
-    except OSError as exc:
-        raise LedgerError(f"cannot read the journal {journal}: {exc.strerror}") from exc
-    lines = data.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]
-    records = []
-    good = start  # bytes of the journal that hold whole, valid lines
-    for number, raw in enumerate(complete, start=1):
-        record = _decode(raw)
-        if record is None:
-            if number == len(complete) and not tail:
-                break  # the last line, garbled by a crash mid-write: a torn tail
-            where = f"line {number}" + (f" after byte {start:,}" if start else "")
-            raise LedgerError(
-                f"the journal {journal} is damaged at {where}: the run stops so "
-                "that nobody is dialed twice; restore the file or ask for help"
-            )
-        records.append(record)
-        good += len(raw) + 1
-    return records, good, start + len(data)
 
 
 def read_state(results: str | Path) -> dict[str, Entry]:
@@ -601,38 +462,3 @@ def read_runs(results: str | Path) -> list[dict[str, Any]]:
         with contextlib.suppress(ValueError):
             runs.append(json.loads(line))
     return runs
-
-
-# Journal keys of the call's outcome fields, written only when set (most lines have none).
-_OUTCOME_KEYS = {"o": "outcome", "d": "duration", "s": "summary", "oa": "outcome_at",
-                 "h": "history"}  # fmt: skip
-
-
-def _record(entry: Entry) -> dict[str, Any]:
-    record = {"k": entry.key, "row": entry.row, "phone": entry.phone,
-              "status": entry.status.value, "call_id": entry.call_id,
-              "attempts": entry.attempts, "error": entry.error, "at": entry.updated_at,
-              "sent": entry.sent_at, "crm": entry.crm_id}  # fmt: skip
-    for short, name in _OUTCOME_KEYS.items():
-        if value := getattr(entry, name):
-            record[short] = value
-    return record
-
-
-def _decode(raw: bytes) -> Entry | None:
-    """One journal line, or None when its checksum, JSON or fields do not hold."""
-    crc, _, payload = raw.partition(b" ")
-    try:
-        if crc != b"%08x" % zlib.crc32(payload):  # the exact bytes written: no lenient parse
-            return None
-        return _from_record(json.loads(payload))
-    except (ValueError, TypeError, KeyError):
-        return None
-
-
-def _from_record(r: dict[str, Any]) -> Entry:
-    """The entry ``_record`` gave; raises ValueError, TypeError or KeyError."""
-    extra = {name: str(r[short]) for short, name in _OUTCOME_KEYS.items() if short in r}
-    return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
-                 str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
-                 float(r["sent"]), str(r.get("crm", "")), **extra)  # fmt: skip

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer import ledger as ledger_module
+from dialer import journal as journal_module
 from dialer.cache import state_path
 from dialer.errors import LedgerError, LedgerLocked
 from dialer.ledger import Ledger, journal_path
@@ -436,8 +436,8 @@ def test_a_resume_replays_only_the_journal_after_the_snapshot(tmp_path, monkeypa
     ledger.intent(B)  # ... and the process dies: the intent is after the snapshot
     ledger._release_lock()
     decoded = []
-    real = ledger_module._decode
-    monkeypatch.setattr(ledger_module, "_decode", lambda raw: decoded.append(raw) or real(raw))
+    real = journal_module.decode_line
+    monkeypatch.setattr(journal_module, "decode_line", lambda raw: decoded.append(raw) or real(raw))
     with Ledger(out) as again:
         assert again.get(A.key).status is Status.CALLED
         assert again.get(B.key).status is Status.IN_DOUBT

@@ -1,0 +1,96 @@
+"""The journal's line format, and reading a journal back.
+
+A journal line is one lead's whole state: ``<crc32 hex> <json>``, the JSON's keys short, the
+call's outcome fields written only when set. Reading keeps every whole, valid line; a last line
+torn by a crash is left out (the ledger cuts it off); damage anywhere before it raises
+``LedgerError``, since guessing could ring someone twice. The ledger owns writing the file;
+this module owns what a line holds.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from dialer.errors import LedgerError
+from dialer.model import Status
+from dialer.results import Entry
+
+
+def journal_path(results: Path) -> Path:
+    return results.with_name(results.name + ".journal")
+
+
+def encode_line(entry: Entry) -> str:
+    """The journal line for ``entry``, newline included."""
+    payload = json.dumps(to_record(entry), ensure_ascii=False, separators=(",", ":"))
+    return f"{zlib.crc32(payload.encode()):08x} {payload}\n"
+
+
+def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, int]:
+    """The journal's records, the bytes they span and the file's size (a torn last line is
+    left out). Damage before the last line raises ``LedgerError``; a missing file is empty.
+    ``start`` (a line's start) reads only the records from that byte on; the sizes stay
+    counted from the file's start."""
+    try:
+        with open(journal, "rb") as handle:
+            handle.seek(start)
+            data = handle.read()
+    except FileNotFoundError:
+        return [], 0, 0
+    except OSError as exc:
+        raise LedgerError(f"cannot read the journal {journal}: {exc.strerror}") from exc
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    records = []
+    good = start  # bytes of the journal that hold whole, valid lines
+    for number, raw in enumerate(complete, start=1):
+        record = decode_line(raw)
+        if record is None:
+            if number == len(complete) and not tail:
+                break  # the last line, garbled by a crash mid-write: a torn tail
+            where = f"line {number}" + (f" after byte {start:,}" if start else "")
+            raise LedgerError(
+                f"the journal {journal} is damaged at {where}: the run stops so "
+                "that nobody is dialed twice; restore the file or ask for help"
+            )
+        records.append(record)
+        good += len(raw) + 1
+    return records, good, start + len(data)
+
+
+# Journal keys of the call's outcome fields, written only when set (most lines have none).
+_OUTCOME_KEYS = {"o": "outcome", "d": "duration", "s": "summary", "oa": "outcome_at",
+                 "h": "history"}  # fmt: skip
+
+
+def to_record(entry: Entry) -> dict[str, Any]:
+    record = {"k": entry.key, "row": entry.row, "phone": entry.phone,
+              "status": entry.status.value, "call_id": entry.call_id,
+              "attempts": entry.attempts, "error": entry.error, "at": entry.updated_at,
+              "sent": entry.sent_at, "crm": entry.crm_id}  # fmt: skip
+    for short, name in _OUTCOME_KEYS.items():
+        if value := getattr(entry, name):
+            record[short] = value
+    return record
+
+
+def decode_line(raw: bytes) -> Entry | None:
+    """One journal line, or None when its checksum, JSON or fields do not hold."""
+    crc, _, payload = raw.partition(b" ")
+    try:
+        if crc != b"%08x" % zlib.crc32(payload):  # the exact bytes written: no lenient parse
+            return None
+        return from_record(json.loads(payload))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def from_record(r: dict[str, Any]) -> Entry:
+    """The entry ``to_record`` gave; raises ValueError, TypeError or KeyError."""
+    extra = {name: str(r[short]) for short, name in _OUTCOME_KEYS.items() if short in r}
+    return Entry(str(r["k"]), int(r["row"]), str(r["phone"]), Status(r["status"]),
+                 str(r["call_id"]), int(r["attempts"]), str(r["error"]), str(r["at"]),
+                 float(r["sent"]), str(r.get("crm", "")), **extra)  # fmt: skip
