@@ -34,14 +34,16 @@ from typing import Any
 import numpy as np
 
 from dialer.journal import from_record
-from dialer.loader import LeadRows, LoadResult
+from dialer.leadrows import LeadRows
+from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.results import Entry
 
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
 _STATUSES = list(Status)
-_SOURCES = ("loader.py", "phones.py", "sheets.py", "model.py")  # the code a parse depends on
+# The code a parse depends on: a change to any of it makes every cache stale.
+_SOURCES = ("loader.py", "leadrows.py", "phones.py", "sheets.py", "model.py")
 
 
 def leads_cache_path(results: Path) -> Path:
@@ -349,8 +351,6 @@ _LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.by
 
 
 # --- the ledger's state, over the snapshot -------------------------------------------------
-
-_STATUSES = list(Status)
 
 
 def read_snapshot(

@@ -32,25 +32,21 @@ file's name) and ``ConfigError`` (a bad region, encoding, delimiter or param nam
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import unicodedata
-from array import array
-from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import TypeVar, overload
-
-import numpy as np
+from typing import TypeVar
 
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
-from dialer.model import Lead, Status
+from dialer.leadrows import REASON_DNC, LeadRows
+from dialer.model import Lead
 from dialer.phones import check_region, normalize, normalize_many
 from dialer.sheets import Rows, one_line, open_sheet
 
@@ -65,7 +61,6 @@ __all__ = [
     "load_leads",
 ]
 
-REASON_DNC = "on the do-not-call list"
 
 # Body keys of POST /call that are call settings, not custom params.
 RESERVED = frozenset(
@@ -250,315 +245,6 @@ def load_dnc(
                 numbers.update(found)
                 skipped += len(verdicts) - len(found)
     return DncList(frozenset(numbers), skipped, path)
-
-
-# --- the leads, stored compactly --------------------------------------------------------------
-
-_CODES = (Status.PENDING, Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM)
-_PENDING, _INVALID, _DUPLICATE, _DNC, _MISSING = range(len(_CODES))
-_SEP = "\x1f"  # ends each cell of a row; a row with the separator in a cell is kept aside
-_FORMAT = 2  # of LeadRows.dump: bump it whenever the stored layout changes
-
-
-def _lead_setters() -> tuple[Callable[[Lead, object], None], ...] | None:
-    """The slot setters of ``Lead``'s six fields, to build one without its ``__init__`` (a
-    frozen dataclass's costs ~1 µs, a million times over on each pass over a big file); None
-    (use ``Lead(...)``) unless ``Lead`` is exactly these fields with no ``__post_init__``."""
-    names = ("row", "phone", "params", "status", "reason", "crm_id")
-    if tuple(f.name for f in fields(Lead)) != names or "__post_init__" in vars(Lead):
-        return None
-    return tuple(getattr(Lead, name).__set__ for name in names)
-
-
-_SETTERS = _lead_setters()
-
-
-def _make_lead(row: int, phone: str, params: dict[str, str], status: Status, reason: str,
-               crm_id: str) -> Lead:  # fmt: skip
-    if _SETTERS is None:
-        return Lead(row, phone, params, status, reason, crm_id)
-    lead = object.__new__(Lead)
-    for setter, value in zip(_SETTERS, (row, phone, params, status, reason, crm_id), strict=True):
-        setter(lead, value)
-    return lead
-
-
-class LeadRows(Sequence[Lead]):
-    """The leads of one file, in file order, kept compactly; each ``Lead`` is built on access.
-
-    A read-only list of ``Lead`` values: index, slice (a list), iterate, ``len``, ``==`` with
-    any sequence of leads. Each chunk of rows keeps its cells as one UTF-8 blob (each cell
-    followed by a separator), and the phone, row, status and reason of each row sit in arrays:
-    about 20 bytes a row plus its text, where a list of ``Lead`` objects with their params
-    dicts costs 600 bytes a row or more. Two accesses give equal, not identical, leads.
-    ``dump`` and ``restore`` turn it into bytes and back (the parse cache, ``dialer.cache``).
-    """
-
-    __slots__ = (
-        "_blobs",
-        "_codes",
-        "_dup_rows",
-        "_ends",
-        "_has_id",
-        "_odd",
-        "_params",
-        "_phones",
-        "_reason_ids",
-        "_reason_index",
-        "_reasons",
-        "_rows",
-        "_starts",
-    )
-
-    def __init__(self, params: Sequence[str], *, has_id: bool = False) -> None:
-        self._params = tuple(params)
-        self._has_id = has_id
-        self._rows = array("i")  # spreadsheet row numbers
-        self._codes = bytearray()  # index into _CODES
-        self._phones = array("q")  # E.164 digits; 0 for an invalid phone
-        self._reason_ids = array("I")  # index into _reasons
-        self._reasons: list[str] = [""]
-        self._reason_index: dict[str, int] = {"": 0}
-        self._blobs: list[bytes] = []  # per chunk: [crm id] + params [+ raw phone], each + _SEP
-        self._starts = array("q")  # per chunk: the index of its first row
-        self._ends = array("I")  # per row: where its text ends in its chunk's blob
-        self._odd: dict[int, tuple[str, ...]] = {}  # rows with the separator in a cell
-        self._dup_rows = array("i")  # per row: the row a duplicate repeats (empty: none)
-
-    def counts(self) -> dict[str, int]:
-        """Number of leads per status value, in status order, leaving out zeros."""
-        found = np.bincount(np.frombuffer(self._codes, dtype=np.uint8), minlength=len(_CODES))
-        return {_CODES[code].value: int(n) for code, n in enumerate(found) if n}
-
-    def indices(self, statuses: Collection[Status]) -> array[int]:
-        """The indexes of the leads whose status is one of ``statuses``, in order (no ``Lead``
-        is built: a cheap way to visit the few rejects of a big file)."""
-        wanted = [code for code, status in enumerate(_CODES) if status in statuses]
-        codes = np.frombuffer(self._codes, dtype=np.uint8)
-        return array("I", np.flatnonzero(np.isin(codes, wanted)).astype(np.uint32).tobytes())
-
-    def pending_keys(self) -> Iterator[tuple[int, str]]:
-        """``(index, ledger key)`` of each dialable lead, in order, with no ``Lead`` built: a
-        dialable lead's key is its E.164 phone (the resume of a big campaign visits them all)."""
-        phones = self._phones
-        for i in self.indices({Status.PENDING}):
-            yield i, f"+{phones[i]}"
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    @overload
-    def __getitem__(self, index: int) -> Lead: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Lead]: ...
-    def __getitem__(self, index: int | slice) -> Lead | list[Lead]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("lead index out of range")
-        chunk = bisect_right(self._starts, index) - 1
-        start = 0 if index == self._starts[chunk] else self._ends[index - 1]
-        text = self._blobs[chunk][start : self._ends[index]]
-        return self._lead(index, text.decode().split(_SEP)[:-1] if text else [])
-
-    def __iter__(self) -> Iterator[Lead]:
-        # The hot path of every pass over a big file: one decode and one split per chunk, the
-        # arrays read a chunk at a time, and each Lead built without its __init__ (_SETTERS).
-        names, has_id, odd, reasons = self._params, self._has_id, self._odd, self._reasons
-        codes, rows, phones, reason_ids = self._codes, self._rows, self._phones, self._reason_ids
-        dup_rows, statuses, new, setters = self._dup_rows, _CODES, object.__new__, _SETTERS
-        set_row, set_phone, set_params, set_status, set_reason, set_crm = setters or [None] * 6
-        width = len(names) + has_id
-        starts = [*self._starts, len(self)]
-        for chunk, blob in enumerate(self._blobs):
-            cells = blob.decode().split(_SEP) if blob else []
-            at = 0
-            lo, hi = starts[chunk], starts[chunk + 1]
-            for i, code, row, digits, reason_id in zip(
-                range(lo, hi), codes[lo:hi], rows[lo:hi], phones[lo:hi], reason_ids[lo:hi],
-                strict=True,
-            ):  # fmt: skip
-                if code == _INVALID:
-                    values = cells[at : at + width + 1]
-                    at += width + 1
-                    phone = values.pop()
-                else:
-                    values = cells[at : at + width]
-                    at += width
-                    phone = f"+{digits}"
-                if odd and i in odd:
-                    values = list(odd[i])
-                    if code == _INVALID:
-                        phone = values.pop()
-                crm_id = values.pop(0) if has_id else ""
-                if code == _DUPLICATE:
-                    reason = f"same phone as row {dup_rows[i]}"
-                else:
-                    reason = reasons[reason_id]
-                params = dict(zip(names, values, strict=True))
-                if "" in values:
-                    params = {name: value for name, value in params.items() if value}
-                if setters is None:
-                    yield Lead(row, phone, params, _CODES[code], reason, crm_id)
-                    continue
-                lead = new(Lead)
-                set_row(lead, row)
-                set_phone(lead, phone)
-                set_params(lead, params)
-                set_status(lead, statuses[code])
-                set_reason(lead, reason)
-                set_crm(lead, crm_id)
-                yield lead
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        if len(self) <= 20:
-            return repr(list(self))
-        return f"<LeadRows: {len(self):,} leads, {self.counts()}>"
-
-    def _lead(self, i: int, values: list[str]) -> Lead:
-        code = self._codes[i]
-        if i in self._odd:
-            values = list(self._odd[i])
-        phone = values.pop() if code == _INVALID else f"+{self._phones[i]}"
-        crm_id = values.pop(0) if self._has_id else ""
-        params = {name: value for name, value in zip(self._params, values, strict=True) if value}
-        if code == _DUPLICATE:
-            reason = f"same phone as row {self._dup_rows[i]}"
-        else:
-            reason = self._reasons[self._reason_ids[i]]
-        return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id)
-
-    def _add_chunk(
-        self,
-        kept: list[tuple[int, list[str]]],
-        parsed: list[str],
-        plan: _Plan,
-        blocked: Collection[str] | None,
-    ) -> None:
-        """Record a chunk of rows, before duplicates are known (``_settle`` decides those).
-
-        ``parsed`` holds, per row, the E.164 number or (not starting with "+") the reason.
-        """
-        texts: list[bytes] = []
-        end = 0
-        first = len(self._rows)
-        sent, required, phone_at = plan.sent, plan.required, plan.phone
-        for (row, values), verdict in zip(kept, parsed, strict=True):
-            cells = [values[i] for i in sent]
-            reason = ""
-            if verdict[0] != "+":
-                code, digits, reason = _INVALID, 0, verdict
-                cells.append(values[phone_at])
-            else:
-                digits = int(verdict[1:])
-                if blocked is not None and verdict in blocked:
-                    code, reason = _DNC, REASON_DNC
-                else:
-                    missing = [label for index, label in required if not values[index]]
-                    code = _MISSING if missing else _PENDING
-                    if missing:
-                        quoted = ", ".join(f"'{label}'" for label in missing)
-                        plural = "s" if len(missing) > 1 else ""
-                        reason = f"missing required param{plural} {quoted}"
-            joined = "".join(cell + _SEP for cell in cells)
-            if joined.count(_SEP) != len(cells):
-                self._odd[len(self._rows)] = tuple(cells)
-                joined = _SEP * len(cells)  # keeps every row's cell count: see __iter__
-            text = joined.encode()
-            end += len(text)
-            texts.append(text)
-            self._ends.append(end)
-            self._rows.append(row)
-            self._codes.append(code)
-            self._phones.append(digits)
-            reason_id = self._reason_index.get(reason)
-            if reason_id is None:
-                reason_id = self._reason_index[reason] = len(self._reasons)
-                self._reasons.append(reason)
-            self._reason_ids.append(reason_id)
-        if texts:
-            self._starts.append(first)
-            self._blobs.append(b"".join(texts))
-
-    def _settle(self) -> None:
-        """Mark duplicates: a row whose number an earlier ``pending`` row already claimed."""
-        if not len(self):
-            return
-        codes = np.frombuffer(self._codes, dtype=np.uint8).copy()
-        phones = np.frombuffer(self._phones, dtype=np.int64)
-        claims = np.flatnonzero(codes == _PENDING)
-        claimed, first = np.unique(phones[claims], return_index=True)
-        if not len(claimed):
-            return
-        owner = claims[first]  # the index of the first pending row of each claimed number
-        rows = np.flatnonzero((codes == _PENDING) | (codes == _MISSING))
-        slot = np.minimum(np.searchsorted(claimed, phones[rows]), len(claimed) - 1)
-        taken = (claimed[slot] == phones[rows]) & (owner[slot] < rows)
-        duplicates = rows[taken]
-        if not len(duplicates):
-            return
-        dup_rows = np.zeros(len(codes), dtype=np.int32)
-        dup_rows[duplicates] = np.frombuffer(self._rows, dtype=np.int32)[owner[slot[taken]]]
-        codes[duplicates] = _DUPLICATE
-        self._codes[:] = codes.tobytes()
-        self._dup_rows = array("i", dup_rows.tobytes())
-
-    # --- as bytes, for the parse cache ----------------------------------------------------------
-
-    def dump(self) -> list[bytes]:
-        """The leads as byte strings (the first a JSON header) that ``restore`` takes back."""
-        arrays = [self._rows, self._phones, self._reason_ids, self._starts, self._ends,
-                  self._dup_rows]  # fmt: skip
-        header = {
-            "format": _FORMAT,
-            "params": list(self._params),
-            "has_id": self._has_id,
-            "reasons": self._reasons,
-            "odd": [[i, list(cells)] for i, cells in self._odd.items()],
-            "blobs": [len(blob) for blob in self._blobs],
-            "arrays": [[a.typecode, a.itemsize, len(a)] for a in arrays],
-            "codes": len(self._codes),
-        }
-        parts = [json.dumps(header, ensure_ascii=False).encode(), bytes(self._codes)]
-        return parts + [a.tobytes() for a in arrays] + self._blobs
-
-    @classmethod
-    def restore(cls, parts: Sequence[bytes | memoryview]) -> LeadRows:
-        """The leads ``dump`` gave as ``parts``; ``ValueError`` when they do not fit together."""
-        header = json.loads(bytes(parts[0]))
-        if header.get("format") != _FORMAT:
-            raise ValueError("another format")
-        rows = cls(header["params"], has_id=bool(header["has_id"]))
-        rows._codes = bytearray(parts[1])
-        arrays = []
-        for (typecode, itemsize, length), raw in zip(header["arrays"], parts[2:8], strict=True):
-            values = array(typecode)
-            if values.itemsize != itemsize or len(raw) != itemsize * length:
-                raise ValueError("arrays of another size")
-            values.frombytes(raw)
-            arrays.append(values)
-        rows._rows, rows._phones, rows._reason_ids, rows._starts, rows._ends = arrays[:5]
-        rows._dup_rows = arrays[5]
-        rows._reasons = [str(reason) for reason in header["reasons"]]
-        rows._reason_index = {reason: i for i, reason in enumerate(rows._reasons)}
-        rows._odd = {int(i): tuple(cells) for i, cells in header["odd"]}
-        rows._blobs = [bytes(blob) for blob in parts[8:]]
-        n = len(rows._rows)
-        sizes = (len(rows._codes), len(rows._phones), len(rows._reason_ids), len(rows._ends))
-        if sizes != (n, n, n, n) or [len(b) for b in rows._blobs] != header["blobs"]:
-            raise ValueError("parts of another length")
-        if len(rows._starts) != len(rows._blobs) or len(rows._dup_rows) not in (0, n):
-            raise ValueError("chunks that do not fit")
-        return rows
 
 
 # --- phone parsing, in order, on a pool for large files ---------------------------------------

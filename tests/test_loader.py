@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dialer import loader
 from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
-from dialer.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
+from dialer.loader import RESERVED, ColumnMapping, LoadResult, load_leads
 from dialer.model import Lead, Status
 from dialer.phones import REASON_EMPTY, REASON_SCIENTIFIC
 
@@ -683,36 +683,3 @@ def test_pool_trouble_falls_back_to_this_process(
     for pool in (NoPool, BrokenPool):
         monkeypatch.setattr(loader, "ProcessPoolExecutor", pool)
         assert list(load_leads(path).leads) == expected
-
-
-def test_lead_rows_behave_as_a_read_only_list(tmp_path: Path) -> None:
-    path = write(tmp_path, 'id,note,phone\n1,"a\x1fb",612345678\n2,,12345\n3,x,612345678\n')
-    leads = load_leads(path, ColumnMapping(id_column="id")).leads
-    assert isinstance(leads, LeadRows)
-    every = [
-        Lead(2, "+34612345678", {"note": "a\x1fb"}, crm_id="1"),  # the separator, kept aside
-        Lead(3, "12345", {}, Status.INVALID, "invalid number for ES", "2"),
-        Lead(4, "+34612345678", {"note": "x"}, Status.DUPLICATE, "same phone as row 2", "3"),
-    ]
-    assert leads == every
-    assert every == leads
-    assert leads != every[:2]
-    assert len(leads) == 3
-    assert leads[-1] == every[-1]
-    assert leads[1:] == every[1:]
-    assert list(reversed(leads)) == every[::-1]
-    assert [leads[i] for i in range(3)] == list(leads)
-    assert every[1] in leads
-    with pytest.raises(IndexError):
-        leads[3]
-    assert repr(leads) == repr(every)
-    assert leads.counts() == {"pending": 1, "invalid": 1, "duplicate": 1}
-
-
-def test_lead_rows_with_no_params(tmp_path: Path) -> None:
-    leads = load_leads(write(tmp_path, "phone\n612345678\n\n612345678\nabc\n")).leads
-    assert leads == [
-        Lead(2, "+34612345678"),
-        Lead(4, "+34612345678", {}, Status.DUPLICATE, "same phone as row 2"),
-        Lead(5, "abc", {}, Status.INVALID, "not a phone number"),
-    ]

@@ -1,0 +1,72 @@
+"""LeadRows: the loaded leads kept compactly behave as a read-only list of ``Lead``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dialer.leadrows import LeadRows
+from dialer.loader import ColumnMapping, load_leads
+from dialer.model import Lead, Status
+
+
+def write(tmp_path: Path, text: str, name: str = "leads.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_lead_rows_behave_as_a_read_only_list(tmp_path: Path) -> None:
+    path = write(tmp_path, 'id,note,phone\n1,"a\x1fb",612345678\n2,,12345\n3,x,612345678\n')
+    leads = load_leads(path, ColumnMapping(id_column="id")).leads
+    assert isinstance(leads, LeadRows)
+    every = [
+        Lead(2, "+34612345678", {"note": "a\x1fb"}, crm_id="1"),  # the separator, kept aside
+        Lead(3, "12345", {}, Status.INVALID, "invalid number for ES", "2"),
+        Lead(4, "+34612345678", {"note": "x"}, Status.DUPLICATE, "same phone as row 2", "3"),
+    ]
+    assert leads == every
+    assert every == leads
+    assert leads != every[:2]
+    assert len(leads) == 3
+    assert leads[-1] == every[-1]
+    assert leads[1:] == every[1:]
+    assert list(reversed(leads)) == every[::-1]
+    assert [leads[i] for i in range(3)] == list(leads)
+    assert every[1] in leads
+    with pytest.raises(IndexError):
+        leads[3]
+    assert repr(leads) == repr(every)
+    assert leads.counts() == {"pending": 1, "invalid": 1, "duplicate": 1}
+
+
+def test_lead_rows_with_no_params(tmp_path: Path) -> None:
+    leads = load_leads(write(tmp_path, "phone\n612345678\n\n612345678\nabc\n")).leads
+    assert leads == [
+        Lead(2, "+34612345678"),
+        Lead(4, "+34612345678", {}, Status.DUPLICATE, "same phone as row 2"),
+        Lead(5, "abc", {}, Status.INVALID, "not a phone number"),
+    ]
+
+
+def test_pending_keys_and_indices_build_no_lead(tmp_path: Path, monkeypatch) -> None:
+    leads = load_leads(write(tmp_path, "phone\n612345678\nabc\n612345679\n612345678\n")).leads
+    assert isinstance(leads, LeadRows)
+
+    def no_lead(*args):
+        raise AssertionError("a Lead was built")
+
+    monkeypatch.setattr(LeadRows, "__getitem__", no_lead)
+    monkeypatch.setattr(LeadRows, "__iter__", no_lead)
+    assert list(leads.pending_keys()) == [(0, "+34612345678"), (2, "+34612345679")]
+    assert list(leads.indices({Status.INVALID, Status.DUPLICATE})) == [1, 3]
+    assert leads.counts() == {"pending": 2, "invalid": 1, "duplicate": 1}
+
+
+def test_dump_and_restore_give_equal_leads(tmp_path: Path) -> None:
+    path = write(tmp_path, 'id,note,phone\n1,"a\x1fb",612345678\n2,,12345\n3,x,612345678\n')
+    leads = load_leads(path, ColumnMapping(id_column="id")).leads
+    assert isinstance(leads, LeadRows)
+    again = LeadRows.restore(leads.dump())
+    assert again == leads and list(again) == list(leads)
