@@ -439,14 +439,28 @@ class Ledger:
                 state_path(self.results).unlink()  # stale anyway: it names the old files
 
 
-def read_state(results: str | Path) -> dict[str, Entry]:
+def read_state(results: str | Path) -> Mapping[str, Entry]:
     """Every lead's state from the results CSV and the journal, read-only, without the lock
-    (for ``dialer status``): what a run would start from, less its in-doubt conversion."""
+    (``dialer status``, ``report``, the dry run): what a run would start from, less its
+    in-doubt conversion. From the snapshot and what follows it when the snapshot still
+    matches both files, as ``Ledger.open`` does; else everything is replayed."""
     results = Path(results)
-    state = {e.key: e for e in read_results(results)}
-    for entry in read_journal(journal_path(results))[0]:
-        state[entry.key] = entry
-    return state
+    journal = journal_path(results)
+    found = read_snapshot(results, journal)
+    if found is None:
+        state = {e.key: e for e in read_results(results)}
+        for entry in read_journal(journal)[0]:
+            state[entry.key] = entry
+        return state
+    base, loads, journal_at, results_at = found
+    overlay: dict[str, Entry] = dict(loads)
+    for entry in read_results(results, start=results_at):
+        i = base.index.get(entry.key)
+        if entry.status in LOAD_TIME or i is None or not base.journaled[i]:
+            overlay[entry.key] = entry  # the journal has no say on this lead: the row stands
+    for entry in read_journal(journal, start=journal_at)[0]:
+        overlay[entry.key] = entry
+    return LedgerState(base, overlay)
 
 
 def read_runs(results: str | Path) -> list[dict[str, Any]]:

@@ -489,3 +489,35 @@ def test_recent_sends_count_a_recent_syncs_look_ups(tmp_path):
         ledger.log_run({"command": "sync", "request_times": [now - 120, now - 30, now - 2]})
     with Ledger(out) as ledger:
         assert ledger.recent_sends(within=61.0) == [now - 30, now - 5, now - 2]
+
+
+def test_read_state_from_the_snapshot_equals_a_full_replay(tmp_path, monkeypatch):
+    from dialer.ledger import read_state
+
+    out = tmp_path / "r.csv"
+    leads = [Lead(i, f"+346123400{i:02d}") for i in range(2, 12)]
+    with Ledger(out) as ledger:
+        ledger.record_load(BAD)
+        for lead in leads[:6]:
+            ledger.intent(lead)
+            ledger.outcome(Outcome(lead, Status.CALLED, call_id=f"c-{lead.row}", attempts=1))
+        ledger.record_call_outcome(leads[0].key, "no-answer", at="2026-11-25T10:00:00Z")
+    assert state_path(out).exists()
+    ledger = Ledger(out)  # a second run, killed: a tail after the snapshot
+    ledger.open()
+    ledger.recycle(leads[0].key, "attempt 2")
+    ledger.intent(leads[0])
+    ledger.intent(leads[7])
+    ledger.defer(leads[8], "outside calling hours")
+    ledger._release_lock()
+    decoded = []
+    real = journal_module.decode_line
+    monkeypatch.setattr(journal_module, "decode_line", lambda raw: decoded.append(raw) or real(raw))
+    fast = dict(read_state(out))
+    assert len(decoded) == 3  # only the lines after the snapshot were read
+    state_path(out).unlink()
+    full = dict(read_state(out))
+    assert fast == full
+    assert full[leads[0].key].status is Status.DIALING and full[leads[0].key].history
+    assert full[BAD.key].status is Status.INVALID
+    assert full[leads[8].key].status is Status.DEFERRED
