@@ -83,10 +83,7 @@ class Session:
     ) -> None:
         s = self.settings
         self.stop = asyncio.Event()
-        self.limiter = SlidingWindows([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)])
-        # The API's windows span runs: an earlier run's last sends still count (cron batches).
-        offset = time.monotonic() - time.time()
-        self.limiter.seed(t + offset for t in self.ledger.recent_sends(within=61.0))
+        self.limiter = _limiter([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)], self.ledger)
         url, token, transport = self.client_args
         self.client = MeetzyClient(url, token, timeout=s.timeout, max_connections=s.concurrency,
                                    transport=transport)  # fmt: skip
@@ -187,14 +184,10 @@ class Session:
     async def _sync(self) -> None:
         """Record the outcome of every earlier call not synced yet (``--sync``)."""
 
-        def record(entry: Entry, outcome: CallOutcome) -> None:
-            self.ledger.record_call_outcome(entry.key, outcome.outcome, duration=outcome.duration,
-                                            summary=outcome.summary, at=outcome.at)  # fmt: skip
-
         self.synced = await sync_outcomes(
             self.ledger.entries(),
             self.client.get_call,
-            record=record,
+            record=_recorder(self.ledger),
             limiter=self.limiter,
             stop=self.stop,
             concurrency=min(5, self.settings.concurrency),
@@ -292,26 +285,37 @@ async def sync_ledger(
 ) -> SyncResult:
     """``dialer sync``: record the outcome of every call in ``ledger`` not synced yet, within
     the rate windows (seeded with the ledger's recent sends). A first signal stops it."""
-    limiter = SlidingWindows(limits)
-    offset = time.monotonic() - time.time()
-    limiter.seed(t + offset for t in ledger.recent_sends(within=61.0))
     stop = asyncio.Event()
     task = asyncio.current_task()
     assert task is not None
+    with _signals(stop.set, task) if handle_signals else contextlib.nullcontext():
+        try:
+            return await sync_outcomes(ledger.entries(), client.get_call,
+                                       record=_recorder(ledger), limiter=_limiter(limits, ledger),
+                                       stop=stop, concurrency=concurrency)  # fmt: skip
+        except asyncio.CancelledError:
+            raise Stopped("stopped at once by a second signal") from None
+        finally:
+            await client.aclose()
+
+
+def _limiter(limits: list[tuple[int, float]], ledger: Ledger) -> SlidingWindows:
+    """The rate windows, seeded with the ledger's recent requests: the API's windows span
+    commands, so an earlier run's (or sync's) last requests still count (cron batches)."""
+    limiter = SlidingWindows(limits)
+    offset = time.monotonic() - time.time()
+    limiter.seed(t + offset for t in ledger.recent_sends(within=61.0))
+    return limiter
+
+
+def _recorder(ledger: Ledger) -> Callable[[Entry, CallOutcome], None]:
+    """How a sync records a finished call: in ``ledger``, on the lead's row."""
 
     def record(entry: Entry, outcome: CallOutcome) -> None:
         ledger.record_call_outcome(entry.key, outcome.outcome, duration=outcome.duration,
                                    summary=outcome.summary, at=outcome.at)  # fmt: skip
 
-    with _signals(stop.set, task) if handle_signals else contextlib.nullcontext():
-        try:
-            return await sync_outcomes(ledger.entries(), client.get_call, record=record,
-                                       limiter=limiter, stop=stop,
-                                       concurrency=concurrency)  # fmt: skip
-        except asyncio.CancelledError:
-            raise Stopped("stopped at once by a second signal") from None
-        finally:
-            await client.aclose()
+    return record
 
 
 @contextlib.contextmanager
