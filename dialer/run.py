@@ -30,10 +30,10 @@ from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LeadRows, LoadResult, load_dnc, load_leads
 from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
-from dialer.results import Entry, require_results
+from dialer.results import require_results
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
-from dialer.sync import due_again
+from dialer.sync import due_under
 
 
 @dataclass(frozen=True)
@@ -191,23 +191,9 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     loaded = load(settings)
     again = (Status.PENDING, Status.DEFERRED)
     now = (clock or (lambda: datetime.now(UTC)))()
-    s = settings
-
-    def due(entry: Entry) -> bool:  # a called lead the run would recycle for another call
-        return (
-            bool(s.retry_outcomes)
-            and due_again(
-                entry,
-                retry_outcomes=s.retry_outcomes,
-                max_attempts=s.max_attempts,
-                cool_down=s.retry_after_seconds,
-                now=now.timestamp(),
-            )
-            is not None
-        )
-
-    finished = {e.key for e in read_state(s.output).values() if e.status not in again
-                and not due(e)}  # fmt: skip
+    # Final or in doubt, and not a called lead the run would recycle for another call.
+    finished = {e.key for e in read_state(settings.output).values() if e.status not in again
+                and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
     dialable = sum(lead.status is Status.PENDING for lead in loaded.leads)
     to_dial = Subset.where(
         loaded.leads, lambda lead: lead.status is Status.PENDING and lead.key not in finished

@@ -32,7 +32,7 @@ from dialer.model import Lead, Outcome, Status, Subset
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
 from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
-from dialer.sync import CallOutcome, SyncResult, due_again, sync_outcomes
+from dialer.sync import CallOutcome, SyncResult, due_under, sync_outcomes
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
 SETTLE_ROUNDS = 3
@@ -172,9 +172,7 @@ class Session:
         entry = self.ledger.get(lead.key)
         if entry is None or lead.status is not Status.PENDING:
             return False
-        s = self.settings
-        why = due_again(entry, retry_outcomes=s.retry_outcomes, max_attempts=s.max_attempts,
-                        cool_down=s.retry_after_seconds, now=self.clock().timestamp())  # fmt: skip
+        why = due_under(self.settings, entry, now=self.clock().timestamp())
         if why is None:
             return False
         self.ledger.recycle(entry.key, why)

@@ -25,6 +25,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from dialer.campaign import Settings
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, SendError
 from dialer.limits import SlidingWindows
 from dialer.model import Status
@@ -103,6 +104,15 @@ def due_again(
     if ended is None or now < ended + cool_down:
         return None
     return f"attempt {entry.calls + 1} of {max_attempts}: the last call ended {entry.outcome}"
+
+
+def due_under(settings: Settings, entry: Entry, *, now: float) -> str | None:
+    """``due_again`` under a campaign's recycling settings; None when it recycles nothing."""
+    if not settings.retry_outcomes:
+        return None
+    return due_again(entry, retry_outcomes=settings.retry_outcomes,
+                     max_attempts=settings.max_attempts, cool_down=settings.retry_after_seconds,
+                     now=now)  # fmt: skip
 
 
 async def sync_outcomes(

@@ -199,3 +199,15 @@ def test_a_stop_before_the_start_looks_nothing_up():
     getter = Getter({"c1": [details("closed")]})
     result, recorded = run_sync([called("a", "c1")], getter, stop=stop)
     assert getter.asked == [] and recorded == {} and result.stopped
+
+
+def test_due_under_applies_a_campaigns_settings_and_recycles_nothing_without_them():
+    from dialer.campaign import build_settings
+    from dialer.sync import due_under
+
+    entry = called("a", "c1", outcome="busy", outcome_at="2026-11-25T08:00:00Z")
+    plain = build_settings("l.csv", {"playbook": "pb"})
+    assert due_under(plain, entry, now=NOW) is None
+    recycling = build_settings("l.csv", {"playbook": "pb", "retry_outcomes": "busy"})
+    assert due_under(recycling, entry, now=NOW) == "attempt 2 of 3: the last call ended busy"
+    assert due_under(recycling, entry, now=NOW - 1) is None  # 4 h after 08:00 is 12:00
