@@ -46,7 +46,7 @@ from typing import TypeVar
 
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
 from dialer.leadrows import REASON_DNC, LeadRows
-from dialer.model import Lead
+from dialer.model import LOAD_TIME, Lead, Status
 from dialer.phones import check_region, normalize, normalize_many
 from dialer.sheets import Rows, one_line, open_sheet
 
@@ -137,6 +137,21 @@ class LoadResult:
         for lead in self.leads:
             counts[lead.status.value] = counts.get(lead.status.value, 0) + 1
         return counts
+
+    def pending_keys(self) -> Iterator[tuple[int, str]]:
+        """``(index, ledger key)`` of each dialable lead, in order; no ``Lead`` is built for a
+        ``LeadRows`` (a big resume judges a million leads by their keys)."""
+        if isinstance(self.leads, LeadRows):
+            return self.leads.pending_keys()
+        return ((i, x.key) for i, x in enumerate(self.leads) if x.status is Status.PENDING)
+
+    def rejects(self) -> Iterator[Lead]:
+        """The leads final at load time (invalid, duplicate, dnc, missing_param), in order;
+        for a ``LeadRows``, only those are built."""
+        leads = self.leads
+        if isinstance(leads, LeadRows):
+            return (leads[i] for i in leads.indices(LOAD_TIME))
+        return (lead for lead in leads if lead.status in LOAD_TIME)
 
 
 def load_leads(

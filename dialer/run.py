@@ -28,8 +28,8 @@ from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
-from dialer.loader import ColumnMapping, LeadRows, LoadResult, load_dnc, load_leads
-from dialer.model import LOAD_TIME, Lead, Outcome, Status, Subset
+from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
+from dialer.model import Lead, Outcome, Status, Subset
 from dialer.results import require_results
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
@@ -194,10 +194,8 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     # Final or in doubt, and not a called lead the run would recycle for another call.
     finished = {e.key for e in read_state(settings.output).values() if e.status not in again
                 and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
-    dialable = sum(lead.status is Status.PENDING for lead in loaded.leads)
-    to_dial = Subset.where(
-        loaded.leads, lambda lead: lead.status is Status.PENDING and lead.key not in finished
-    )
+    dialable = loaded.counts().get(Status.PENDING.value, 0)
+    to_dial = Subset(loaded.leads, (i for i, key in loaded.pending_keys() if key not in finished))
     call = call_settings(settings)
     sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
     window = window_from(settings.calling_hours, settings.calling_days)
@@ -249,13 +247,7 @@ def run_campaign(
     error: DialerError | None = None
     with Ledger(settings.output, durable=durable) as ledger:
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
-        leads = loaded.leads
-        rejects = (
-            (leads[i] for i in leads.indices(LOAD_TIME))  # no Lead built for the others
-            if isinstance(leads, LeadRows)
-            else (lead for lead in leads if lead.status in LOAD_TIME)
-        )
-        for lead in rejects:
+        for lead in loaded.rejects():
             ledger.record_load(lead)
         call = call_settings(settings)
         session = Session(settings, loaded, ledger, api_url, token, transport, retry, clock, call)

@@ -27,7 +27,7 @@ from dialer.dispatcher import RetryPolicy, dispatch
 from dialer.errors import AuthError, NotSent, Stopped
 from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
-from dialer.loader import LeadRows, LoadResult
+from dialer.loader import LoadResult
 from dialer.model import Lead, Outcome, Status, Subset
 from dialer.reconcile import Absent, Found, reconcile
 from dialer.results import Entry
@@ -120,19 +120,14 @@ class Session:
         # Leads are kept as indices into the loaded rows: a million of them stay small.
         leads = self.loaded.leads
         dialable = self.loaded.counts().get(Status.PENDING.value, 0)
-        if isinstance(leads, LeadRows):
-            # A big resume: judge each dialable lead by its key, building a Lead only for
-            # one that may be due another call.
-            recycling = bool(self.settings.retry_outcomes)
-            ledger = self.ledger
-            self.to_dial = Subset(leads, (
-                i for i, key in leads.pending_keys()
-                if ledger.open_key(key) or (recycling and ledger.status_of(key) is Status.CALLED
-                                            and self._wanted(leads[i]))
-            ))  # fmt: skip
-        else:
-            wanted = self._wanted if self.settings.retry_outcomes else self.ledger.should_dial
-            self.to_dial = Subset.where(leads, wanted)
+        # Each dialable lead is judged by its key; a Lead is built only for one that may be due
+        # another call.
+        recycling, ledger = bool(self.settings.retry_outcomes), self.ledger
+        self.to_dial = Subset(leads, (
+            i for i, key in self.loaded.pending_keys()
+            if ledger.open_key(key) or (recycling and ledger.status_of(key) is Status.CALLED
+                                        and self._recycle(leads[i]))
+        ))  # fmt: skip
         self.skipped = dialable - len(self.to_dial)
         if self.hours is not None and self.to_dial:
             self.to_dial = self.to_dial.filter(self._inside)
@@ -165,12 +160,10 @@ class Session:
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
             fresh = await self._dispatch(again, on_outcome)
 
-    def _wanted(self, lead: Lead) -> bool:
-        """True for a lead to dial now: never tried, or due another call (it is recycled)."""
-        if self.ledger.should_dial(lead):
-            return True
+    def _recycle(self, lead: Lead) -> bool:
+        """True when a called ``lead`` is due another call: it is made pending again."""
         entry = self.ledger.get(lead.key)
-        if entry is None or lead.status is not Status.PENDING:
+        if entry is None:
             return False
         why = due_under(self.settings, entry, now=self.clock().timestamp())
         if why is None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dialer import loader
 from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
-from dialer.loader import RESERVED, ColumnMapping, LoadResult, load_leads
+from dialer.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
 from dialer.model import Lead, Status
 from dialer.phones import REASON_EMPTY, REASON_SCIENTIFIC
 
@@ -683,3 +683,14 @@ def test_pool_trouble_falls_back_to_this_process(
     for pool in (NoPool, BrokenPool):
         monkeypatch.setattr(loader, "ProcessPoolExecutor", pool)
         assert list(load_leads(path).leads) == expected
+
+
+def test_pending_keys_and_rejects_agree_for_lead_rows_and_a_plain_list(tmp_path: Path) -> None:
+    loaded = load_leads(write(tmp_path, "phone\n612345678\nabc\n612345679\n612345678\n"))
+    assert isinstance(loaded.leads, LeadRows)
+    as_list = LoadResult(loaded.path, "phone", [], list(loaded.leads), "utf-8", ",")
+    for result in (loaded, as_list):
+        assert list(result.pending_keys()) == [(0, "+34612345678"), (2, "+34612345679")]
+        assert [(x.row, x.status) for x in result.rejects()] == [
+            (3, Status.INVALID), (5, Status.DUPLICATE)
+        ]  # fmt: skip
