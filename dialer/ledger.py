@@ -37,7 +37,6 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +59,7 @@ from dialer.results import (
     read_results,
     replace_results,
     row_cells,
+    utc_iso,
 )
 
 
@@ -69,10 +69,6 @@ def runs_path(results: Path) -> Path:
 
 def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Ledger:
@@ -163,7 +159,7 @@ class Ledger:
             ) from None
         except OSError as exc:
             raise LedgerError(f"cannot lock {self.results}: {exc.strerror}") from exc
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now_iso()}
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_iso()}
         with contextlib.suppress(OSError):
             self._info.write_text(json.dumps(info), encoding="utf-8")
 
@@ -230,7 +226,7 @@ class Ledger:
         if entry is not None and entry.status not in (Status.PENDING, Status.DEFERRED):
             return
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
-                      attempts=entry.attempts if entry else 0, updated_at=_now_iso(),
+                      attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
                       crm_id=lead.crm_id, history=entry.history if entry else "")  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
@@ -246,7 +242,7 @@ class Ledger:
         """A lead final at load time (invalid, duplicate): a results row, no journal record.
         A row the results CSV already holds for it, alike but for its time, is kept as is."""
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
-                      updated_at=_now_iso(), crm_id=lead.crm_id)  # fmt: skip
+                      updated_at=utc_iso(), crm_id=lead.crm_id)  # fmt: skip
         before = self._load_rows.get(entry.key)
         if before is not None and replace(before, updated_at=entry.updated_at) == entry:
             self._entries[entry.key] = before
@@ -267,7 +263,7 @@ class Ledger:
     def not_sent(self, lead: Lead, error: str) -> None:
         """Close an intent whose request provably created no call (a retry may follow)."""
         entry = self._entries[lead.key]
-        self._log(replace(entry, status=Status.PENDING, error=error, updated_at=_now_iso()))
+        self._log(replace(entry, status=Status.PENDING, error=error, updated_at=utc_iso()))
 
     def outcome(self, outcome: Outcome) -> None:
         """Record how a lead's dispatch ended: journal, then its results row.
@@ -279,7 +275,7 @@ class Ledger:
         before = self._entries.get(lead.key)
         entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
-                      _now_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
+                      utc_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
                       lead.crm_id, history=before.history if before else "")  # fmt: skip
         self._log(entry)
         self._write_row(entry)
@@ -288,7 +284,7 @@ class Ledger:
         """Settle an in-doubt lead: ``called`` (found), ``pending`` (proven absent), or still
         ``in_doubt`` with a new reason."""
         entry = replace(self._entries[key], status=status, call_id=call_id, error=error,
-                        updated_at=_now_iso())  # fmt: skip
+                        updated_at=utc_iso())  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -297,8 +293,8 @@ class Ledger:
     ) -> None:
         """What became of a called lead's current call (``dialer sync``): its final status."""
         entry = replace(self._entries[key], outcome=outcome, duration=duration,
-                        summary=summary, outcome_at=at or _now_iso(),
-                        updated_at=_now_iso())  # fmt: skip
+                        summary=summary, outcome_at=at or utc_iso(),
+                        updated_at=utc_iso())  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -310,14 +306,14 @@ class Ledger:
         history = f"{entry.history}; {item}" if entry.history else item
         entry = replace(entry, status=Status.PENDING, call_id="", outcome="", duration="",
                         summary="", outcome_at="", history=history, error=reason,
-                        updated_at=_now_iso())  # fmt: skip
+                        updated_at=utc_iso())  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
     def _dialing(self, lead: Lead) -> Entry:
         before = self._entries.get(lead.key)
         return Entry(lead.key, lead.row, lead.phone, Status.DIALING,
-                     attempts=before.attempts if before else 0, updated_at=_now_iso(),
+                     attempts=before.attempts if before else 0, updated_at=utc_iso(),
                      sent_at=time.time(), crm_id=lead.crm_id,
                      history=before.history if before else "")  # fmt: skip
 

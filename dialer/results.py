@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dialer.errors import ConfigError, LedgerError
@@ -87,6 +88,22 @@ def safe_cell(value: str) -> str:
     if value.startswith(_FORMULA_START) and not _E164.fullmatch(value):
         return "'" + value
     return value
+
+
+def utc_iso(unix: float | None = None) -> str:
+    """A time as the results write it: ISO 8601 in UTC to the second, with ``Z`` (now if
+    ``unix`` is None)."""
+    when = datetime.now(UTC) if unix is None else datetime.fromtimestamp(unix, UTC)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> datetime | None:
+    """A time as the results hold it (``Z`` or an offset; without one, UTC), else None."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _unsafe(value: str) -> str:

@@ -30,7 +30,7 @@ from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset
-from dialer.results import require_results
+from dialer.results import require_results, utc_iso
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_under
@@ -127,12 +127,12 @@ def sync_campaign(
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
-        started_at = _now_iso()
+        started_at = utc_iso()
         result = asyncio.run(sync_ledger(ledger, client, limits=limits, concurrency=concurrency,
                                          handle_signals=handle_signals))  # fmt: skip
         # The look-ups of the last minute count against the next command's rate windows.
         recent = [round(t, 3) for t in result.request_times if t >= time.time() - 61.0]
-        ledger.log_run({"command": "sync", "started": started_at, "finished": _now_iso(),
+        ledger.log_run({"command": "sync", "started": started_at, "finished": utc_iso(),
                         "checked": result.checked, "finished_calls": result.finished,
                         "outcomes": dict(result.outcomes), "request_times": recent})  # fmt: skip
     return SyncSummary(output, result.checked, result.finished, result.in_progress, result.failed,
@@ -243,7 +243,7 @@ def run_campaign(
     """
     clock = clock or (lambda: datetime.now(UTC))
     loaded = load(settings)
-    started, started_at = time.monotonic(), _now_iso()
+    started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
     with Ledger(settings.output, durable=durable) as ledger:
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
@@ -318,7 +318,7 @@ def run_record(
     return {
         "command": "run",
         "started": started_at,
-        "finished": _now_iso(),
+        "finished": utc_iso(),
         "outcome": outcome,
         "error": str(error) if error is not None else "",
         "leads_file": str(settings.leads),
@@ -349,10 +349,6 @@ def _sha256(path: Path) -> str:
     except OSError:
         return ""
     return digest.hexdigest()
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @contextlib.contextmanager

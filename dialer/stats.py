@@ -20,7 +20,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dialer.ledger import read_state
-from dialer.results import Entry, require_results
+from dialer.report import plural
+from dialer.results import Entry, parse_utc, require_results
 from dialer.schedule import lead_zones
 
 ANSWERED = "closed"  # the API's status for a call that was answered and talked through
@@ -161,7 +162,7 @@ def report_lines(stats: CampaignStats) -> list[str]:
         f"Avg duration:   {format_duration(stats.avg_duration)} (answered calls)",
     ]
     if stats.attempts:
-        parts = [f"{_plural(leads, 'lead')} with {_plural(n, 'call')}"
+        parts = [f"{plural(leads, 'lead')} with {plural(n, 'call')}"
                  for n, leads in stats.attempts.items()]  # fmt: skip
         lines.append(f"Attempts:       {', '.join(parts)}")
     if stats.over_time:
@@ -174,13 +175,13 @@ def report_lines(stats: CampaignStats) -> list[str]:
         label = f"{busiest.start:%a %d %b}" + (
             f" {busiest.start:%H:00}" if stats.unit == "hour" else ""
         )
-        lines.append(f"Busiest {stats.unit + ':':<7} {label}, {_plural(busiest.calls, 'call')}")
+        lines.append(f"Busiest {stats.unit + ':':<7} {label}, {plural(busiest.calls, 'call')}")
     rated = [h for h in stats.by_local_hour if h.calls]
     if rated:
         best = max(rated, key=lambda h: (h.rate or 0, h.calls))
         lines.append(
             f"Best hour:      {best.hour:02d}:00-{best.hour + 1:02d}:00 lead's local time, "
-            f"{best.rate:.1%} answered ({_plural(best.calls, 'call')})"
+            f"{best.rate:.1%} answered ({plural(best.calls, 'call')})"
         )
     if stats.untimed:
         lines.append(f"Untimed calls:  {stats.untimed:,} (no time recorded, not in the charts)")
@@ -192,29 +193,17 @@ def report_lines(stats: CampaignStats) -> list[str]:
 
 def _calls_of(entry: Entry) -> list[tuple[str, datetime | None]]:
     """``(outcome, time)`` of every call made to the lead, oldest first; outcome "" if unknown."""
-    calls = [(_clean(o), _parse_time(at)) for _, o, at in entry.earlier_calls()]
+    calls = [(_clean(o), parse_utc(at)) for _, o, at in entry.earlier_calls()]
     if entry.call_id:
-        when = _parse_time(entry.outcome_at)
+        when = parse_utc(entry.outcome_at)
         if when is None and entry.sent_at > 0:
             when = datetime.fromtimestamp(entry.sent_at, UTC)
-        calls.append((entry.outcome.strip(), when or _parse_time(entry.updated_at)))
+        calls.append((entry.outcome.strip(), when or parse_utc(entry.updated_at)))
     return calls
 
 
 def _clean(outcome: str) -> str:
     return "" if outcome in ("", "-") else outcome
-
-
-def _parse_time(text: str) -> datetime | None:
-    """An ISO time (``Z`` or an offset; naive means UTC) as an aware datetime, else None."""
-    text = text.strip()
-    if not text or text == "-":
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _seconds(text: str) -> float | None:
@@ -275,10 +264,6 @@ def _ordered(counts: Counter[str], order: Iterable[str]) -> dict[str, int]:
 
 def _phrase(counts: Mapping[str, int], empty: str) -> str:
     return ", ".join(f"{n:,} {name}" for name, n in counts.items()) or empty
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def format_duration(seconds: float | None) -> str:

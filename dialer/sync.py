@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -30,7 +29,7 @@ from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, SendE
 from dialer.limits import SlidingWindows
 from dialer.model import Status
 from dialer.reconcile import created_at
-from dialer.results import FINAL_OUTCOMES, Entry
+from dialer.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
 
 GetCall = Callable[[str], Awaitable[Mapping[str, Any]]]
 Sleep = Callable[[float], Awaitable[None]]
@@ -81,7 +80,7 @@ def call_outcome(details: Mapping[str, Any], *, now: float) -> CallOutcome | Non
     ended = started + float(duration or 0) if started is not None else now
     summary = details.get("summary")
     summary = " ".join(summary.split())[:SUMMARY_MAX] if isinstance(summary, str) else ""
-    return CallOutcome(status, duration, summary, _iso(min(ended, now)))
+    return CallOutcome(status, duration, summary, utc_iso(min(ended, now)))
 
 
 def due_again(
@@ -100,8 +99,8 @@ def due_again(
         return None
     if entry.calls >= max_attempts:
         return None
-    ended = _unix(entry.outcome_at)
-    if ended is None or now < ended + cool_down:
+    ended = parse_utc(entry.outcome_at)
+    if ended is None or now < ended.timestamp() + cool_down:
         return None
     return f"attempt {entry.calls + 1} of {max_attempts}: the last call ended {entry.outcome}"
 
@@ -181,15 +180,3 @@ async def sync_outcomes(
         raise failed.exceptions[0] from None
     result.stopped = stop.is_set() and next(todo, None) is not None
     return result
-
-
-def _unix(iso: str) -> float | None:
-    try:
-        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -58,3 +58,16 @@ def test_cells_from_the_input_are_neutralised(tmp_path, cell, written):
         ledger.record_load(lead)
     [row] = rows(out)
     assert row["phone"] == written and row["crm_id"] == written
+
+
+def test_times_are_written_in_utc_with_z_and_read_back_with_or_without_an_offset():
+    from datetime import UTC, datetime
+
+    from dialer.results import parse_utc, utc_iso
+
+    assert utc_iso(1764064800.7) == "2025-11-25T10:00:00Z"
+    assert parse_utc("2025-11-25T10:00:00Z") == datetime(2025, 11, 25, 10, tzinfo=UTC)
+    assert parse_utc(" 2025-11-25T11:00:00+01:00 ") == datetime(2025, 11, 25, 10, tzinfo=UTC)
+    assert parse_utc("2025-11-25 10:00:00") == datetime(2025, 11, 25, 10, tzinfo=UTC)
+    assert parse_utc("") is None and parse_utc("-") is None and parse_utc("soon") is None
+    assert parse_utc(utc_iso()) is not None
