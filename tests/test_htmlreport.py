@@ -14,13 +14,10 @@ from dialer.htmlreport import CHART_IDS, render_html, write_html
 from dialer.model import Status
 from dialer.results import Entry
 from dialer.stats import campaign_stats
+from tests.test_stats import called
 
 EVIL = "<script>alert('x')</script>"
 GENERATED = datetime(2025, 5, 16, 18, 0, tzinfo=UTC)
-
-
-def called(phone: str, call_id: str, outcome: str, at: str, **kw) -> Entry:
-    return Entry(phone, 2, phone, Status.CALLED, call_id, 1, outcome=outcome, outcome_at=at, **kw)
 
 
 def entries() -> list[Entry]:
