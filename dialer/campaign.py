@@ -217,6 +217,24 @@ def parse_duration(text: str) -> float:
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
+def check_pacing(**values: Any) -> None:
+    """Pacing given as flags to a command that reads no campaign file (``dialer sync``):
+    ``ConfigError`` naming the flag, as for ``dialer run``."""
+    for key, value in values.items():
+        if why := _pacing_problem(key, value):
+            raise ConfigError(f"--{key.replace('_', '-')} {why}")
+
+
+def _pacing_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a pacing value (a rate, the concurrency, the timeout), or None."""
+    if key == "timeout":
+        ok = 0 < float(value) <= 600
+        return None if ok else f"must be between 0 and 600 seconds, not {value!r}"
+    if not isinstance(value, int) or value < 1:
+        return f"must be a whole number of at least 1, not {value!r}"
+    return None
+
+
 def flags_given(flags: Mapping[str, Any]) -> set[str]:
     return {key for key, value in flags.items() if value is not None}
 
@@ -237,11 +255,9 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
             raise bad(
                 "language", f"must be a language code such as ES or EN, not {v['language']!r}"
             )
-    for key in ("max_per_second", "max_per_minute", "concurrency"):
-        if key in v and (not isinstance(v[key], int) or v[key] < 1):
-            raise bad(key, f"must be a whole number of at least 1, not {v[key]!r}")
-    if "timeout" in v and not (0 < float(v["timeout"]) <= 600):
-        raise bad("timeout", f"must be between 0 and 600 seconds, not {v['timeout']!r}")
+    for key in ("max_per_second", "max_per_minute", "concurrency", "timeout"):
+        if key in v and (why := _pacing_problem(key, v[key])):
+            raise bad(key, why)
     if "in_doubt_grace" in v and not (0 <= float(v["in_doubt_grace"]) <= 3600):
         raise bad(
             "in_doubt_grace", f"must be between 0 and 3600 seconds, not {v['in_doubt_grace']!r}"

@@ -403,12 +403,6 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
     RESULTS is a results CSV written by 'dialer run'. Calls still in progress wait for the
     next sync. Shares the API's rate limits with dialing; takes the campaign's lock.
     """
-    for key, value in (("--max-per-second", max_per_second), ("--max-per-minute", max_per_minute),
-                       ("--concurrency", concurrency)):  # fmt: skip
-        if value < 1:
-            raise ConfigError(f"{key} must be a whole number of at least 1, not {value}")
-    if not 0 < timeout <= 600:
-        raise ConfigError(f"--timeout must be between 0 and 600 seconds, not {timeout}")
     args = dict(max_per_second=max_per_second, max_per_minute=max_per_minute,
                 concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
     if use_sandbox:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from dialer.cache import leads_key, read_leads_cache, save_leads_cache
-from dialer.campaign import Settings
+from dialer.campaign import Settings, check_pacing
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
@@ -117,10 +117,12 @@ def sync_campaign(
     handle_signals: bool = False,
 ) -> SyncSummary:
     """Record what became of every call in the results ``output`` that has no outcome yet
-    (``GET /call/{id}``), under the run lock. Raises ``LedgerError`` for a missing results
-    file, ``LedgerLocked`` while a run holds it, ``AuthError`` on 401/403."""
-    output = Path(output)
-    require_results(output)
+    (``GET /call/{id}``), under the run lock. Raises ``ConfigError`` for a bad pacing value
+    or a missing results file, ``LedgerLocked`` while a run holds it, ``AuthError`` on
+    401/403."""
+    check_pacing(max_per_second=max_per_second, max_per_minute=max_per_minute,
+                 concurrency=concurrency, timeout=timeout)  # fmt: skip
+    output = require_results(output)
     started = time.monotonic()
     with Ledger(output) as ledger:
         ledger.keep_load_rows()

@@ -485,3 +485,17 @@ def test_bad_recycling_settings_in_a_file_name_the_file(tmp_path: Path) -> None:
     )
     path = write_toml(tmp_path, 'playbook = "pb"\nretry_outcomes = "busy"\n', "b.toml")
     assert "'retry_outcomes' must be a list of strings" in config_error("leads.csv", {}, path)
+
+
+def test_check_pacing_names_the_flag_as_dialer_run_does() -> None:
+    from dialer.campaign import check_pacing
+
+    check_pacing(max_per_second=10, max_per_minute=100, concurrency=5, timeout=30.0)
+    with pytest.raises(ConfigError, match=r"^--max-per-minute must be a whole number of at least "
+                       r"1, not 0$"):  # fmt: skip
+        check_pacing(max_per_minute=0)
+    with pytest.raises(ConfigError, match=r"^--timeout must be between 0 and 600 seconds"):
+        check_pacing(timeout=0.0)
+    assert config_error("l.csv", {"playbook": "pb", "timeout": 0.0}) == (
+        "--timeout must be between 0 and 600 seconds, not 0.0"
+    )
