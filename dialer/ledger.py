@@ -212,6 +212,10 @@ class Ledger:
             times += [t for t in record.get("request_times", ()) if t >= cutoff]
         return sorted(times)
 
+    def with_status(self, status: Status) -> list[Entry]:
+        """The entries of one status (an ``Entry`` is built only for those)."""
+        return self._entries.with_status(status)
+
     def in_doubt(self) -> list[Entry]:
         """Leads whose call may or may not exist: to reconcile before anything new is dialed."""
         return self._entries.with_status(Status.IN_DOUBT)

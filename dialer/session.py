@@ -176,7 +176,7 @@ class Session:
         """Record the outcome of every earlier call not synced yet (``--sync``)."""
 
         self.synced = await sync_outcomes(
-            self.ledger.entries(),
+            self.ledger.with_status(Status.CALLED),
             self.client.get_call,
             record=_recorder(self.ledger),
             limiter=self.limiter,
@@ -281,7 +281,7 @@ async def sync_ledger(
     assert task is not None
     with _signals(stop.set, task) if handle_signals else contextlib.nullcontext():
         try:
-            return await sync_outcomes(ledger.entries(), client.get_call,
+            return await sync_outcomes(ledger.with_status(Status.CALLED), client.get_call,
                                        record=_recorder(ledger), limiter=_limiter(limits, ledger),
                                        stop=stop, concurrency=concurrency)  # fmt: skip
         except asyncio.CancelledError:
