@@ -87,27 +87,35 @@ async def reconcile(
     else:
         query["daysFromNow"] = "90"  # an attempt of unknown time: look as far back as allowed
     try:
-        calls = await _list_with_retries(list_calls, query, limiter, sleep)
+        calls = await paced_get(lambda: list_calls(query), limiter=limiter, sleep=sleep)
     except SendError as exc:
         reason = f"could not list calls to check ({exc}): the call may have been placed"
         return {e.key: Undecided(reason) for e in entries}
     return {e.key: _verdict(e, calls) for e in entries}
 
 
-async def _list_with_retries(
-    list_calls: ListCalls, query: Mapping[str, str], limiter: SlidingWindows, sleep: Sleep
-) -> list[dict[str, Any]]:
-    async def attempt() -> list[dict[str, Any]]:
+async def paced_get(
+    request: Callable[[], Awaitable[Any]],
+    *,
+    limiter: SlidingWindows,
+    sleep: Sleep,
+    retry_on: tuple[type[SendError], ...] = (NotSent,),
+    tries: int = 4,
+) -> Any:
+    """``request()`` (a look-up: it rings nobody) within the rate windows, a 429 pausing them
+    for everyone, retried with exponential backoff on ``retry_on``."""
+
+    async def attempt() -> Any:
         await limiter.acquire()
         try:
-            return await list_calls(query)
+            return await request()
         except RateLimited as exc:
             limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
             raise
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type(NotSent),
-        stop=stop_after_attempt(4),
+        retry=retry_if_exception_type(retry_on),
+        stop=stop_after_attempt(tries),
         wait=wait_exponential(multiplier=0.5, max=10),
         sleep=sleep,
         reraise=True,

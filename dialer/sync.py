@@ -20,15 +20,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
 from dialer.campaign import Settings
-from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, SendError
+from dialer.errors import AuthError, NotSent, OutcomeUnknown, SendError
 from dialer.limits import SlidingWindows
 from dialer.model import Status
-from dialer.reconcile import created_at
+from dialer.reconcile import created_at, paced_get
 from dialer.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
 
 GetCall = Callable[[str], Awaitable[Mapping[str, Any]]]
@@ -133,14 +132,9 @@ async def sync_outcomes(
     stop = stop or asyncio.Event()
     todo = iter([e for e in entries if needs_sync(e)])
 
-    async def lookup(call_id: str) -> Mapping[str, Any]:
-        await limiter.acquire()
-        result.request_times.append(clock())
-        try:
-            return await get_call(call_id)
-        except RateLimited as exc:
-            limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
-            raise
+    def lookup(call_id: str) -> Awaitable[Mapping[str, Any]]:
+        result.request_times.append(clock())  # called once the windows let it through
+        return get_call(call_id)
 
     async def worker() -> None:
         while not stop.is_set():
@@ -148,15 +142,11 @@ async def sync_outcomes(
             if entry is None:
                 return
             result.checked += 1
-            retrying = AsyncRetrying(
-                retry=retry_if_exception_type((NotSent, OutcomeUnknown)),
-                stop=stop_after_attempt(LOOKUP_TRIES),
-                wait=wait_exponential(multiplier=0.5, max=10),
-                sleep=sleep,
-                reraise=True,
-            )
             try:
-                details = await retrying(lookup, entry.call_id)
+                details = await paced_get(
+                    partial(lookup, entry.call_id), limiter=limiter, sleep=sleep,
+                    retry_on=(NotSent, OutcomeUnknown), tries=LOOKUP_TRIES,
+                )  # fmt: skip
             except AuthError:
                 stop.set()
                 raise
