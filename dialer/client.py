@@ -181,20 +181,12 @@ class MeetzyClient:
 
     async def create_call(self, body: Mapping[str, Any]) -> Created:
         """``POST /call``: ``Created``, or raises NotSent / Rejected / OutcomeUnknown."""
-        try:
-            response = await self._http.post("/call", json=dict(body))
-        except httpx.HTTPError as exc:
-            raise self._map_transport_error(exc) from exc
-        _map_response(response, self._redact)
+        response = await self._request("POST", "/call", json=dict(body))
         return Created(_call_id(response))
 
     async def get_call(self, call_id: str) -> dict[str, Any]:
         """``GET /call/{id}``: one call's details (``status``, ``duration``, ``summary``...)."""
-        try:
-            response = await self._http.get(f"/call/{quote(call_id, safe='')}")
-        except httpx.HTTPError as exc:
-            raise self._map_transport_error(exc) from exc
-        _map_response(response, self._redact)
+        response = await self._request("GET", f"/call/{quote(call_id, safe='')}")
         data = _json(response)
         if isinstance(data, dict) and isinstance(data.get("data"), dict) and "status" not in data:
             data = data["data"]  # the older envelope, {"success": true, "data": {...}}
@@ -204,11 +196,7 @@ class MeetzyClient:
 
     async def list_calls(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """``GET /calls``: the listed calls in either documented shape, ``to`` always set."""
-        try:
-            response = await self._http.get("/calls", params=dict(params))
-        except httpx.HTTPError as exc:
-            raise self._map_transport_error(exc) from exc
-        _map_response(response, self._redact)
+        response = await self._request("GET", "/calls", params=dict(params))
         data = _json(response)
         calls = data.get("calls") if isinstance(data, dict) else data
         if not isinstance(calls, list):
@@ -220,6 +208,15 @@ class MeetzyClient:
                 call.setdefault("to", call.get("phone"))
                 out.append(call)
         return out
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request: a 2xx answer, or the dialer error its failure means."""
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from exc
+        _map_response(response, self._redact)
+        return response
 
     def _redact(self, text: str) -> str:
         return redact(text, self._token)
