@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sys
 from array import array
 from collections import Counter
@@ -37,7 +36,7 @@ from dialer.journal import from_record
 from dialer.leadrows import LeadRows
 from dialer.loader import LoadResult
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.results import Entry, atomic_file
 
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
@@ -63,26 +62,10 @@ def write_parts(path: Path, header: dict[str, Any], parts: Sequence[bytes], dura
     for part in parts:
         digest.update(part)
     head = {**header, "sizes": [len(part) for part in parts], "sha256": digest.hexdigest()}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(_MAGIC + json.dumps(head, ensure_ascii=False).encode() + b"\n")
-            for part in parts:
-                handle.write(part)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with atomic_file(path, "wb", durable=durable) as handle:
+        handle.write(_MAGIC + json.dumps(head, ensure_ascii=False).encode() + b"\n")
+        for part in parts:
+            handle.write(part)
 
 
 def read_parts(path: Path) -> tuple[dict[str, Any], list[memoryview]] | None:

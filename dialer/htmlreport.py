@@ -15,10 +15,8 @@ namespace URLs, so the page references no URL at all; its ids are prefixed by th
 
 from __future__ import annotations
 
-import contextlib
 import html
 import io
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from dialer.errors import ConfigError
+from dialer.results import atomic_file
 from dialer.stats import NO_OUTCOME, CampaignStats, format_duration
 
 CHART_IDS = ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour")
@@ -138,13 +137,10 @@ def write_html(
     """Write the report to ``path``: a temp file beside it, then an atomic rename."""
     path = Path(path)
     page = render_html(stats, title=title, generated=generated)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_file(path, "w", durable=False, encoding="utf-8") as handle:
+            handle.write(page)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write --html {path}: {exc.strerror or exc}") from exc
 
 

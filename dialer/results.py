@@ -7,14 +7,17 @@ replacing the file atomically. Only the ledger calls the writers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
 
 from dialer.errors import ConfigError, LedgerError
 from dialer.model import LOAD_TIME, Status
@@ -113,28 +116,39 @@ def _unsafe(value: str) -> str:
 
 def replace_results(path: Path, entries: Iterable[Entry], *, durable: bool = True) -> None:
     """Write ``entries`` as the whole results file: temp file, fsync, rename, fsync folder."""
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", encoding="utf-8-sig", newline="") as handle:
+        with atomic_file(path, "w", durable=durable, encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(RESULT_COLUMNS)
             writer.writerows(row_cells(e) for e in entries)
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        if durable:
-            _fsync_dir(path.parent)
     except OSError as exc:
         raise LedgerError(f"cannot rewrite {path}: {exc.strerror}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+@contextmanager
+def atomic_file(
+    path: Path, mode: str, *, durable: bool = True, **options: Any
+) -> Iterator[IO[Any]]:
+    """A file written whole or not at all: a temp file beside ``path``, then (``durable``:
+    fsync,) rename over ``path`` (and fsync of its folder). On failure the temp file goes."""
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with open(tmp, mode, **options) as handle:
+            yield handle
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
