@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import json as jsonlib
 import math
 import os
 import time
@@ -28,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from dialer import __version__
 from dialer.errors import (
     AuthError,
     ConfigError,
@@ -138,11 +140,15 @@ def _is_loopback(host: str) -> bool:
 
 
 class MeetzyClient:
-    """An async client for the Meetzy API over one ``httpx.AsyncClient``.
+    """An async client for the Meetzy API over one httpx transport.
 
-    ``transport`` lets tests and the sandbox swap the network (``httpx.ASGITransport``,
-    ``httpx.MockTransport``) instead of patching; it is used as given. Without one, requests go
-    over aiohttp (``_default_transport``).
+    Each request is an ``httpx.Request`` handed straight to the transport's
+    ``handle_async_request``, and the answer an ``httpx.Response``: ``httpx.AsyncClient``'s
+    per-request machinery (auth flows, redirects, cookies, event hooks) is skipped, since a
+    bearer-token JSON API uses none of it, and it cost about as much CPU as the transport itself
+    (benchmarks/README.md). ``transport`` lets tests and the sandbox swap the network
+    (``httpx.ASGITransport``, ``httpx.MockTransport``) instead of patching; it is used as given.
+    Without one, requests go over aiohttp (``_default_transport``).
     """
 
     def __init__(
@@ -156,16 +162,15 @@ class MeetzyClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport or _default_transport(self.base_url, max_connections),
-            follow_redirects=False,
-        )
+        self._transport = transport or _default_transport(self.base_url, max_connections)
+        self._call_url = httpx.URL(self.base_url + "/call")  # parsed once: one per POST /call
+        self._headers = [
+            ("Authorization", f"Bearer {token}"),
+            ("Accept", "application/json"),
+            ("User-Agent", f"dialer/{__version__}"),
+        ]
+        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._extensions = {"timeout": limits.as_dict()}  # where AsyncClient puts them
 
     def __repr__(self) -> str:
         return f"MeetzyClient({self.base_url!r}, token=<hidden>)"
@@ -177,11 +182,11 @@ class MeetzyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def create_call(self, body: Mapping[str, Any]) -> Created:
         """``POST /call``: ``Created``, or raises NotSent / Rejected / OutcomeUnknown."""
-        response = await self._request("POST", "/call", json=dict(body))
+        response = await self._request("POST", "/call", json=body)
         return Created(_call_id(response))
 
     async def get_call(self, call_id: str) -> dict[str, Any]:
@@ -196,7 +201,7 @@ class MeetzyClient:
 
     async def list_calls(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """``GET /calls``: the listed calls in either documented shape, ``to`` always set."""
-        response = await self._request("GET", "/calls", params=dict(params))
+        response = await self._request("GET", "/calls", params=params)
         data = _json(response)
         calls = data.get("calls") if isinstance(data, dict) else data
         if not isinstance(calls, list):
@@ -209,10 +214,34 @@ class MeetzyClient:
                 out.append(call)
         return out
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request: a 2xx answer, or the dialer error its failure means."""
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request, its answer read whole: a 2xx answer, or the dialer error it means."""
+        headers = self._headers
+        content = None
+        if json is not None:
+            content = _json_bytes(json)
+            headers = [*headers, ("Content-Type", "application/json")]
+        request = httpx.Request(
+            method,
+            self._call_url if path == "/call" else self.base_url + path,
+            params=dict(params) if params else None,
+            headers=headers,
+            content=content,
+            extensions=self._extensions,
+        )
         try:
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise self._map_transport_error(exc) from exc
         _map_response(response, self._redact)
@@ -235,25 +264,24 @@ class MeetzyClient:
 # --- the transport: httpx's API over aiohttp ---------------------------------------------------
 
 
-def _default_transport(base_url: str, max_connections: int) -> httpx.AsyncBaseTransport | None:
-    """httpx over aiohttp (``httpx-aiohttp``), with its errors mapped by phase; ``None`` (httpx's
-    own transport) when the environment routes ``base_url`` through a proxy, which an explicit
-    transport would silently bypass.
+def _default_transport(base_url: str, max_connections: int) -> httpx.AsyncBaseTransport:
+    """httpx over aiohttp (``httpx-aiohttp``), with its errors mapped by phase; httpx's own
+    transport through the proxy when the environment routes ``base_url`` through one
+    (``HTTPS_PROXY``, ``ALL_PROXY``... unless ``NO_PROXY`` names the host).
 
-    Why: httpx's own pool (httpcore) scans every connection on every request, so at 100
+    Why aiohttp: httpx's own pool (httpcore) scans every connection on every request, so at 100
     connections its CPU cost dominates a run (benchmarks/bench_transport.py: about 10x the wall
     and 20x the CPU of this transport for 2,000 POSTs at concurrency 100).
     """
-    host = urlsplit(base_url).hostname or ""
-    proxies = urllib.request.getproxies_environment()
-    if any(k in proxies for k in ("http", "https", "all")) and not (
-        urllib.request.proxy_bypass_environment(host, proxies)
-    ):
-        return None
-    from httpx_aiohttp import AiohttpTransport  # imported here: a dry run never needs it
-
+    parts = urlsplit(base_url)
     most = max_connections
     limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+        return httpx.AsyncHTTPTransport(proxy=proxy, limits=limits)
+    from httpx_aiohttp import AiohttpTransport  # imported here: a dry run never needs it
+
     return _PhasedTransport(AiohttpTransport(limits=limits))
 
 
@@ -356,6 +384,11 @@ def _map_response(response: httpx.Response, redact: Any = str) -> None:
     raise OutcomeUnknown(
         f"server error after the request was sent ({text})", status=status, code=code
     )
+
+
+def _json_bytes(body: Mapping[str, Any]) -> bytes:
+    """A JSON request body, encoded as httpx encodes ``json=``."""
+    return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _json(response: httpx.Response) -> Any:

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -45,6 +46,7 @@ class Server:
     def __init__(self, behave: Callable[[Server, asyncio.StreamWriter], Awaitable[None]]):
         self.behave = behave
         self.requests = 0  # complete requests read
+        self.heads: list[bytes] = []  # each request's line and headers, as read
         self.open = self.most_open = 0  # connections open now / at most
 
     async def __aenter__(self) -> str:
@@ -62,6 +64,7 @@ class Server:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(head)
                 length = 0
                 for line in head.split(b"\r\n"):
                     name, _, value = line.partition(b":")
@@ -264,7 +267,7 @@ def test_max_connections_holds(kind: str) -> None:
 def test_the_default_transport_is_aiohttp_with_errors_by_phase() -> None:
     async def go() -> None:
         api = MeetzyClient("http://127.0.0.1:1", TOKEN)
-        assert isinstance(api._http._transport, _PhasedTransport)
+        assert isinstance(api._transport, _PhasedTransport)
         await api.aclose()
 
     asyncio.run(go())
@@ -273,18 +276,44 @@ def test_the_default_transport_is_aiohttp_with_errors_by_phase() -> None:
 def test_a_given_transport_is_used_as_given() -> None:
     given = httpx.MockTransport(lambda request: httpx.Response(200, json={"id": "x"}))
     api = MeetzyClient("https://api.meetzy.test", TOKEN, transport=given)
-    assert api._http._transport is given
+    assert api._transport is given
     assert asyncio.run(send(api)).call_id == "x"
 
 
-def test_a_proxy_in_the_environment_keeps_httpx_own_transport(
+def test_a_proxy_in_the_environment_goes_through_httpx_own_transport(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    assert _default_transport("https://api.meetzy.io", 10) is not None
+    assert isinstance(_default_transport("https://api.meetzy.io", 10), _PhasedTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
-    assert _default_transport("https://api.meetzy.io", 10) is None  # httpx honours the proxy
+    proxied = _default_transport("https://api.meetzy.io", 10)
+    assert isinstance(proxied, httpx.AsyncHTTPTransport)  # httpx's own transport, proxied
+    pool = proxied._pool
+    assert isinstance(pool, httpcore.AsyncHTTPProxy)
+    assert pool._proxy_url.host == b"proxy.example" and pool._proxy_url.port == 3128
+    assert isinstance(_default_transport("http://127.0.0.1:8765", 10), _PhasedTransport)
     monkeypatch.setenv("NO_PROXY", "api.meetzy.io")
-    assert _default_transport("https://api.meetzy.io", 10) is not None
+    assert isinstance(_default_transport("https://api.meetzy.io", 10), _PhasedTransport)
+
+
+def test_a_proxy_in_the_environment_carries_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end: with HTTP_PROXY set, the POST goes to the proxy in absolute form."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    target = f"http://127.0.0.1:{free_port()}"  # nothing listens there: only the proxy answers
+
+    async def go() -> tuple[str, list[bytes]]:
+        proxy = Server(answer_ok)
+        async with proxy as proxy_url:
+            monkeypatch.setenv("HTTP_PROXY", proxy_url)
+            async with MeetzyClient(target, TOKEN) as api:
+                created = await api.create_call(BODY)
+        return created.call_id, proxy.heads
+
+    call_id, heads = asyncio.run(go())
+    assert call_id == "call-1"
+    assert len(heads) == 1 and heads[0].startswith(f"POST {target}/call HTTP/1.1".encode())
+    assert f"Bearer {TOKEN}".encode() in heads[0]
