@@ -169,8 +169,8 @@ class MeetzyClient:
             ("Accept", "application/json"),
             ("User-Agent", f"dialer/{__version__}"),
         ]
-        limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._extensions = {"timeout": limits.as_dict()}  # where AsyncClient puts them
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._extensions = {"timeout": timeouts.as_dict()}  # where AsyncClient puts them
 
     def __repr__(self) -> str:
         return f"MeetzyClient({self.base_url!r}, token=<hidden>)"
