@@ -110,3 +110,14 @@ def wait_for_simulator(url: str, process: subprocess.Popen[str], within: float =
             assert time.monotonic() < deadline, "the simulator did not start"
             assert process.poll() is None, "the simulator exited"
             time.sleep(0.05)
+
+
+@pytest.fixture(params=["csv", "pandas"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each of the two parsers of text files (``dialer.sheets``): Python's csv
+    module, which splits files under ``PANDAS_FROM_BYTES``, and pandas, which splits bigger
+    ones."""
+    from dialer import sheets
+
+    monkeypatch.setattr(sheets, "PANDAS_FROM_BYTES", 1 << 62 if request.param == "csv" else 0)
+    return str(request.param)

@@ -446,17 +446,18 @@ def test_unsupported_suffix(tmp_path: Path, name: str, message: str) -> None:
     assert str(info.value) == message
 
 
-def test_ragged_row(tmp_path: Path) -> None:
+def test_ragged_row(tmp_path: Path, engine: str) -> None:
     path = write(tmp_path, 'name,phone\n"Ana\nMaría",612345678\nLuis, Gil,622111222\n')
     with pytest.raises(LeadsFileError) as info:
         load_leads(path)
     assert str(info.value) == (
         "leads.csv: row 3 has 3 fields but the header has 2 (an unquoted delimiter in a value?)"
     )
-    assert info.value.__cause__ is not None
+    if engine == "pandas":
+        assert info.value.__cause__ is not None  # pandas' own error, kept as the cause
 
 
-def test_unclosed_quote(tmp_path: Path) -> None:
+def test_unclosed_quote(tmp_path: Path, engine: str) -> None:
     path = write(tmp_path, 'name,phone\nAna,612345678\nLuis,"622111222\n')
     with pytest.raises(LeadsFileError) as info:
         load_leads(path)

@@ -9,6 +9,8 @@ from typing import Any
 
 import openpyxl
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from dialer import loader, sheets
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
@@ -272,7 +274,7 @@ def test_check_delimiter_rejects(value: str) -> None:
     assert str(info.value) == f"unknown delimiter '{value}' for --delimiter: use , ; or tab"
 
 
-def test_delimiter_override(tmp_path: Path) -> None:
+def test_delimiter_override(tmp_path: Path, engine: str) -> None:
     # One column of "name,city" values split by ";": the sniffer is free to guess either way,
     # the override is not.
     path = write(tmp_path, "telefono;nombre,ciudad\n612345678;Ana,Soria\n622111222;Luis,Vigo\n")
@@ -288,7 +290,7 @@ def test_delimiter_override(tmp_path: Path) -> None:
         load_leads(path, delimiter="|")
 
 
-def test_wrong_delimiter_override_is_a_column_error(tmp_path: Path) -> None:
+def test_wrong_delimiter_override_is_a_column_error(tmp_path: Path, engine: str) -> None:
     path = write(tmp_path, "name;phone\nAna;612345678\n")
     with pytest.raises(ColumnError) as info:
         load_leads(path, delimiter=",")
@@ -300,7 +302,9 @@ def test_wrong_delimiter_override_is_a_column_error(tmp_path: Path) -> None:
 # --- text files read in blocks and chunks ---------------------------------------------------------
 
 
-def test_utf8_validated_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_utf8_validated_across_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
     # Tiny blocks split "é" and "ñ" between reads: still UTF-8, never a fallback guess.
     monkeypatch.setattr(sheets, "_BLOCK_BYTES", 3)
     path = write(tmp_path, "nombre,telefono\nJosé Muñoz,612345678\n")
@@ -311,7 +315,7 @@ def test_utf8_validated_across_blocks(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.parametrize("block", [3, 5, 1024 * 1024])
 def test_bad_byte_offset_across_blocks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, engine: str
 ) -> None:
     monkeypatch.setattr(sheets, "_BLOCK_BYTES", block)
     path = tmp_path / "leads.csv"
@@ -321,7 +325,7 @@ def test_bad_byte_offset_across_blocks(
     assert str(info.value) == "leads.csv: not valid utf-8 (byte 24): check the file's encoding"
 
 
-def test_cp1252_accents_far_from_the_start(tmp_path: Path) -> None:
+def test_cp1252_accents_far_from_the_start(tmp_path: Path, engine: str) -> None:
     # Excel "CSV (separado por comas)": Windows-1252, ";" and the first accent after 40 KB.
     lines = ["nombre;telefono"] + [f"Lead {i};6{i:08d}" for i in range(3000)] + ["Begoña;699999999"]
     path = write(tmp_path, "\r\n".join(lines) + "\r\n", encoding="cp1252")
@@ -330,7 +334,9 @@ def test_cp1252_accents_far_from_the_start(tmp_path: Path) -> None:
     assert result.leads[-1].params == {"nombre": "Begoña"}
 
 
-def test_chunks_do_not_change_the_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunks_do_not_change_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
     text = (
         "name,phone\nAna,612345678\n\n"
         '"Luis\nGil",622111222\nEva,612345678\n,\nIo,x\nBea,633444555\n'
@@ -344,7 +350,9 @@ def test_chunks_do_not_change_the_result(tmp_path: Path, monkeypatch: pytest.Mon
     assert [lead.row for lead in chunked.leads] == [2, 4, 5, 7, 8]
 
 
-def test_ragged_row_after_the_first_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ragged_row_after_the_first_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
     monkeypatch.setattr(loader, "_CHUNK_ROWS", 2)
     rows = "".join(f"Lead {i},61234567{i}\n" for i in range(6))
     path = write(tmp_path, f"name,phone\n{rows}Luis, Gil,622111222\n")
@@ -353,3 +361,78 @@ def test_ragged_row_after_the_first_chunk(tmp_path: Path, monkeypatch: pytest.Mo
     assert str(info.value) == (
         "leads.csv: row 8 has 3 fields but the header has 2 (an unquoted delimiter in a value?)"
     )
+
+
+# --- the two parsers of text files ----------------------------------------------------------------
+
+
+def _split(path: Path, parser: Any, chunk_rows: int = 3) -> list[tuple[int, list[list[str]]]] | str:
+    """Every chunk one parser makes of ``path`` (UTF-8, ","), or the one-line error it raises."""
+    with open(path, "rb") as handle:
+        try:
+            return list(parser(path.name, handle, "utf-8", "strict", ",", chunk_rows))
+        except LeadsFileError as exc:
+            return str(exc)
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(alphabet=',"\n\r a\x00é', max_size=60))
+def test_csv_module_splits_as_pandas_does(tmp_path: Path, text: str) -> None:
+    """Files under PANDAS_FROM_BYTES are split by csv, bigger ones by pandas: the same rows,
+    padded the same, and the same refusals (a row too wide, a quote never closed)."""
+    path = tmp_path / "leads.csv"
+    path.write_bytes(text.encode())
+    by_pandas = _split(path, sheets._pandas_chunks)
+    assume("Buffer overflow caught" not in by_pandas)  # a pandas bug (",\n\r,,"): csv is right
+    assert _split(path, sheets._csv_chunks) == by_pandas
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a,b,c\n1,2\n\n", [(1, [["a", "b", "c"], ["1", "2", ""], ["", "", ""]])]),
+        ('a,b\n"x\ny",z\n"p""q",r', [(1, [["a", "b"], ["x\ny", "z"], ['p"q', "r"]])]),
+        ('a,b\n1,2\n3,"4\n', "leads.csv: a quoted value starting in row 3 is never closed"),
+        ("a,b\n1,2\n3,4,5\n", "leads.csv: row 3 has 3 fields but the header has 2 "
+                              "(an unquoted delimiter in a value?)"),
+        ("\na,b\n1,2\n", "leads.csv: the file is empty"),
+    ],
+)  # fmt: skip
+def test_both_parsers_on_known_files(
+    tmp_path: Path, text: str, expected: list[tuple[int, list[list[str]]]] | str
+) -> None:
+    path = write(tmp_path, text)
+    assert _split(path, sheets._csv_chunks, chunk_rows=10) == expected
+    assert _split(path, sheets._pandas_chunks, chunk_rows=10) == expected
+
+
+def test_a_quote_left_open_in_a_long_file_is_named(tmp_path: Path, engine: str) -> None:
+    # The open quote swallows 300 KB: more than csv's default field limit (128 Ki characters).
+    rows = "".join(f"Lead {i},6{i:08d}\n" for i in range(15_000))
+    path = write(tmp_path, f'name,phone\nAna,"612345678\n{rows}')
+    with pytest.raises(LeadsFileError) as info:
+        load_leads(path)
+    assert str(info.value) == "leads.csv: a quoted value starting in row 2 is never closed"
+
+
+def test_the_size_of_a_file_picks_its_parser(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[str] = []
+    for name in ("_csv_chunks", "_pandas_chunks"):
+        real = getattr(sheets, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            used.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(sheets, name, spy)
+    path = write(tmp_path, "name,phone\nAna,612345678\n")
+    size = path.stat().st_size
+    monkeypatch.setattr(sheets, "PANDAS_FROM_BYTES", size + 1)
+    assert load_leads(path).leads[0].params == {"name": "Ana"}
+    monkeypatch.setattr(sheets, "PANDAS_FROM_BYTES", size)
+    assert load_leads(path).leads[0].params == {"name": "Ana"}
+    assert used == ["_csv_chunks", "_pandas_chunks"]
