@@ -27,10 +27,9 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import fields
+from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from dialer.journal import from_record
 from dialer.leadrows import LeadRows
@@ -265,15 +264,11 @@ class EntryTable:
             previous = i + 1
         pieces += [base.text[offsets[previous] :], added.text]
         table.text = b"".join(pieces)
-        sizes = np.diff(np.frombuffer(offsets, dtype=np.int64))
-        if lengths:
-            sizes = sizes.copy()
-            where, length = zip(*lengths, strict=True)
-            sizes[list(where)] = length
-        added_sizes = np.diff(np.frombuffer(added.offsets, dtype=np.int64))
-        ends = np.cumsum(np.concatenate([sizes, added_sizes]), dtype=np.int64)
-        table.offsets = array("q", [0])
-        table.offsets.frombytes(ends.tobytes())
+        sizes = [end - start for start, end in pairwise(offsets)]
+        for i, length in lengths:
+            sizes[i] = length
+        added_sizes = (end - start for start, end in pairwise(added.offsets))
+        table.offsets = array("q", accumulate(chain(sizes, added_sizes), initial=0))
         if table.offsets[-1] != len(table.text):
             raise ValueError("the merged text does not add up")
         return table
@@ -407,18 +402,18 @@ class LedgerState(MutableMapping[str, Entry]):
 
     def sent_since(self, cutoff: float) -> list[float]:
         base, overlay = self.base, self.overlay
-        recent = np.flatnonzero(np.frombuffer(base.sent, dtype=np.float64) >= cutoff)
-        times = [base.sent[i] for i in recent.tolist() if base.keys[i] not in overlay]
+        keys, times = base.keys, []
+        if base.sent and max(base.sent) >= cutoff:  # a resume long after the last run: never
+            times = [t for i, t in enumerate(base.sent) if t >= cutoff and keys[i] not in overlay]
         return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
 
     def counts(self) -> Counter[str]:
         base, overlay = self.base, self.overlay
-        codes = np.frombuffer(base.status, dtype=np.uint8)
-        if overlay:
-            hidden = [i for i in map(base.index.get, overlay) if i is not None]
-            codes = np.delete(codes, hidden)
-        found = np.bincount(codes, minlength=len(_STATUSES))
-        counts = Counter({_STATUSES[code].value: int(n) for code, n in enumerate(found) if n})
+        found = [base.status.count(code) for code in range(len(_STATUSES))]
+        for i in map(base.index.get, overlay):
+            if i is not None:
+                found[base.status[i]] -= 1  # shown by the overlay instead
+        counts = Counter({_STATUSES[code].value: n for code, n in enumerate(found) if n})
         counts.update(entry.status.value for entry in overlay.values())
         return counts
 

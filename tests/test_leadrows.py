@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dialer.leadrows import LeadRows
 from dialer.loader import ColumnMapping, load_leads
@@ -70,3 +73,39 @@ def test_dump_and_restore_give_equal_leads(tmp_path: Path) -> None:
     assert isinstance(leads, LeadRows)
     again = LeadRows.restore(leads.dump())
     assert again == leads and list(again) == list(leads)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["612345678", "+34 612 345 678", "622111222", "6330", "abc"]),
+                  st.sampled_from(["", "Ana"])),
+        max_size=25,
+    )
+)  # fmt: skip
+def test_duplicates_follow_the_rule(tmp_path: Path, rows: list[tuple[str, str]]) -> None:
+    """Only pending rows claim a number; a later pending or missing-param row with a claimed
+    number is a duplicate of the first row that claimed it (checked against a plain loop)."""
+    text = "phone,name\n" + "".join(f"{phone},{name}\n" for phone, name in rows)
+    leads = load_leads(write(tmp_path, text), ColumnMapping(require=("name",))).leads
+    assert isinstance(leads, LeadRows)
+    owner: dict[str, int] = {}
+    expected = []
+    for number, (phone, name) in enumerate(rows, start=2):
+        e164 = "+34" + phone.replace("+34", "").replace(" ", "")
+        if len(e164) != 12:
+            expected.append(Status.INVALID)
+        elif e164 in owner:
+            expected.append(f"same phone as row {owner[e164]}")
+        elif not name:
+            expected.append(Status.MISSING_PARAM)
+        else:
+            owner[e164] = number
+            expected.append(Status.PENDING)
+    got = [lead.reason if lead.status is Status.DUPLICATE else lead.status for lead in leads]
+    assert got == expected
+    assert leads.counts() == dict(Counter(lead.status.value for lead in leads))
+    pending = [i for i, lead in enumerate(leads) if lead.status is Status.PENDING]
+    assert list(leads.indices({Status.PENDING})) == pending
