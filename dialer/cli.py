@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from tqdm import tqdm
 
 from dialer import __version__
 from dialer.campaign import build_settings, parse_param_flags
@@ -285,7 +284,7 @@ class _Output:
 
     def __init__(self, *, quiet: bool, every: float, rejects: str | None = None) -> None:
         self.quiet, self.every, self.rejects = quiet, every, rejects
-        self.bar: tqdm[Any] | None = None
+        self.bar: Any = None  # a tqdm bar, on a terminal
         self.total = self.done = 0
         self.counts: dict[str, int] = {}
         self.started = self.last = time.monotonic()
@@ -301,6 +300,8 @@ class _Output:
             write_rejects(self.rejects, plan.load)
         self.total = len(plan.to_dial)
         if sys.stderr.isatty() and self.total and not self.quiet:
+            from tqdm import tqdm  # here: cron and pipes never draw a bar
+
             self.bar = tqdm(total=self.total, unit="lead", file=sys.stderr)
 
     def outcome(self, outcome: Outcome) -> None:
