@@ -32,6 +32,8 @@ _SEP = "\x1f"  # ends each cell of a row; a row with the separator in a cell is 
 def _marks(codes: bytes | bytearray, wanted: Collection[int]) -> bytes:
     """A byte per code: 1 where it is one of ``wanted``, else 0 (for ``itertools.compress``)."""
     return codes.translate(bytes(int(code in wanted) for code in range(256)))
+
+
 _FORMAT = 2  # of LeadRows.dump: bump it whenever the stored layout changes
 
 
