@@ -78,6 +78,8 @@ async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) 
     minute window can keep a sender waiting for most of a minute."""
     if stop.is_set():
         return False
+    if limiter.try_acquire():
+        return True
     acquire = asyncio.ensure_future(limiter.acquire())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)

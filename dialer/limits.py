@@ -63,6 +63,14 @@ class SlidingWindows:
                 wait = max(wait, self._sends[-limit] + period - now)
         return max(0.0, wait)
 
+    def try_acquire(self) -> bool:
+        """Record a send now if every window has room and nobody is waiting (no await, so the
+        pool pays for no task when the limits are far off); False otherwise."""
+        if self._lock.locked() or self.delay() > 0:
+            return False
+        self._sends.append(self._clock())
+        return True
+
     async def acquire(self) -> float:
         """Wait for room in every window, record the send, and return its time."""
         async with self._lock:

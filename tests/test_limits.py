@@ -352,3 +352,24 @@ def test_windows_property_is_a_copy() -> None:
     lim, _ = limiter()
     lim.windows.append((1, 1.0))
     assert lim.windows == [(10, 1.0), (100, 60.0)]
+
+
+def test_try_acquire_takes_room_only_when_nobody_waits() -> None:
+    lim, clock = limiter([(2, 1.0)], start=5.0)
+    assert lim.try_acquire() and lim.try_acquire()
+    assert not lim.try_acquire()  # the window is full: not recorded
+    assert lim.delay() == pytest.approx(1.0)
+    clock.now += 1.0
+    lim.pause_for(0.5)
+    assert not lim.try_acquire()  # paused
+
+    async def go() -> tuple[bool, float]:
+        waiter = asyncio.ensure_future(lim.acquire())
+        await asyncio.sleep(0)  # it holds the lock, and its sleep has moved the clock past
+        assert lim.delay() == 0  # the pause: there is room again, but the waiter came first
+        jumped = lim.try_acquire()
+        return jumped, await waiter
+
+    jumped, served = asyncio.run(go())
+    assert not jumped and served == pytest.approx(6.5)
+    assert_windows_hold([5.0, 5.0, served], [(2, 1.0)])
