@@ -23,9 +23,12 @@ def journal_path(results: Path) -> Path:
     return results.with_name(results.name + ".journal")
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # made once
+
+
 def encode_line(entry: Entry) -> str:
     """The journal line for ``entry``, newline included."""
-    payload = json.dumps(to_record(entry), ensure_ascii=False, separators=(",", ":"))
+    payload = _ENCODE(to_record(entry))
     return f"{zlib.crc32(payload.encode()):08x} {payload}\n"
 
 
