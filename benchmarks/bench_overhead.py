@@ -70,10 +70,14 @@ def main() -> None:
         Sandbox(latency=opts.latency) as sandbox,
     ):
         leads = make_leads(folder / "leads.csv", opts.leads)
+        empty = make_leads(folder / "empty.csv", 0)
         env = dialer_env(sandbox.url)
         for run in range(opts.repeat):
             dry = run_measured(dialer_run(leads, folder / "dry.csv", "--dry-run"), env)
             results["dialer --dry-run (no POSTs)", 0].append(checked(dry, "dialer --dry-run"))
+            for lib in floors:  # what a floor costs before its first POST
+                took = run_measured(floor_run(lib, sandbox.url, empty, 1))
+                results[f"floor: {lib}, no leads", 0].append(checked(took, f"the {lib} floor"))
             for level in levels:
                 progress(f"run {run + 1}/{opts.repeat}: dialer run at concurrency {level}")
                 output = folder / f"run-{run}-{level}.results.csv"
@@ -133,6 +137,27 @@ def main() -> None:
     print_table(HEADERS, rows)
     for line in verdicts:
         print(line)
+    print(per_call(results, floors, levels, opts.leads))
+
+
+def per_call(
+    results: dict[tuple[str, int], list[Measure]], floors: list[str], levels: list[int], n: int
+) -> str:
+    """CPU per POST beyond each process's fixed cost: the dialer's run less its dry run (start,
+    imports, loading), a floor's run less its run with no leads (start, imports)."""
+
+    def cpu(case: str, level: int) -> float:
+        return median_spread([m.cpu for m in results[case, level]])[0]
+
+    lines = ["CPU per call beyond the fixed cost (run - dry run; floor - floor with no leads):"]
+    for level in levels:
+        mine = (cpu("dialer run", level) - cpu("dialer --dry-run (no POSTs)", 0)) / n
+        parts = [f"dialer {mine * 1e6:.0f} us"]
+        for lib in floors:
+            theirs = (cpu(f"floor: {lib}", level) - cpu(f"floor: {lib}, no leads", 0)) / n
+            parts.append(f"{lib} {theirs * 1e6:.0f} us ({mine / theirs:.2f}x)")
+        lines.append(f"  concurrency {level}: " + ", ".join(parts))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import time
 import zlib
 from pathlib import Path
 
+from common import dialer_exe
+
 
 def make_leads(path: Path, rows: int) -> list[str]:
     """A leads file with mixed phone formats, 1% invalid numbers; returns the E.164 phones."""
@@ -95,7 +97,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     opts = parser.parse_args()
-    dialer = shutil.which("dialer") or "dialer"
+    dialer = dialer_exe()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         leads = folder / "leads.csv"
