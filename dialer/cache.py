@@ -41,7 +41,7 @@ _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
 _STATUSES = list(Status)
 # The code a parse depends on: a change to any of it makes every cache stale.
-_SOURCES = ("loader.py", "leadrows.py", "phones.py", "sheets.py", "model.py")
+_SOURCES = ("loader.py", "leadrows.py", "phones.py", "sheets.py", "workbook.py", "model.py")
 
 
 def leads_cache_path(results: Path) -> Path:

@@ -4,13 +4,22 @@ from) and the ledger's compact entry table."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer.cache import EntryTable, leads_cache_path, read_parts, save_leads_cache, write_parts
+from dialer.cache import (
+    _SOURCES,
+    EntryTable,
+    leads_cache_path,
+    read_parts,
+    save_leads_cache,
+    write_parts,
+)
 from dialer.campaign import Settings
 from dialer.model import Status
 from dialer.results import Entry
@@ -182,3 +191,25 @@ def test_a_merged_table_equals_the_table_built_from_the_merged_entries(first, ch
 
 def test_a_key_holding_the_separator_gives_no_table():
     assert EntryTable.build([(Entry("a\x1fb", 2, "x", Status.CALLED), True)]) is None
+
+
+def test_the_cache_key_hashes_every_module_that_parses(tmp_path: Path) -> None:
+    """Loading a CSV and a workbook imports only modules whose code the key hashes (errors.py
+    holds messages, not parsing), so a change to any of them invalidates the cache."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["phone"])
+    book.active.append(["612345678"])
+    book.save(tmp_path / "l.xlsx")
+    (tmp_path / "l.csv").write_text("phone\n612345678\n", encoding="utf-8")
+    script = (
+        "import sys; from pathlib import Path; from dialer.loader import load_leads; "
+        f"[load_leads(Path({str(tmp_path)!r}) / name) for name in ('l.csv', 'l.xlsx')]; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('dialer.'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = {name.removeprefix("dialer.") + ".py" for name in done.stdout.split()}
+    assert "workbook.py" in loaded
+    assert loaded - {"errors.py"} <= set(_SOURCES)
