@@ -169,6 +169,7 @@ class MeetzyClient:
             ("Accept", "application/json"),
             ("User-Agent", f"dialer/{__version__}"),
         ]
+        self._json_headers = [*self._headers, ("Content-Type", "application/json")]
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._extensions = {"timeout": timeouts.as_dict()}  # where AsyncClient puts them
 
@@ -223,11 +224,9 @@ class MeetzyClient:
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One request, its answer read whole: a 2xx answer, or the dialer error it means."""
-        headers = self._headers
-        content = None
+        headers, content = self._headers, None
         if json is not None:
-            content = _json_bytes(json)
-            headers = [*headers, ("Content-Type", "application/json")]
+            headers, content = self._json_headers, _json_bytes(json)
         request = httpx.Request(
             method,
             self._call_url if path == "/call" else self.base_url + path,
