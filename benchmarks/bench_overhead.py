@@ -109,13 +109,10 @@ def main() -> None:
         cpu, cpu_spread = median_spread([m.cpu for m in runs])
         ratios = ["", ""]
         if case == "dialer run":
-            best = min(
-                (median_spread([m.wall for m in results[f"floor: {lib}", level]])[0], lib)
-                for lib in floors
-            )[1]
+            best = min((median(results[f"floor: {lib}", level], "wall"), lib) for lib in floors)[1]
             floor = results[f"floor: {best}", level]
-            wall_ratio = wall / median_spread([m.wall for m in floor])[0]
-            cpu_ratio = cpu / median_spread([m.cpu for m in floor])[0]
+            wall_ratio = wall / median(floor, "wall")
+            cpu_ratio = cpu / median(floor, "cpu")
             ratios = [f"{wall_ratio:.2f}x", f"{cpu_ratio:.2f}x"]
             met = wall_ratio <= WALL_TARGET and cpu_ratio <= CPU_TARGET
             verdicts.append(
@@ -128,8 +125,8 @@ def main() -> None:
                     other = results[f"floor: {lib}", level]
                     verdicts.append(
                         f"  (against the {lib} floor: "
-                        f"{wall / median_spread([m.wall for m in other])[0]:.2f}x its wall, "
-                        f"{cpu / median_spread([m.cpu for m in other])[0]:.2f}x its CPU)"
+                        f"{wall / median(other, 'wall'):.2f}x its wall, "
+                        f"{cpu / median(other, 'cpu'):.2f}x its CPU)"
                     )
         peak = max(m.peak_mb for m in runs)
         rows.append([case, level or "-", f"{wall:.2f}", f"{wall_spread:.2f}", f"{cpu:.2f}",
@@ -140,6 +137,11 @@ def main() -> None:
     print(per_call(results, floors, levels, opts.leads))
 
 
+def median(runs: list[Measure], what: str) -> float:
+    """The median of one measure (``"wall"`` or ``"cpu"``) over ``runs``."""
+    return median_spread([getattr(m, what) for m in runs])[0]
+
+
 def per_call(
     results: dict[tuple[str, int], list[Measure]], floors: list[str], levels: list[int], n: int
 ) -> str:
@@ -147,7 +149,7 @@ def per_call(
     imports, loading), a floor's run less its run with no leads (start, imports)."""
 
     def cpu(case: str, level: int) -> float:
-        return median_spread([m.cpu for m in results[case, level]])[0]
+        return median(results[case, level], "cpu")
 
     lines = ["CPU per call beyond the fixed cost (run - dry run; floor - floor with no leads):"]
     for level in levels:
@@ -155,7 +157,8 @@ def per_call(
         parts = [f"dialer {mine * 1e6:.0f} us"]
         for lib in floors:
             theirs = (cpu(f"floor: {lib}", level) - cpu(f"floor: {lib}, no leads", 0)) / n
-            parts.append(f"{lib} {theirs * 1e6:.0f} us ({mine / theirs:.2f}x)")
+            ratio = f"{mine / theirs:.2f}x" if theirs > 0 else "n/a: too few leads to tell"
+            parts.append(f"{lib} {theirs * 1e6:.0f} us ({ratio})")
         lines.append(f"  concurrency {level}: " + ", ".join(parts))
     return "\n".join(lines)
 
