@@ -407,6 +407,15 @@ class LedgerState(MutableMapping[str, Entry]):
             times = [t for i, t in enumerate(base.sent) if t >= cutoff and keys[i] not in overlay]
         return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
 
+    def sent_entries_since(self, cutoff: float) -> list[Entry]:
+        """The entries whose last send is at or after ``cutoff``."""
+        base, overlay = self.base, self.overlay
+        found = []
+        if base.sent and max(base.sent) >= cutoff:
+            found = [base.entry(i) for i, t in enumerate(base.sent)
+                     if t >= cutoff and base.keys[i] not in overlay]  # fmt: skip
+        return found + [e for e in overlay.values() if e.sent_at >= cutoff]
+
     def counts(self) -> Counter[str]:
         base, overlay = self.base, self.overlay
         found = [base.status.count(code) for code in range(len(_STATUSES))]

@@ -58,7 +58,11 @@ class Settings:
     calling_days: str | None = None  # "mon-fri"; None: every day (when hours are set)
     timezone_column: str | None = None  # a column holding each lead's IANA time zone
     # in-doubt leads
-    in_doubt_grace: float = 15.0  # seconds after an attempt before "not listed" means absent
+    # seconds after the dialer gave up on an answer before "not listed" means absent: generous,
+    # since an API may create a call long after the request (a phone ringing twice is worse
+    # than a lead called a little later)
+    in_doubt_grace: float = 300.0
+    settle: bool = True  # when only leads in doubt are left, wait out their grace and look again
     redial_in_doubt: bool = False  # a person checked: dial the undecidable ones again
     # after the call
     sync: bool = False  # look up the outcomes of earlier calls (GET /call/{id}) before dialing
@@ -96,6 +100,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "concurrency": int,
     "timeout": (int, float),
     "in_doubt_grace": (int, float),
+    "settle": bool,
     "max_calls": int,
     "until": str,
     "timezone": str,
@@ -119,7 +124,7 @@ _KIND_NAMES = {
         int: "a whole number",
         dict: "a table",
         list: "a list of strings",
-    }.get(kind, "a number" if key == "timeout" else "1 to 7")
+    }.get(kind, "a number" if kind == (int, float) else "1 to 7")
     for key, kind in _FILE_KEYS.items()
 }
 
@@ -258,9 +263,9 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
     for key in ("max_per_second", "max_per_minute", "concurrency", "timeout"):
         if key in v and (why := _pacing_problem(key, v[key])):
             raise bad(key, why)
-    if "in_doubt_grace" in v and not (0 <= float(v["in_doubt_grace"]) <= 3600):
+    if "in_doubt_grace" in v and not (0 <= float(v["in_doubt_grace"]) <= 86400):
         raise bad(
-            "in_doubt_grace", f"must be between 0 and 3600 seconds, not {v['in_doubt_grace']!r}"
+            "in_doubt_grace", f"must be between 0 and 86400 seconds, not {v['in_doubt_grace']!r}"
         )
     if v.get("max_calls") is not None and (
         not isinstance(v["max_calls"], int) or v["max_calls"] < 0

@@ -39,7 +39,7 @@ from dialer.errors import (
     ConfigError,
     DialerError,
 )
-from dialer.model import Outcome
+from dialer.model import Outcome, per_minute
 from dialer.report import (
     counts_phrase,
     plan_lines,
@@ -47,6 +47,7 @@ from dialer.report import (
     status_lines,
     summary_lines,
     sync_lines,
+    wait_line,
     write_rejects,
 )
 from dialer.run import (
@@ -169,8 +170,14 @@ def cli() -> None:
 @click.option(
     "--in-doubt-grace",
     type=float,
-    help="Seconds after an unanswered attempt before a call missing from GET /calls "
-    "counts as not placed (default 15).",
+    help="Seconds after the dialer gave up on an answer before a call missing from "
+    "GET /calls counts as not placed and the lead may be dialed again (default 300).",
+)
+@click.option(
+    "--settle/--no-settle",
+    default=None,
+    help="When only leads in doubt are left, wait out their grace and look them up before "
+    "ending (default: yes, never past --until; Ctrl-C leaves them for the next run).",
 )
 @click.option(
     "--redial-in-doubt",
@@ -311,13 +318,17 @@ class _Output:
             self.bar.update(1)
         elif not self.quiet and time.monotonic() - self.last >= self.every:
             self.last = time.monotonic()
-            minutes = max(self.last - self.started, 1e-9) / 60
-            rate = self.counts.get("called", 0) / minutes
+            rate = per_minute(self.counts.get("called", 0), self.last - self.started)
             click.echo(
                 f"progress: {self.done:,}/{self.total:,} leads "
                 f"({counts_phrase(self.counts)}), {rate:.1f} calls/min",
                 err=True,
             )
+
+    def wait(self, leads: int, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        self.say(wait_line(leads, seconds))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -333,8 +344,9 @@ def _dial(settings: Any, url: str, token: str, out: _Output) -> RunSummary:
     durable = os.environ.get("DIALER_BENCH_NO_FSYNC") != "1"
     try:
         return run_campaign(settings, api_url=url, token=token, retry=retry,
-                            on_start=out.start, on_outcome=out.outcome, handle_signals=True,
-                            clock=_test_clock(), durable=durable)  # fmt: skip
+                            on_start=out.start, on_outcome=out.outcome, on_wait=out.wait,
+                            handle_signals=True, clock=_test_clock(),
+                            durable=durable)  # fmt: skip
     finally:
         out.close()
 
@@ -476,7 +488,14 @@ def report_cmd(results: str, html_path: str | None, title: str | None,
     multiple=True,
     metavar="NAME=RATE",
     help="Inject a fault on a share of POST /call: 503_before, 500_before, 500_after, drop_after, "
-    "slow, garbage_200, 429. Repeatable.",
+    "slow, garbage_200, 429, create_late. Repeatable.",
+)
+@click.option(
+    "--late-seconds",
+    type=float,
+    default=40.0,
+    show_default=True,
+    help="create_late: seconds after the POST arrives before its call is created.",
 )
 @click.option("--old-shape", is_flag=True, help="Answer in the API's older response shape.")
 @click.option(
@@ -486,7 +505,7 @@ def report_cmd(results: str, html_path: str | None, title: str | None,
     "dialer does when it cannot look calls up.",
 )
 def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
-                faults: tuple[str, ...], old_shape: bool,
+                faults: tuple[str, ...], late_seconds: float, old_shape: bool,
                 list_status: int | None) -> int:  # fmt: skip
     """Serve the built-in Meetzy API simulator on 127.0.0.1 until Ctrl-C.
 
@@ -504,6 +523,7 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
     try:
         config = SimConfig(latency=latency, per_second=per_second or None,
                            per_minute=per_minute or None, fault_rates=rates,
+                           late_seconds=late_seconds,
                            response_shape="old" if old_shape else "new",
                            list_status=list_status)  # fmt: skip
     except ValueError as exc:

@@ -10,7 +10,9 @@ Owns the order of one lead's send, which is what keeps a phone from ringing twic
    backoff leaves no doubt). A crash while waiting for the windows leaves the lead in doubt;
    reconciliation then finds it absent and it is dialed again;
 3. ``ledger.outcome(...)``: ``called`` with the id, ``failed`` (the API refused it),
-   ``in_doubt`` (sent, answer lost: never retried blindly) or ``pending`` (never sent).
+   ``in_doubt`` (sent, answer lost: never retried blindly; the time we gave up is kept, since
+   the grace before a listing may prove it absent counts from then) or ``pending`` (never
+   sent).
 
 Concurrency and rate are separate knobs. A worker never raises a send error into the pool: it
 returns an ``Outcome``, streamed to ``on_outcome`` as leads finish. A 401/403 stops the pool
@@ -67,6 +69,8 @@ class DispatchResult:
     auth_error: AuthError | None = None
     unreachable: NotSent | None = None  # set when several leads in a row never got through
     stopped: bool = False  # a stop was requested before every lead was started
+    first_send: float = 0.0  # wall time of the first request (0: none sent)
+    last_send: float = 0.0  # wall time of the last request
 
 
 class _Abandoned(Exception):
@@ -131,6 +135,8 @@ async def dispatch(
             attempts += 1
             result.sent += 1
             sent_at = time.time()
+            result.first_send = result.first_send or sent_at
+            result.last_send = sent_at
             try:
                 return await send(lead)
             except NotSent as exc:
@@ -170,9 +176,9 @@ async def dispatch(
                 stop.set()
             return Outcome(lead, Status.PENDING, attempts=attempts, error=error, sent_at=sent_at)
         except OutcomeUnknown as exc:
-            return Outcome(
-                lead, Status.IN_DOUBT, attempts=attempts, error=str(exc), sent_at=sent_at
-            )
+            # The grace before a listing may call it absent counts from now, when we gave up.
+            return Outcome(lead, Status.IN_DOUBT, attempts=attempts, error=str(exc),
+                           sent_at=sent_at, abandoned_at=time.time())  # fmt: skip
         except _Abandoned:
             return Outcome(lead, Status.PENDING, attempts=attempts, error="stopped before sending",
                            sent_at=sent_at)  # fmt: skip

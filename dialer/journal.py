@@ -64,9 +64,10 @@ def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, in
     return records, good, start + len(data)
 
 
-# Journal keys of the call's outcome fields, written only when set (most lines have none).
+# Journal keys of the fields written only when set (most lines have none): the call's outcome,
+# a recycled lead's history, and an in-doubt lead's look-up times.
 _OUTCOME_KEYS = {"o": "outcome", "d": "duration", "s": "summary", "oa": "outcome_at",
-                 "h": "history"}  # fmt: skip
+                 "h": "history", "ab": "abandoned_at", "u": "unseen"}  # fmt: skip
 
 
 def to_record(entry: Entry) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from dialer.errors import LedgerError, LedgerLocked
 from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
+    RANG_TWICE,
     RESULT_COLUMNS,
     Entry,
     read_results,
@@ -110,15 +111,19 @@ class Ledger:
         self._take_lock()
         try:
             self._replay()
-            # An intent never answered: the phone may have rung.
-            for entry in self._entries.with_status(Status.DIALING):
-                self._entries[entry.key] = replace(
-                    entry,
-                    status=Status.IN_DOUBT,
-                    attempts=entry.attempts + 1,
-                    error="interrupted between the intent and the answer: the call may exist",
-                )
             self._journal_file = self._open_append(self.journal)
+            # An intent never answered: the phone may have rung. The process that sent it is
+            # gone, so its request was abandoned by now at the latest: the grace counts from
+            # now, and is journaled so that every later open counts from the same moment.
+            crashed = self._entries.with_status(Status.DIALING)
+            for entry in crashed:
+                self._log(replace(
+                    entry, status=Status.IN_DOUBT, attempts=entry.attempts + 1,
+                    error="interrupted between the intent and the answer: the call may exist",
+                    abandoned_at=f"{time.time():.3f}", updated_at=utc_iso(),
+                ))  # fmt: skip
+            if crashed:
+                self._fsync()
             self._results_file = self._open_append(self.results)
             self._results_writer = csv.writer(self._results_file, lineterminator="\r\n")
             if self.results.stat().st_size == 0:
@@ -231,7 +236,8 @@ class Ledger:
             return
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
-                      crm_id=lead.crm_id, history=entry.history if entry else "")  # fmt: skip
+                      crm_id=lead.crm_id, history=entry.history if entry else "",
+                      unseen=entry.unseen if entry else "")  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -277,20 +283,55 @@ class Ledger:
         """
         lead = outcome.lead
         before = self._entries.get(lead.key)
+        abandoned = f"{outcome.abandoned_at:.3f}" if outcome.abandoned_at else ""
         entry = Entry(lead.key, lead.row, lead.phone, outcome.status, outcome.call_id,
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
                       utc_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
-                      lead.crm_id, history=before.history if before else "")  # fmt: skip
+                      lead.crm_id, history=before.history if before else "",
+                      abandoned_at=abandoned,
+                      unseen=before.unseen if before else "")  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
     def resolve(self, key: str, status: Status, *, call_id: str = "", error: str = "") -> None:
         """Settle an in-doubt lead: ``called`` (found), ``pending`` (proven absent), or still
-        ``in_doubt`` with a new reason."""
-        entry = replace(self._entries[key], status=status, call_id=call_id, error=error,
-                        updated_at=utc_iso())  # fmt: skip
+        ``in_doubt`` with a new reason. A lead proven absent keeps its attempt's time in
+        ``unseen``: later look-ups check that no call of it appears after all."""
+        entry = self._entries[key]
+        changes: dict[str, Any] = {"status": status, "call_id": call_id, "error": error,
+                                   "updated_at": utc_iso()}  # fmt: skip
+        if status is not Status.IN_DOUBT:
+            changes["abandoned_at"] = ""
+        if status is Status.PENDING and entry.status is Status.IN_DOUBT and entry.sent_at:
+            changes["unseen"] = f"{entry.unseen} {entry.sent_at:.3f}".strip()
+        entry = replace(entry, **changes)
         self._log(entry)
         self._write_row(entry)
+
+    def record_late_calls(
+        self, key: str, found: list[tuple[str, str]], *, unseen: str, call_id: str | None = None
+    ) -> None:
+        """Calls that attempts shown absent created after all, found by a later look-up:
+        ``(call id, created)`` each. With ``call_id`` the lead was not dialed again yet: it is
+        ``called`` with that call. Every other found call rang the lead a second time: it goes
+        into ``history`` as ``rang-twice``. ``unseen`` is what is left to watch for."""
+        entry = self._entries[key]
+        items = [f"{call} {RANG_TWICE} {created or '-'}" for call, created in found
+                 if call != call_id]  # fmt: skip
+        history = "; ".join(x for x in (entry.history, *items) if x)
+        changes: dict[str, Any] = {"history": history, "unseen": unseen, "updated_at": utc_iso()}
+        if call_id is not None:
+            changes |= {"status": Status.CALLED, "call_id": call_id, "abandoned_at": "",
+                        "error": "its earlier attempt, shown absent before, was listed later: "
+                                 "called once, not dialed again"}  # fmt: skip
+        entry = replace(entry, **changes)
+        self._log(entry)
+        self._write_row(entry)
+
+    def suspects(self, *, since: float) -> list[Entry]:
+        """Leads with an attempt shown absent since ``since`` whose call might still appear:
+        only a lead sent to since then can have one, so only those entries are built."""
+        return [e for e in self._entries.sent_entries_since(since) if e.unseen]
 
     def record_call_outcome(
         self, key: str, outcome: str, *, duration: str = "", summary: str = "", at: str = ""
@@ -319,7 +360,8 @@ class Ledger:
         return Entry(lead.key, lead.row, lead.phone, Status.DIALING,
                      attempts=before.attempts if before else 0, updated_at=utc_iso(),
                      sent_at=time.time(), crm_id=lead.crm_id,
-                     history=before.history if before else "")  # fmt: skip
+                     history=before.history if before else "",
+                     unseen=before.unseen if before else "")  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
         """Append one state line to the journal (written and flushed, not yet fsynced)."""

@@ -71,6 +71,14 @@ class Outcome:
     attempts: int = 0
     error: str = ""
     sent_at: float = 0.0  # wall time the last request left (0: none sent)
+    abandoned_at: float = 0.0  # in doubt: wall time the dialer gave up on the answer
+
+
+def per_minute(count: int, span: float) -> float:
+    """A sustained rate, ``count`` events over ``span`` seconds, as events per started minute:
+    ``count`` over the number of 60 s windows the span touches. It never exceeds a per-minute
+    limit that every 60 s window kept (300 calls in 130 s at 100 a minute: 100, not 138)."""
+    return count / (int(max(span, 0.0) // 60) + 1)
 
 
 class Subset(Sequence[Lead]):

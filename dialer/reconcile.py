@@ -2,22 +2,26 @@
 
 A lead is in doubt when its ``POST /call`` may have reached the API but no answer came back
 (a read timeout, a dropped connection, a 5xx, a crash between intent and answer). The API has
-no idempotency key, so the only way to know is to list the playbook's calls since just before
-the attempt and look for the lead's phone:
+no idempotency key and may create a call well after the request (a queue, a slow backend), so
+the only way to know is to list the playbook's calls and look for the lead's phone:
 
 * found        -> ``called``, with the listed call's id;
-* not found    -> ``pending`` (proven absent: safe to dial again), but only once ``grace``
-                  seconds have passed since the attempt, so a call still being created is
-                  not mistaken for a missing one;
+* not found    -> ``pending`` (proven absent: safe to dial again), but only when the listing
+                  was taken ``grace`` seconds or more after the dialer gave up on the answer
+                  (``Entry.abandoned_at``); before that it proves nothing: ``Waiting``;
 * no listing   -> stays ``in_doubt`` (errors, 404, an unreadable answer): never redialed
                   unless the user says so (``--redial-in-doubt``).
 
+A lead shown absent keeps that attempt's time (``Entry.unseen``) for a day: the same listing
+then also looks for a call that attempt created after all. Before the lead is dialed again that
+call settles it (``Late``, called once); after, it is a second call: the phone rang twice, and
+the verdict says so, so that the user learns it from the dialer.
+
 The window starts a whole day before the earliest attempt (``startDate`` as a date), since the
-API does not say which time zone it reads dates in; a listed call counts as this attempt's only
+API does not say which time zone it reads dates in; a listed call counts as an attempt's only
 if it was created after the attempt, less that same time-zone slack when its time carries no
 offset, and never one of a recycled lead's earlier calls. A false "found" can only ever stop
-a redial, never cause one. The look-up shares the
-rate limiter with dialing.
+a redial, never cause one. The look-up shares the rate limiter with dialing.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from dialer.errors import NotSent, RateLimited, SendError
 from dialer.limits import SlidingWindows
-from dialer.results import Entry
+from dialer.model import Status
+from dialer.results import Entry, parse_utc, utc_iso
 
 ListCalls = Callable[[Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
 Sleep = Callable[[float], Awaitable[None]]
@@ -43,11 +48,15 @@ Sleep = Callable[[float], Awaitable[None]]
 TZ_SLACK = 14 * 3600.0
 # How far apart two clocks may be when the listed time carries its offset.
 CLOCK_SLACK = 120.0
+# How long an attempt shown absent is watched for a late call.
+UNSEEN_HORIZON = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     call_id: str
+    late: tuple[tuple[str, str], ...] = ()  # (id, created) of calls that rang it twice
+    unseen: str = ""  # the absent attempts still watched
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +65,40 @@ class Absent:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """Not listed yet, but the grace is not over: absence proves nothing yet."""
+
+    until: float  # unix time the grace ends
+
+
+@dataclass(frozen=True, slots=True)
 class Undecided:
     reason: str
 
 
-Verdict = Found | Absent | Undecided
+@dataclass(frozen=True, slots=True)
+class Late:
+    """A lead with attempts shown absent (not in doubt now): what the listing found of them.
+    ``call_id`` set: the lead was not dialed again yet, and that call settles it. ``late``:
+    calls that rang it a second time. ``unseen``: the attempts still watched."""
+
+    late: tuple[tuple[str, str], ...]
+    unseen: str
+    call_id: str | None = None
+
+
+Verdict = Found | Absent | Waiting | Undecided | Late
+
+
+def grace_ends(entry: Entry, grace: float) -> float:
+    """When ``grace`` is over for an in-doubt entry: counted from when the dialer gave up on
+    the answer; for an entry from before that was recorded, from its last update."""
+    if entry.abandoned_at:
+        return float(entry.abandoned_at) + grace
+    updated = parse_utc(entry.updated_at) if entry.updated_at else None
+    if updated is not None:
+        return updated.timestamp() + 1.0 + grace  # written to the second: round up
+    return entry.sent_at + grace
 
 
 async def reconcile(
@@ -69,29 +107,37 @@ async def reconcile(
     *,
     playbook_id: str,
     limiter: SlidingWindows,
-    grace: float = 15.0,
+    grace: float = 300.0,
     clock: Callable[[], float] = time.time,
     sleep: Sleep = asyncio.sleep,
 ) -> dict[str, Verdict]:
-    """A verdict for each in-doubt entry, keyed by the entry's key. One listing for all."""
+    """A verdict for each entry (in doubt, or with attempts shown absent), keyed by the
+    entry's key. One listing for all; it never waits for a grace (``Waiting`` says so)."""
     entries = list(entries)
     if not entries:
         return {}
-    known = [e.sent_at for e in entries if e.sent_at > 0]
-    if known and (wait := max(known) + grace - clock()) > 0:
-        await sleep(wait)  # let the youngest attempt's call appear before calling it absent
+    times = [t for e in entries for t in _attempt_times(e)]
     query = {"playbook_id": playbook_id}
-    if len(known) == len(entries):
-        first = datetime.fromtimestamp(min(known), UTC) - timedelta(days=1)
+    if times and all(_attempt_times(e) for e in entries):
+        first = datetime.fromtimestamp(min(times), UTC) - timedelta(days=1)
         query["startDate"] = first.strftime("%Y-%m-%d")
     else:
         query["daysFromNow"] = "90"  # an attempt of unknown time: look as far back as allowed
+    listed_at = clock()  # before the request: a listing shows no call created after it
     try:
         calls = await paced_get(lambda: list_calls(query), limiter=limiter, sleep=sleep)
     except SendError as exc:
         reason = f"could not list calls to check ({exc}): the call may have been placed"
-        return {e.key: Undecided(reason) for e in entries}
-    return {e.key: _verdict(e, calls) for e in entries}
+        return {e.key: Undecided(reason) for e in entries if e.status is Status.IN_DOUBT}
+    return {e.key: _verdict(e, calls, listed_at=listed_at, grace=grace) for e in entries}
+
+
+def _attempt_times(entry: Entry) -> list[float]:
+    """Times of the attempts whose call the listing looks for."""
+    times = entry.unseen_times()
+    if entry.status is Status.IN_DOUBT and entry.sent_at > 0:
+        times.append(entry.sent_at)
+    return times
 
 
 async def paced_get(
@@ -123,24 +169,53 @@ async def paced_get(
     return await retrying(attempt)
 
 
-def _verdict(entry: Entry, calls: list[dict[str, Any]]) -> Verdict:
+def _verdict(entry: Entry, calls: list[dict[str, Any]], *, listed_at: float,
+             grace: float) -> Verdict:  # fmt: skip
+    times = _attempt_times(entry)
+    since = min(times) if times else 0.0
     digits = _digits(entry.phone)
-    earlier = {call_id for call_id, _, _ in entry.earlier_calls()}  # a recycled lead's
+    known = {call_id for call_id, _, _ in entry.earlier_calls()} | {entry.call_id}
     matches = []
     for call in calls:
         if _digits(str(call.get("to") or "")) != digits or not call.get("id"):
             continue
-        if str(call["id"]) in earlier:
-            continue  # an earlier attempt's call, already accounted for
+        if str(call["id"]) in known:
+            continue  # this lead's known call, or an earlier attempt's
         created, exact = created_at(call)
-        if entry.sent_at > 0 and created is not None:
+        if since > 0 and created is not None:
             slack = CLOCK_SLACK if exact else TZ_SLACK
-            if created < entry.sent_at - slack:
-                continue  # an older call to the same phone, not this attempt's
+            if created < since - slack:
+                continue  # an older call to the same phone, not one of these attempts'
         matches.append((created or 0.0, str(call["id"])))
-    if matches:
-        return Found(max(matches)[1])
-    return Absent()
+    matches.sort()
+    # Each unseen attempt made one call at most: more matches come from elsewhere.
+    watched = entry.unseen_times()
+    if entry.status is Status.IN_DOUBT:
+        if not matches:
+            ends = grace_ends(entry, grace)
+            return Absent() if listed_at >= ends else Waiting(ends)
+        newest = matches[-1]
+        late = _late(matches[:-1][-len(watched) :] if watched else [])
+        return Found(newest[1], late, _left(watched, len(late), listed_at))
+    if not matches:
+        return Late((), _left(watched, 0, listed_at))
+    if entry.status is Status.CALLED:
+        late = _late(matches[-len(watched) :])
+        return Late(late, _left(watched, len(late), listed_at))
+    # Shown absent and not dialed again yet: its own late call settles it.
+    late = _late(matches[-len(watched) :])
+    return Late(late, _left(watched, len(late), listed_at), call_id=late[-1][0])
+
+
+def _late(matches: list[tuple[float, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((call_id, utc_iso(created) if created else "") for created, call_id in matches)
+
+
+def _left(watched: list[float], found: int, now: float) -> str:
+    """The attempts still watched: those not accounted for by a found call (oldest first),
+    and not older than the horizon."""
+    left = watched[found:]
+    return " ".join(f"{t:.3f}" for t in left if t >= now - UNSEEN_HORIZON)
 
 
 def _digits(phone: str) -> str:

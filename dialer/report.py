@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ from dialer.errors import ConfigError
 from dialer.ledger import read_runs, read_state
 from dialer.loader import LoadResult
 from dialer.model import Status
+from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
 
@@ -116,6 +118,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
+    if summary.rang_twice:
+        lines.append(
+            f"WARNING: {plural(summary.rang_twice, 'person')} rang twice: a call whose answer "
+            "was lost was created after all, after the lead had been shown absent and dialed "
+            "again. Both call ids are in the lead's history (rang-twice); a longer "
+            "--in-doubt-grace prevents it."
+        )
     if summary.reconciled:
         r = summary.reconciled
         lines.append(
@@ -123,6 +132,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
             f"{r.get('found', 0):,} found (called), {r.get('absent', 0):,} not placed "
             f"(dialed again), {r.get('undecided', 0):,} undecided."
         )
+    if summary.found_late:
+        lines.append(
+            f"{plural(summary.found_late, 'lead')} shown absent earlier turned out to be called "
+            "(their call was listed late): recorded as called, not dialed again."
+        )
+    if summary.waited:
+        lines.append(f"Waited {_duration(summary.waited)} for in-doubt leads' grace to end.")
     if summary.synced:
         synced = sum(summary.synced.values())
         lines.append(f"Synced {plural(synced, 'call outcome')}: {_outcomes(summary.synced)}.")
@@ -142,14 +158,38 @@ def summary_lines(summary: RunSummary) -> list[str]:
     elif summary.not_started:
         left = plural(summary.not_started, "lead")
         lines.append(f"{left} not dialed yet: run the same command again.")
-    if summary.in_doubt:
+    if summary.waiting:
         lines.append(
-            f"{plural(summary.in_doubt, 'lead')} in doubt (their call may have been placed and the "
-            "API would not say): check them in the Meetzy dashboard, then rerun with "
-            "--redial-in-doubt if they were not called."
+            f"{plural(summary.waiting, 'lead')} in doubt wait for their grace to end (their "
+            "answer was lost and their call may still be created): run the same command after "
+            f"{summary.waiting_until}; it looks them up and dials only those still not listed. "
+            "Do not dial them by hand."
+        )
+    if summary.in_doubt > summary.waiting:
+        lines.append(
+            f"{plural(summary.in_doubt - summary.waiting, 'lead')} in doubt (their call may have "
+            "been placed and the API would not say): check them in the Meetzy dashboard, then "
+            "rerun with --redial-in-doubt if they were not called."
         )
     lines.append(f"Results: {summary.output}")
     return lines
+
+
+def wait_line(leads: int, seconds: float) -> str:
+    """What a run says before it waits for in-doubt leads' grace to end."""
+    return (
+        f"Waiting {_duration(seconds)} for {plural(leads, 'lead')} in doubt: a call created late "
+        "must have time to show in GET /calls before a lead is dialed again "
+        "(Ctrl-C leaves them for the next run)."
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``"4 min 52 s"``, ``"3 s"``, ``"0.4 s"``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def sync_lines(summary: SyncSummary) -> list[str]:
@@ -216,6 +256,14 @@ def status_lines(results: str | Path) -> list[str]:
             f"{last.get('elapsed', 0):.1f} s: {done}, "
             f"{last.get('calls_per_minute', 0):,.1f} calls/min; {plural(len(runs), 'run')} in all"
         )
+    twice = [e for e in state.values() if e.history and e.rang_twice]
+    if twice:
+        lines.append(
+            f"WARNING: {plural(len(twice), 'person')} rang twice (a lost answer's call was "
+            "created after the lead was dialed again): rows "
+            + ", ".join(str(e.row) for e in sorted(twice, key=lambda e: e.row)[:REJECTS_SHOWN])
+            + (" ..." if len(twice) > REJECTS_SHOWN else "")
+        )
     outcomes: dict[str, int] = {}
     for entry in state.values():
         if entry.status is Status.CALLED:
@@ -231,10 +279,18 @@ def status_lines(results: str | Path) -> list[str]:
         (e for e in state.values() if e.status in (Status.IN_DOUBT, Status.DIALING)),
         key=lambda e: e.row,
     )
+    grace = float((runs[-1].get("settings") or {}).get("in_doubt_grace", 300.0) if runs else 300.0)
+    now = time.time()
+    waiting = [e for e in doubtful if e.status is Status.DIALING or grace_ends(e, grace) > now]
+    waits = {e.key for e in waiting}
     why = "interrupted between the intent and the answer"
     lines += _listing(
+        "In doubt, waiting for their grace to end (the next run looks them up; dial none by hand)",
+        [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in waiting],
+    )
+    lines += _listing(
         "In doubt, a person should check",
-        [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in doubtful],
+        [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in doubtful if e.key not in waits],
     )
     return lines
 

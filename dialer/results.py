@@ -33,6 +33,8 @@ FINAL_OUTCOMES = frozenset(
      "wrong-phone-format"}
 )  # fmt: skip
 # A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+# The ``history`` outcome of a call found late, after the lead was dialed again.
+RANG_TWICE = "rang-twice"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
 
@@ -58,13 +60,30 @@ class Entry:
     summary: str = ""
     outcome_at: str = ""
     # Earlier attempts of a recycled lead, oldest first: "call_id outcome outcome_at" items
-    # joined by "; ". The current attempt is ``call_id``/``outcome``.
+    # joined by "; ". The current attempt is ``call_id``/``outcome``. An item whose outcome is
+    # ``rang-twice`` is a call a lost answer created after all, found once the lead had been
+    # dialed again: that person's phone rang twice.
     history: str = ""
+    # In doubt: when the dialer gave up on the answer (unix seconds as text; "" unknown). The
+    # grace is counted from it. Kept in the journal, not a results column.
+    abandoned_at: str = ""
+    # Unix times (as text, space-separated) of earlier attempts that a listing showed absent:
+    # a call created very late could still appear; later look-ups check for it.
+    unseen: str = ""
 
     @property
     def calls(self) -> int:
         """Calls the API created for this lead: the earlier attempts plus the current one."""
         return len(self.earlier_calls()) + (1 if self.call_id else 0)
+
+    @property
+    def rang_twice(self) -> int:
+        """Calls found to have rung this lead a second time (a lost answer's late call)."""
+        return sum(outcome == RANG_TWICE for _, outcome, _ in self.earlier_calls())
+
+    def unseen_times(self) -> list[float]:
+        """The attempts a listing showed absent whose call could still appear, oldest first."""
+        return sorted(float(t) for t in self.unseen.split())
 
     def earlier_calls(self) -> list[tuple[str, str, str]]:
         """``(call_id, outcome, outcome_at)`` of each earlier attempt, oldest first."""

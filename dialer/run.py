@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,8 @@ from dialer.dispatcher import RetryPolicy
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
-from dialer.model import Lead, Outcome, Status, Subset
+from dialer.model import Lead, Outcome, Status, Subset, per_minute
+from dialer.reconcile import grace_ends
 from dialer.results import require_results, utc_iso
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
@@ -72,11 +73,17 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
     recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
+    send_span: float = 0.0  # seconds from the first request to the last
+    waited: float = 0.0  # seconds waited for in-doubt leads' grace to end
+    waiting: int = 0  # leads in doubt whose grace is not over: the next run looks them up
+    waiting_until: str = ""  # when the last of their graces ends (UTC)
+    rang_twice: int = 0  # calls found now that rang a lead a second time (a lost answer's)
+    found_late: int = 0  # leads shown absent whose call was listed later, before any redial
 
     @property
     def calls_per_minute(self) -> float:
-        called = self.this_run.get(Status.CALLED.value, 0)
-        return called * 60.0 / self.elapsed if self.elapsed > 0 else 0.0
+        """Calls per started minute of sending: never above a per-minute limit the run kept."""
+        return per_minute(self.this_run.get(Status.CALLED.value, 0), self.send_span)
 
     @property
     def in_doubt(self) -> int:
@@ -232,11 +239,18 @@ def run_campaign(
     handle_signals: bool = False,
     durable: bool = True,
     clock: Callable[[], datetime] | None = None,
+    on_wait: Callable[[int, float], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> RunSummary:
     """Dial every lead of ``settings.leads`` that has no final result yet.
 
     First settles the leads left in doubt by earlier runs (``GET /calls``), then dials, then
-    settles this run's own in-doubt leads and dials again those proven absent.
+    settles this run's own in-doubt leads and dials again those proven absent. A lead whose
+    answer was lost is proven absent only by a listing taken ``in_doubt_grace`` seconds after
+    the dialer gave up on it; with ``settle`` the run waits for that (``on_wait(leads,
+    seconds)`` says so first) when nothing else is left, within ``--until``.
+    ``wall_clock`` and ``sleep`` (the grace's clock and wait) are injectable for tests.
 
     Raises ``InputError`` before dialing anyone, ``LedgerError``/``LedgerLocked`` before or
     while dialing, ``AuthError`` after the first 401/403 (leads in flight are recorded first),
@@ -252,7 +266,8 @@ def run_campaign(
         for lead in loaded.rejects():
             ledger.record_load(lead)
         call = call_settings(settings)
-        session = Session(settings, loaded, ledger, api_url, token, transport, retry, clock, call)
+        session = Session(settings, loaded, ledger, api_url, token, transport, retry, clock, call,
+                          wall=wall_clock, sleep=sleep, on_wait=on_wait)  # fmt: skip
 
         def announce(sess: Session) -> None:
             if on_start is not None:
@@ -270,6 +285,8 @@ def run_campaign(
             if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
                 ledger.defer(lead, "not dialed yet: the run ended first", Status.PENDING)
         counts = ledger.counts()
+        grace = settings.in_doubt_grace
+        ends = [t for e in ledger.in_doubt() if (t := grace_ends(e, grace)) > wall_clock()]
         this_run = Counter(ledger.status_of(key).value for key in session.touched)  # type: ignore[union-attr]
         not_started = len(untouched)
         if error is None and session.auth_error is not None:
@@ -297,6 +314,12 @@ def run_campaign(
             warnings=list(loaded.warnings),
             synced=dict(session.synced.outcomes) if session.synced else {},
             recycled=session.recycled,
+            send_span=max(session.last_send - session.first_send, 0.0),
+            waited=session.waited,
+            waiting=len(ends),
+            waiting_until=utc_iso(max(ends)) if ends else "",
+            rang_twice=session.rang_twice,
+            found_late=session.found_late,
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -339,6 +362,8 @@ def run_record(
         "reconciled": summary.reconciled,
         "synced": summary.synced,
         "recycled": summary.recycled,
+        "rang_twice": summary.rang_twice,
+        "waited": round(summary.waited, 3),
     }
 
 

@@ -14,7 +14,7 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,8 +29,16 @@ from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.loader import LoadResult
 from dialer.model import Lead, Outcome, Status, Subset
-from dialer.reconcile import Absent, Found, reconcile
-from dialer.results import Entry
+from dialer.reconcile import (
+    UNSEEN_HORIZON,
+    Absent,
+    Found,
+    Late,
+    Waiting,
+    grace_ends,
+    reconcile,
+)
+from dialer.results import Entry, utc_iso
 from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
 from dialer.sync import CallOutcome, SyncResult, due_under, sync_outcomes
 
@@ -52,6 +60,10 @@ class Session:
         retry: RetryPolicy | None,
         clock: Callable[[], datetime],
         call: CallSettings,
+        *,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_wait: Callable[[int, float], None] | None = None,
     ) -> None:
         self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
         self.call = call
@@ -74,6 +86,15 @@ class Session:
         self.recycled = 0  # called leads due another call (retry_outcomes), made pending again
         self.synced: SyncResult | None = None  # what --sync found
         self.clock = clock
+        self.wall = wall  # unix time, for the grace (the calling-hours ``clock`` may be moved)
+        self.sleep = sleep
+        self.on_wait = on_wait
+        self.waited = 0.0  # seconds waited for in-doubt leads' grace
+        self.rang_twice = 0  # late calls found that rang a lead a second time
+        self.found_late = 0  # leads shown absent whose call was listed later, before a redial
+        self.undecided: set[str] = set()  # keys a listing could not decide
+        self.unlisted = False  # the last look-up could not list the calls
+        self.first_send = self.last_send = 0.0
 
     async def run(
         self,
@@ -109,10 +130,14 @@ class Session:
         on_start: Callable[[Session], None] | None,
         on_outcome: Callable[[Outcome], None] | None,
     ) -> None:
-        # Leads left in doubt by an earlier run are settled before anything new is dialed.
-        await self._settle(self.ledger.in_doubt())
+        # Leads left in doubt by an earlier run are settled before anything new is dialed, and
+        # attempts shown absent lately are checked for a call created after all.
+        since = self.wall() - UNSEEN_HORIZON
+        await self._settle(self.ledger.in_doubt() + self.ledger.suspects(since=since))
         if self.settings.redial_in_doubt:
             for entry in self.ledger.in_doubt():
+                if grace_ends(entry, self.settings.in_doubt_grace) > self.wall():
+                    continue  # its call may still appear: no person can know yet either
                 why = f"redialed on request (--redial-in-doubt): {entry.error}"
                 self.ledger.resolve(entry.key, Status.PENDING, error=why)
         if self.settings.sync:
@@ -149,16 +174,52 @@ class Session:
             asyncio.get_running_loop().call_later(until, self._until_reached)
         if on_start is not None:
             on_start(self)
-        fresh = await self._dispatch(self.to_dial, on_outcome)
-        # This run's own in-doubt leads: look them up, dial again those proven absent, and
-        # look up those the redial left in doubt, a few rounds at most.
-        for _ in range(SETTLE_ROUNDS):
-            doubtful = [e for e in self.ledger.in_doubt() if e.key in fresh]
-            if not doubtful or self.stop.is_set():
-                break
-            await self._settle(doubtful)
+        deadline = None if until is None else time.monotonic() + until
+        await self._dispatch(self.to_dial, on_outcome)
+        await self._settle_the_rest(on_outcome, deadline)
+
+    async def _settle_the_rest(
+        self, on_outcome: Callable[[Outcome], None] | None, deadline: float | None
+    ) -> None:
+        """Once every lead was tried: look up the leads in doubt, dial again those proven
+        absent, and (``settle``) wait out the grace of those not listed yet, then look again;
+        a few rounds at most. A wait that would end past ``--until`` (``deadline``, monotonic)
+        is not begun, nor one after a failed listing: the next run settles them. A first
+        signal ends the wait."""
+        redials = waits = 0
+        while not self.stop.is_set():
+            doubtful = self.ledger.in_doubt()
+            if not doubtful:
+                return
+            absent = await self._settle(doubtful)
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
-            fresh = await self._dispatch(again, on_outcome)
+            again += self._leads_of(absent - {lead.key for lead in again})
+            if again and redials < SETTLE_ROUNDS:
+                redials += 1
+                await self._dispatch(again, on_outcome)
+                continue
+            grace = self.settings.in_doubt_grace
+            ends = [t for e in self.ledger.in_doubt() if (t := grace_ends(e, grace)) > self.wall()]
+            if not ends or not self.settings.settle or waits >= SETTLE_ROUNDS or self.unlisted:
+                return
+            wait = max(ends) - self.wall()
+            if deadline is not None and time.monotonic() + wait > deadline:
+                return  # past --until: the next run settles them
+            waits += 1
+            self.waited += wait
+            if self.on_wait is not None:
+                self.on_wait(len(ends), wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=wait)
+
+    def _leads_of(self, keys: set[str]) -> list[Lead]:
+        """The dialable leads of the leads file with these keys (leads from an earlier run
+        proven absent at the end of this one, so not in ``to_dial``)."""
+        if not keys:
+            return []
+        leads = self.loaded.leads
+        return [leads[i] for i, key in self.loaded.pending_keys()
+                if key in keys and self.ledger.should_dial(leads[i])]  # fmt: skip
 
     def _recycle(self, lead: Lead) -> bool:
         """True when a called ``lead`` is due another call: it is made pending again."""
@@ -238,6 +299,8 @@ class Session:
                                 stop=self.stop, on_outcome=seen,
                                 admit=self._closed if self.hours else None)  # fmt: skip
         self.sent += result.sent
+        self.first_send = self.first_send or result.first_send
+        self.last_send = result.last_send or self.last_send
         self.rate_limited += result.rate_limited
         self.rate_lowered_to = result.lowered_to or self.rate_lowered_to
         self.auth_error = self.auth_error or result.auth_error
@@ -245,25 +308,51 @@ class Session:
         self.deferred += result.counts.get("deferred", 0)
         return done
 
-    async def _settle(self, entries: list[Entry]) -> None:
+    async def _settle(self, entries: list[Entry]) -> set[str]:
+        """Look ``entries`` up (one listing) and record each verdict; returns the keys of the
+        leads proven absent (to dial again)."""
+        absent: set[str] = set()
+        self.unlisted = False
         verdicts = await reconcile(entries, self.client.list_calls,
                                    playbook_id=self.settings.playbook, limiter=self.limiter,
-                                   grace=self.settings.in_doubt_grace)  # fmt: skip
+                                   grace=self.settings.in_doubt_grace, clock=self.wall,
+                                   sleep=self.sleep)  # fmt: skip
         for key, verdict in verdicts.items():
-            self.touched.add(key)
             before = self.ledger.get(key)
-            was = before.error if before else ""
+            was = _cause(before.error) if before else ""
+            if isinstance(verdict, Late):
+                if verdict.late or verdict.unseen != before.unseen:  # type: ignore[union-attr]
+                    self.touched.add(key)
+                    self.ledger.record_late_calls(key, list(verdict.late), unseen=verdict.unseen,
+                                                  call_id=verdict.call_id)  # fmt: skip
+                    self.rang_twice += len(verdict.late) - (verdict.call_id is not None)
+                    self.found_late += verdict.call_id is not None
+                continue
+            self.touched.add(key)
             if isinstance(verdict, Found):
                 self.reconciled["found"] += 1
                 why = f"confirmed by GET /calls after: {was}"
                 self.ledger.resolve(key, Status.CALLED, call_id=verdict.call_id, error=why)
+                if verdict.late or verdict.unseen != before.unseen:  # type: ignore[union-attr]
+                    self.ledger.record_late_calls(key, list(verdict.late), unseen=verdict.unseen)
+                    self.rang_twice += len(verdict.late)
             elif isinstance(verdict, Absent):
                 self.reconciled["absent"] += 1
                 why = f"not found by GET /calls, so not placed: {was}"
                 self.ledger.resolve(key, Status.PENDING, error=why)
+                absent.add(key)
+            elif isinstance(verdict, Waiting):
+                until = utc_iso(verdict.until)
+                why = (f"{was}; not in GET /calls yet: it may still be created, so it is "
+                       f"looked up again after {until} (the grace) before any redial")  # fmt: skip
+                self.ledger.resolve(key, Status.IN_DOUBT, error=why)
             else:
-                self.reconciled["undecided"] += 1
+                self.unlisted = True
+                if key not in self.undecided:  # counted once, however often it was tried
+                    self.undecided.add(key)
+                    self.reconciled["undecided"] += 1
                 self.ledger.resolve(key, Status.IN_DOUBT, error=verdict.reason)
+        return absent
 
 
 async def sync_ledger(
@@ -330,6 +419,11 @@ def _signals(on_first: Callable[[], None], task: asyncio.Task[Any]) -> Iterator[
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _cause(error: str) -> str:
+    """The first cause in an in-doubt lead's error, without what earlier look-ups added."""
+    return error.split("; not in GET /calls yet", 1)[0]
 
 
 def _until(settings: Settings, now: datetime) -> float | None:

@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 FAULTS = frozenset(
     {"503_before", "500_before", "500_after", "drop_after", "slow", "garbage_200", "429"}
+    | {"create_late"}
 )
 PHONE_RE = re.compile(r"\+[1-9]\d{6,14}")
 RULED_KEYS = frozenset({"phone", "playbook_id", "voice_id", "voice_model", "interrupt"})
@@ -72,6 +73,9 @@ class SimConfig:
     fault_rates: dict[str, float] = field(default_factory=dict)
     seed: int = 0
     slow_seconds: float = 30.0
+    # "create_late": the call is created this long after the POST arrived (a queue, a slow
+    # backend), and only then answered: a client that gave up first never hears of it.
+    late_seconds: float = 40.0
     playbooks: set[str] | None = None
     ring_seconds: float = 2.0
     talk_seconds: float = 5.0
@@ -275,6 +279,12 @@ class Simulator:
             refused = _error(429, "rate_limited", "too many requests", {"Retry-After": "1"})
             return self._answer(visit, refused, fault)
 
+        if fault == "create_late":
+            deadline = time.monotonic() + self.config.late_seconds
+            while (left := deadline - time.monotonic()) > 0:
+                if self._halt.is_set():  # the server is stopping: no call is created
+                    return _DroppedResponse("", media_type="application/json")
+                await asyncio.sleep(min(0.05, left))
         now = time.time()
         created = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
         call = CallRecord(

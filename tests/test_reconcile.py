@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
 from dialer.limits import SlidingWindows
 from dialer.model import Status
-from dialer.reconcile import Absent, Found, Undecided, reconcile
+from dialer.reconcile import Absent, Found, Late, Undecided, Waiting, reconcile
 from dialer.results import Entry
 from tests.conftest import FakeClock
 
@@ -133,24 +133,79 @@ def test_an_attempt_of_unknown_time_looks_back_90_days_without_a_start_date():
 # --- the grace period -------------------------------------------------------------------------
 
 
-def test_waits_until_grace_after_the_youngest_attempt():
-    entries = [entry(ANA, NOW - 30), entry(BEA, NOW - 2)]
-    _, lister, _, clock = settle(entries, [], grace=15.0)
-    assert clock.sleeps == [pytest.approx(13.0)]
-    assert lister.times == [pytest.approx(NOW - 2 + 15.0)]
+def doubt(phone: str, sent_at: float, abandoned_at: float) -> Entry:
+    return Entry(phone, 2, phone, Status.IN_DOUBT, sent_at=sent_at,
+                 abandoned_at=f"{abandoned_at:.3f}")  # fmt: skip
 
 
-def test_does_not_wait_when_every_attempt_is_older_than_grace():
-    entries = [entry(ANA, NOW - 30), entry(BEA, NOW - 15)]
-    _, lister, _, clock = settle(entries, [], grace=15.0)
-    assert clock.sleeps == []
+def test_a_listing_before_the_grace_ends_proves_nothing():
+    entries = [doubt(ANA, NOW - 60, NOW - 20), doubt(BEA, NOW - 40, NOW - 2)]
+    verdicts, lister, _, clock = settle(entries, [], grace=15.0)
+    assert verdicts == {ANA: Absent(), BEA: Waiting(pytest.approx(NOW + 13.0))}
+    assert clock.sleeps == []  # reconcile never waits: the session decides
     assert lister.times == [NOW]
 
 
-def test_does_not_wait_for_attempts_of_unknown_time():
-    _, lister, _, clock = settle([entry(ANA, 0.0)], [], grace=15.0)
-    assert clock.sleeps == []
-    assert lister.times == [NOW]
+def test_the_grace_counts_from_giving_up_on_the_answer_not_from_the_send():
+    # Sent 100 s ago, a 30 s timeout and retries: the dialer gave up only 5 s ago.
+    verdicts, _, _, _ = settle([doubt(ANA, NOW - 100, NOW - 5)], [], grace=15.0)
+    assert verdicts == {ANA: Waiting(pytest.approx(NOW + 10.0))}
+
+
+def test_a_call_listed_before_the_grace_ends_is_found_at_once():
+    listed = [{"id": "c-1", "to": ANA, "timestamp": NOW - 1}]
+    verdicts, _, _, _ = settle([doubt(ANA, NOW - 40, NOW - 2)], listed, grace=300.0)
+    assert verdicts == {ANA: Found("c-1")}
+
+
+def test_without_a_give_up_time_the_grace_counts_from_the_last_update():
+    old = Entry(ANA, 2, ANA, Status.IN_DOUBT, sent_at=NOW - 600,
+                updated_at="2023-11-14T22:13:00Z")  # 20 s before NOW  # fmt: skip
+    verdicts, _, _, _ = settle([old], [], grace=60.0)
+    assert verdicts == {ANA: Waiting(pytest.approx(NOW - 20 + 1 + 60))}
+
+
+def test_an_attempt_of_unknown_time_is_absent_once_the_grace_is_over():
+    verdicts, lister, _, clock = settle([entry(ANA, 0.0)], [], grace=15.0)
+    assert verdicts == {ANA: Absent()}
+    assert clock.sleeps == [] and lister.times == [NOW]
+
+
+# --- calls created late, after an attempt was shown absent --------------------------------------
+
+
+def test_a_late_call_of_an_attempt_shown_absent_settles_the_lead_before_any_redial():
+    shown_absent = Entry(ANA, 2, ANA, Status.PENDING, sent_at=NOW - 900,
+                         unseen=f"{NOW - 900:.3f}")  # fmt: skip
+    late = [{"id": "c-late", "to": ANA, "timestamp": NOW - 800}]
+    verdicts, lister, _, _ = settle([shown_absent], late)
+    assert verdicts == {ANA: Late((("c-late", "2023-11-14T22:00:00Z"),), "", call_id="c-late")}
+    assert lister.queries[0]["startDate"] == "2023-11-13"
+
+
+def test_a_late_call_after_the_redial_is_a_phone_that_rang_twice():
+    redialed = Entry(ANA, 2, ANA, Status.CALLED, call_id="c-redial", sent_at=NOW - 850,
+                     unseen=f"{NOW - 900:.3f}")  # fmt: skip
+    listed = [{"id": "c-redial", "to": ANA, "timestamp": NOW - 849},
+              {"id": "c-late", "to": ANA, "timestamp": NOW - 800}]  # fmt: skip
+    verdicts, _, _, _ = settle([redialed], listed)
+    assert verdicts == {ANA: Late((("c-late", "2023-11-14T22:00:00Z"),), "")}
+
+
+def test_nothing_late_yet_keeps_watching_until_the_horizon():
+    recent = Entry(ANA, 2, ANA, Status.CALLED, call_id="c-1", sent_at=NOW - 50,
+                   unseen=f"{NOW - 100:.3f} {NOW - 90000:.3f}")  # fmt: skip
+    verdicts, _, _, _ = settle([recent], [{"id": "c-1", "to": ANA, "timestamp": NOW - 49}])
+    assert verdicts == {ANA: Late((), f"{NOW - 100:.3f}")}  # the day-old attempt is dropped
+
+
+def test_in_doubt_again_with_an_earlier_absent_attempt_two_calls_mean_two_rings():
+    again = Entry(ANA, 2, ANA, Status.IN_DOUBT, sent_at=NOW - 400, abandoned_at=f"{NOW - 370}",
+                  unseen=f"{NOW - 900:.3f}")  # fmt: skip
+    listed = [{"id": "c-a", "to": ANA, "timestamp": NOW - 850},
+              {"id": "c-b", "to": ANA, "timestamp": NOW - 390}]  # fmt: skip
+    verdicts, _, _, _ = settle([again], listed)
+    assert verdicts == {ANA: Found("c-b", (("c-a", "2023-11-14T21:59:10Z"),), "")}
 
 
 # --- matching ---------------------------------------------------------------------------------
