@@ -43,6 +43,10 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def _people(count: int) -> str:
+    return f"{count:,} {'person' if count == 1 else 'people'}"
+
+
 def plan_lines(plan: Plan, *, output: str) -> list[str]:
     """The dry run's preview: what was read, what would be sent, what was rejected and why."""
     load = plan.load
@@ -120,7 +124,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     ]
     if summary.rang_twice:
         lines.append(
-            f"WARNING: {plural(summary.rang_twice, 'person')} rang twice: a call whose answer "
+            f"WARNING: {_people(summary.rang_twice)} rang twice: a call whose answer "
             "was lost was created after all, after the lead had been shown absent and dialed "
             "again. Both call ids are in the lead's history (rang-twice); a longer "
             "--in-doubt-grace prevents it."
@@ -259,7 +263,7 @@ def status_lines(results: str | Path) -> list[str]:
     twice = [e for e in state.values() if e.history and e.rang_twice]
     if twice:
         lines.append(
-            f"WARNING: {plural(len(twice), 'person')} rang twice (a lost answer's call was "
+            f"WARNING: {_people(len(twice))} rang twice (a lost answer's call was "
             "created after the lead was dialed again): rows "
             + ", ".join(str(e.row) for e in sorted(twice, key=lambda e: e.row)[:REJECTS_SHOWN])
             + (" ..." if len(twice) > REJECTS_SHOWN else "")

@@ -206,11 +206,12 @@ class Session:
             if deadline is not None and time.monotonic() + wait > deadline:
                 return  # past --until: the next run settles them
             waits += 1
-            self.waited += wait
             if self.on_wait is not None:
                 self.on_wait(len(ends), wait)
+            began = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), timeout=wait)
+            self.waited += time.monotonic() - began
 
     def _leads_of(self, keys: set[str]) -> list[Lead]:
         """The dialable leads of the leads file with these keys (leads from an earlier run
@@ -322,7 +323,8 @@ class Session:
             was = _cause(before.error) if before else ""
             if isinstance(verdict, Late):
                 if verdict.late or verdict.unseen != before.unseen:  # type: ignore[union-attr]
-                    self.touched.add(key)
+                    if verdict.call_id is not None:
+                        self.touched.add(key)  # settled now: called
                     self.ledger.record_late_calls(key, list(verdict.late), unseen=verdict.unseen,
                                                   call_id=verdict.call_id)  # fmt: skip
                     self.rang_twice += len(verdict.late) - (verdict.call_id is not None)
