@@ -323,3 +323,43 @@ def test_a_disk_that_fills_mid_run_exits_4_and_a_rerun_after_freeing_it_finishes
     rows = {r["phone"]: r for r in read_rows(out)}
     assert {p: r["status"] for p, r in rows.items()} == dict.fromkeys(phones, "called")
     assert {p: r["call_id"] for p, r in rows.items()} == {c.phone: c.id for c in sim.calls}
+
+
+# --- outputs the user names: a clear line, no half-written file -------------------------------
+
+FULL = Path("/dev/full")  # every write to it fails with ENOSPC
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
+def test_rejects_on_a_full_disk_is_one_line_and_nobody_is_dialed(sim, tmp_path):
+    sim.config.per_second = sim.config.per_minute = None
+    phones = mobiles(4)
+    leads = write_leads(tmp_path / "leads.csv", [*phones, "12345"])  # one invalid row
+    flags = ["--playbook", "pb", "--max-per-minute", "1000"]
+    proc = run_cli("run", str(leads), *flags, "--rejects", str(FULL), url=sim.url)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot write --rejects {FULL}: No space left on device: "
+        "free some space or choose another file"
+    ]
+    assert sim.calls == []  # the list is written before anyone is dialed
+    again = run_cli("run", str(leads), *flags, url=sim.url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(phones)
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full on this system")
+def test_a_log_file_on_a_full_disk_is_one_line_after_a_finished_run(sim, tmp_path):
+    sim.config.per_second = sim.config.per_minute = None
+    phones = mobiles(4)
+    leads = write_leads(tmp_path / "leads.csv", phones)
+    flags = ["--playbook", "pb", "--max-per-minute", "1000"]
+    proc = run_cli("run", str(leads), *flags, "--log-file", str(FULL), url=sim.url)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot write --log-file {FULL}: No space left on device: the run itself "
+        "ended and its results are saved; free some space or choose another file"
+    ]
+    assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(phones)
+    rows = read_rows(tmp_path / "leads.results.csv")
+    assert sorted(r["status"] for r in rows) == ["called"] * 4
