@@ -238,7 +238,10 @@ class Ledger:
             raise self.failure
 
     def _take_lock(self) -> None:
-        self.results.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.results.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(self.results.parent, exc, doing="create the folder") from exc
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -251,7 +254,7 @@ class Ledger:
                 "wait for it to finish; nothing was touched"
             ) from None
         except OSError as exc:
-            raise LedgerError(f"cannot lock {self.results}: {exc.strerror}") from exc
+            raise write_failed(lock_path(self.results), exc, doing="lock") from exc
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_iso()}
         try:  # only tells a second run who holds the lock: a failure here is no error
             self._info.write_text(json.dumps(info), encoding="utf-8")

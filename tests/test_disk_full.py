@@ -363,3 +363,28 @@ def test_a_log_file_on_a_full_disk_is_one_line_after_a_finished_run(sim, tmp_pat
     assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(phones)
     rows = read_rows(tmp_path / "leads.results.csv")
     assert sorted(r["status"] for r in rows) == ["called"] * 4
+
+
+def test_a_disk_gone_read_only_between_runs_exits_4_and_says_what_to_do(sim, tmp_path, small_disk):
+    sim.config.per_second = sim.config.per_minute = None
+    phones = mobiles(6)
+    leads = write_leads(tmp_path / "leads.csv", phones[:3])
+    out = small_disk / "leads.results.csv"
+    flags = ["--playbook", "pb", "--output", str(out), "--max-per-minute", "1000"]
+    assert run_cli("run", str(leads), *flags, url=sim.url).returncode == 0
+    write_leads(leads, phones)  # three more leads, and the disk turns read-only
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True, timeout=10)
+    proc = run_cli("run", str(leads), *flags, url=sim.url)
+    assert proc.returncode == EXIT_LEDGER, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot lock {out}.lock: Read-only file system: make it writable and run the "
+        "same command again; nobody is dialed twice (calls that may have started are looked "
+        "up first)"
+    ]
+    assert len(sim.calls) == 3
+    status = run_cli("status", str(out))
+    assert status.returncode == 0 and "3 leads: 3 called" in status.stdout, status.stdout
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True, timeout=10)
+    again = run_cli("run", str(leads), *flags, url=sim.url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(phones)
