@@ -388,3 +388,26 @@ def test_a_disk_gone_read_only_between_runs_exits_4_and_says_what_to_do(sim, tmp
     again = run_cli("run", str(leads), *flags, url=sim.url)
     assert again.returncode == 0, again.stdout + again.stderr
     assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(phones)
+
+
+def test_a_full_disk_during_sync_is_one_ledger_error_and_the_next_sync_records_all(
+    sim, tmp_path, monkeypatch
+):
+    from dialer.run import sync_campaign
+
+    sim.config.per_second = sim.config.per_minute = None
+    sim.config.ring_seconds = sim.config.talk_seconds = 0.01
+    phones = mobiles(LEADS)
+    settings = _settings(tmp_path, phones)
+    _run(sim, settings)
+    time.sleep(0.1)  # every call is over
+    out = settings.output
+    disk = DiskFull(monkeypatch, "write", "leads.results.csv", 4)
+    with pytest.raises(LedgerError, match=r"cannot write .*leads\.results\.csv: No space left"):
+        sync_campaign(out, api_url=sim.url, token=TOKEN, max_per_minute=6000)
+    disk.active = False
+    _assert_whole_and_unlocked(out)
+    sync_campaign(out, api_url=sim.url, token=TOKEN, max_per_minute=6000)
+    entries = read_results(out)
+    assert all(e.outcome for e in entries) and len(entries) == LEADS
+    _assert_finished_once(sim, out, phones)
