@@ -160,8 +160,11 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
     info = {name: getattr(loaded, name) for name in ("phone_column", "param_names", "encoding",
             "delimiter", "warnings", "id_column", "sheet")}  # fmt: skip
     header = {"kind": "leads", "key": loaded.cache_key, "load": info}
-    with contextlib.suppress(OSError):
+    try:
         write_parts(leads_cache_path(results), header, loaded.leads.dump(), durable)
+    except OSError:  # a full disk, say: no cache, and the stale one goes (it saves nothing)
+        with contextlib.suppress(OSError):
+            leads_cache_path(results).unlink()
 
 
 # --- the ledger's state, compactly ------------------------------------------------------------

@@ -39,6 +39,7 @@ from dialer.errors import (
     ConfigError,
     DialerError,
 )
+from dialer.ledger import append_whole
 from dialer.model import Outcome, per_minute
 from dialer.report import (
     counts_phrase,
@@ -366,11 +367,14 @@ def _test_clock() -> Callable[[], datetime] | None:
 
 
 def _append_log(path: str, lines: list[str]) -> None:
+    """Append the summary whole, or not at all (a full disk leaves no half of it)."""
     try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
+        append_whole(Path(path), "".join(line + "\n" for line in lines).encode())
     except OSError as exc:
-        raise ConfigError(f"cannot write --log-file {path}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot write --log-file {path}: {exc.strerror or exc}: the run itself ended "
+            "and its results are saved; free some space or choose another file"
+        ) from exc
 
 
 @cli.command()

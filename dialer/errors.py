@@ -25,6 +25,9 @@ never carry the token.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 # Documented exit codes (README "Exit codes" lists the same table).
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -129,6 +132,24 @@ class LedgerLocked(LedgerError):
     """Another run holds the lock on this campaign's results."""
 
     exit_code = EXIT_LOCKED
+
+
+def write_failed(path: str | Path, exc: OSError, *, doing: str = "write") -> LedgerError:
+    """The one line for a campaign file the OS would not let us write (a full disk, a quota,
+    a read-only or failing disk): the file, the cause in words, and safe advice. Rerunning is
+    safe: every intent was made durable before its ``POST``, and a call whose outcome could
+    not be written is looked up (``GET /calls``), never dialed again blindly."""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "make it writable"
+    else:
+        fix = "check the disk"
+    return LedgerError(
+        f"cannot {doing} {path}: {cause}: {fix} and run the same command again; "
+        "nobody is dialed twice (calls that may have started are looked up first)"
+    )
 
 
 class Stopped(DialerError):

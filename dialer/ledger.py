@@ -21,8 +21,14 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
 
 An intent with no outcome after it means the process died between deciding to dial and
 learning the answer: the phone may have rung, so the lead is ``in_doubt`` and is not dialed
-again blindly. Only this module writes these files (the results CSV's format lives in
-``results``, a journal line's in ``journal``, the snapshot's in ``cache``).
+again blindly.
+
+A write the OS refuses (a full disk, a quota, a read-only or failing disk) stops the run with
+ONE ``LedgerError`` naming the file; the first such error is the ledger's ``failure``: every
+later write raises it again (nothing is dialed after it), and ``close`` reports nothing more.
+An append that fails part-way is cut back off (truncating needs no space), so the journal and
+the results CSV stay whole lines. Only this module writes these files (the results CSV's
+format lives in ``results``, a journal line's in ``journal``, the snapshot's in ``cache``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import errno
+import io
 import json
 import os
 import socket
@@ -38,7 +46,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import filelock
 
@@ -50,7 +58,7 @@ from dialer.cache import (
     state_path,
     write_parts,
 )
-from dialer.errors import LedgerError, LedgerLocked
+from dialer.errors import LedgerError, LedgerLocked, write_failed
 from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
@@ -72,6 +80,57 @@ def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
 
 
+class Appender:
+    """A file appended to with ``os.write``, unbuffered: each ``append`` is written whole or,
+    when the OS refuses part of it (no space left), cut back off, so the file never ends in a
+    torn line. One writer at a time (the run lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(path, flags, 0o666)
+        try:
+            self.size = os.fstat(self.fd).st_size
+        except OSError:
+            os.close(self.fd)
+            raise
+
+    def append(self, data: bytes) -> None:
+        """Write ``data`` at the end; raises ``OSError`` with the file as it was before."""
+        before, view = self.size, memoryview(data)
+        try:
+            while view:
+                written = os.write(self.fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, before)  # a torn line cut off: needs no free space
+            raise
+        self.size = before + len(data)
+
+    def fsync(self) -> None:
+        os.fsync(self.fd)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` whole or not at all (see ``Appender``); raises ``OSError``."""
+    appender = Appender(path)
+    try:
+        appender.append(data)
+    finally:
+        appender.close()
+
+
 class Ledger:
     """One campaign's results, journal and lock. Use as a context manager around a run."""
 
@@ -89,12 +148,15 @@ class Ledger:
             lock_path(self.results), timeout=0, preserve_lock_file=True, fallback_to_soft=False
         )
         self._info = self.results.with_name(self.results.name + ".lock.info")
-        self._journal_file: IO[str] | None = None
-        self._results_file: IO[str] | None = None
-        self._results_writer: Any = None
+        self._journal_file: Appender | None = None
+        self._results_file: Appender | None = None
+        self._row = io.StringIO()  # one results row, as the csv module writes it
+        self._results_writer = csv.writer(self._row, lineterminator="\r\n")
         self._written = self._synced = 0  # journal lines written / known durable
         self._sync_lock = asyncio.Lock()
         self.torn_tail = False  # the journal's last line was torn by a crash and ignored
+        # The first write the OS refused: raised again by every later write, never by close.
+        self.failure: LedgerError | None = None
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -102,8 +164,8 @@ class Ledger:
         self.open()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        self.close(quiet=exc_type is not None)
 
     def open(self) -> None:
         """Take the lock, then read the results CSV and replay the journal over it (from the
@@ -125,32 +187,66 @@ class Ledger:
             if crashed:
                 self._fsync()
             self._results_file = self._open_append(self.results)
-            self._results_writer = csv.writer(self._results_file, lineterminator="\r\n")
-            if self.results.stat().st_size == 0:
-                self._results_file.write("\ufeff")  # a BOM, so Excel reads UTF-8 accents right
-                self._results_writer.writerow(RESULT_COLUMNS)
-                self._results_file.flush()
+            if self._results_file.size == 0:
+                # A BOM, so Excel reads UTF-8 accents right, and the header.
+                self._append_row(RESULT_COLUMNS, prefix="\ufeff")
         except BaseException:
+            self._close_files()
             self._release_lock()
             raise
 
-    def close(self) -> None:
-        """Compact the results CSV to one row per lead, atomically, and release the lock."""
+    def close(self, *, quiet: bool = False) -> None:
+        """Make the journal durable, compact the results CSV to one row per lead (atomically),
+        save the snapshot and release the lock, whatever fails on the way.
+
+        Raises the ``LedgerError`` of a write that fails here, unless a write failed earlier
+        (that first error is the one reported: the caller has it) or ``quiet`` (an exception
+        is already on its way). The files stay readable either way: a compaction that cannot
+        be written leaves the appended results CSV, whole, in place."""
+        earlier = self.failure
+        error: LedgerError | None = None
         try:
-            if self._journal_file is not None:
-                self._fsync()
-            for handle in (self._journal_file, self._results_file):
-                if handle is not None:
-                    handle.close()
-            self._journal_file = self._results_file = None
+            if self._journal_file is not None and earlier is None:
+                try:
+                    self._fsync()
+                except LedgerError as exc:
+                    error = exc
+            self._close_files()
             if self._lock.is_locked:
-                self._compact()
+                try:
+                    self._compact()
+                except LedgerError as exc:
+                    error = error or exc
                 self._save_snapshot()
         finally:
             self._release_lock()
+        if error is not None and earlier is None and not quiet:
+            raise error
+
+    def _close_files(self) -> None:
+        for handle in (self._journal_file, self._results_file):
+            if handle is not None:
+                with contextlib.suppress(OSError):  # nothing is buffered: nothing is lost
+                    handle.close()
+        self._journal_file = self._results_file = None
+
+    def _failed(self, path: Path, exc: OSError, doing: str = "write") -> LedgerError:
+        """The ``LedgerError`` for a refused write; the first one becomes ``failure``."""
+        error = write_failed(path, exc, doing=doing)
+        if self.failure is None:
+            self.failure = error
+        return error
+
+    def _check_writable(self) -> None:
+        """After a refused write, nothing more is written (nor dialed): the first error again."""
+        if self.failure is not None:
+            raise self.failure
 
     def _take_lock(self) -> None:
-        self.results.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.results.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failed(self.results.parent, exc, doing="create the folder") from exc
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -163,20 +259,23 @@ class Ledger:
                 "wait for it to finish; nothing was touched"
             ) from None
         except OSError as exc:
-            raise LedgerError(f"cannot lock {self.results}: {exc.strerror}") from exc
+            raise write_failed(lock_path(self.results), exc, doing="lock") from exc
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_iso()}
-        with contextlib.suppress(OSError):
+        try:  # only tells a second run who holds the lock: a failure here is no error
             self._info.write_text(json.dumps(info), encoding="utf-8")
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._info.unlink()  # torn or stale: it would name the wrong holder
 
     def _release_lock(self) -> None:
         if self._lock.is_locked:
             self._lock.release()
 
-    def _open_append(self, path: Path) -> IO[str]:
+    def _open_append(self, path: Path) -> Appender:
         try:
-            return open(path, "a", encoding="utf-8", newline="")
+            return Appender(path)
         except OSError as exc:
-            raise LedgerError(f"cannot write {path}: {exc.strerror}") from exc
+            raise self._failed(path, exc) from exc
 
     # --- reading the state ----------------------------------------------------------------
 
@@ -364,30 +463,33 @@ class Ledger:
                      unseen=before.unseen if before else "")  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
-        """Append one state line to the journal (written and flushed, not yet fsynced)."""
+        """Append one state line to the journal (written whole, not yet fsynced)."""
+        self._check_writable()
         if self._journal_file is None:
             raise LedgerError("the ledger is not open")
         try:
-            self._journal_file.write(encode_line(entry))
-            self._journal_file.flush()
+            self._journal_file.append(encode_line(entry).encode())
         except OSError as exc:
-            raise LedgerError(f"cannot write the journal {self.journal}: {exc.strerror}") from exc
+            raise self._failed(self.journal, exc, "write the journal") from exc
         self._written += 1
         self._entries[entry.key] = entry
 
     def _fsync(self) -> None:
+        self._check_writable()
         if self._journal_file is None or not self.durable:
             return
         try:
-            os.fsync(self._journal_file.fileno())
+            self._journal_file.fsync()
         except OSError as exc:
             # A failed fsync may have dropped the data: retrying it proves nothing. Stop.
-            raise LedgerError(f"cannot sync the journal {self.journal}: {exc.strerror}") from exc
+            raise self._failed(self.journal, exc, "sync the journal") from exc
 
     async def sync(self) -> None:
-        """Make every line written so far durable; callers waiting together share one fsync."""
+        """Make every line written so far durable; callers waiting together share one fsync.
+        After a refused write or fsync, every caller gets that error: nobody is dialed."""
         target = self._written
         async with self._sync_lock:
+            self._check_writable()
             if self._synced >= target:
                 return  # an fsync that started after our write already covered it
             upto = self._written
@@ -395,13 +497,21 @@ class Ledger:
             self._synced = upto
 
     def _write_row(self, entry: Entry) -> None:
+        self._check_writable()
+        self._append_row(row_cells(entry))
+
+    def _append_row(self, cells: list[str], prefix: str = "") -> None:
+        """Append one results row whole (a refused write leaves the file as it was)."""
         if self._results_file is None:
             raise LedgerError("the ledger is not open")
+        self._row.seek(0)
+        self._row.truncate()
+        self._row.write(prefix)
+        self._results_writer.writerow(cells)
         try:
-            self._results_writer.writerow(row_cells(entry))
-            self._results_file.flush()
+            self._results_file.append(self._row.getvalue().encode())
         except OSError as exc:
-            raise LedgerError(f"cannot write {self.results}: {exc.strerror}") from exc
+            raise self._failed(self.results, exc) from exc
 
     def _read_journal(self, start: int = 0) -> list[Entry]:
         records, good, size = read_journal(self.journal, start=start)
@@ -412,21 +522,26 @@ class Ledger:
             try:
                 os.truncate(self.journal, good)
             except OSError as exc:
-                raise LedgerError(f"cannot repair {self.journal}: {exc.strerror}") from exc
+                raise self._failed(self.journal, exc, "repair the journal") from exc
         return records
 
     def log_run(self, record: Mapping[str, Any]) -> None:
-        """Append one run's audit record to ``<results>.runs.jsonl``."""
+        """Append one run's audit record to ``<results>.runs.jsonl`` (whole, or not at all)."""
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+        path = runs_path(self.results)
         try:
-            with open(runs_path(self.results), "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            append_whole(path, (line + "\n").encode())
         except OSError as exc:
-            raise LedgerError(f"cannot write {runs_path(self.results)}: {exc.strerror}") from exc
+            raise self._failed(path, exc) from exc
 
     def _compact(self) -> None:
         rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
-        replace_results(self.results, rows, durable=self.durable)
+        try:
+            replace_results(self.results, rows, durable=self.durable)
+        except LedgerError as exc:
+            if self.failure is None:
+                self.failure = exc
+            raise
 
     # --- the snapshot: the replayed state, so that the next open reads only what follows -----
 

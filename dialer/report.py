@@ -227,8 +227,10 @@ def write_rejects(path: str | Path, load: LoadResult) -> int:
     and re-import (the phone column keeps its header). Returns how many rows were written."""
     rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
     columns = ["row", "status", "reason", load.phone_column, *load.param_names]
+    opened = False
     try:
         with open(path, "w", encoding="utf-8-sig", newline="") as handle:
+            opened = True
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(columns)
             for lead in rejected:
@@ -236,7 +238,13 @@ def write_rejects(path: str | Path, load: LoadResult) -> int:
                 cells += [lead.params.get(name, "") for name in load.param_names]
                 writer.writerow([safe_cell(cell) for cell in cells])
     except OSError as exc:
-        raise ConfigError(f"cannot write --rejects {path}: {exc.strerror}") from exc
+        if opened and Path(path).is_file():  # half a list (a full disk) would look whole
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+        raise ConfigError(
+            f"cannot write --rejects {path}: {exc.strerror or exc}: "
+            "free some space or choose another file"
+        ) from exc
     return len(rejected)
 
 

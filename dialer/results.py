@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from dialer.errors import ConfigError, LedgerError
+from dialer.errors import ConfigError, LedgerError, write_failed
 from dialer.model import LOAD_TIME, Status
 
 RESULT_COLUMNS = [
@@ -140,8 +140,8 @@ def replace_results(path: Path, entries: Iterable[Entry], *, durable: bool = Tru
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(RESULT_COLUMNS)
             writer.writerows(row_cells(e) for e in entries)
-    except OSError as exc:
-        raise LedgerError(f"cannot rewrite {path}: {exc.strerror}") from exc
+    except OSError as exc:  # the temp file is gone: ``path`` is as it was, whole
+        raise write_failed(path, exc) from exc
 
 
 @contextmanager

@@ -281,7 +281,7 @@ def run_campaign(
         except DialerError as exc:  # a second signal, a ledger error: still summarised below
             error = exc
         untouched = [x for x in session.to_dial if x.key not in session.touched]
-        for lead in untouched:  # stopped before their turn: a row, so status can count them
+        for lead in untouched if ledger.failure is None else ():  # after a refused write: none
             if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
                 ledger.defer(lead, "not dialed yet: the run ended first", Status.PENDING)
         counts = ledger.counts()
@@ -289,6 +289,8 @@ def run_campaign(
         ends = [t for e in ledger.in_doubt() if (t := grace_ends(e, grace)) > wall_clock()]
         this_run = Counter(ledger.status_of(key).value for key in session.touched)  # type: ignore[union-attr]
         not_started = len(untouched)
+        if error is None and ledger.failure is not None:
+            error = ledger.failure  # a refused write someone caught: still the run's error
         if error is None and session.auth_error is not None:
             error = session.auth_error
         if error is None and session.unreachable is not None:
@@ -324,7 +326,7 @@ def run_campaign(
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
         )
-        if not isinstance(error, LedgerError):
+        if not isinstance(error, LedgerError) and ledger.failure is None:
             ledger.log_run(summary.record)
     if error is not None:
         raise error
