@@ -14,7 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dialer.errors import ConfigError
-from dialer.ledger import read_runs, read_state
+from dialer.ledger import read_runs, read_state_noted
 from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.results import require_results, safe_cell
@@ -113,6 +113,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         summary.ended_by, "Done")  # fmt: skip
     rate = f", {summary.calls_per_minute:,.1f} calls/min" if summary.sent else ""
     lines = [
+        *summary.notices,
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
@@ -201,12 +202,12 @@ def status_lines(results: str | Path) -> list[str]:
     read without taking the lock (safe while a run is going on)."""
     results = Path(results)
     require_results(results)
-    state = read_state(results)
+    state, notices = read_state_noted(results)
     counts: dict[str, int] = {}
     for entry in state.values():
         status = Status.IN_DOUBT.value if entry.status is Status.DIALING else entry.status.value
         counts[status] = counts.get(status, 0) + 1
-    lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}"]
+    lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}", *notices]
     runs = [run for run in read_runs(results) if run.get("command", "run") == "run"]
     if runs:
         last = runs[-1]

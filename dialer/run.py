@@ -72,6 +72,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
     recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
+    notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
 
     @property
     def calls_per_minute(self) -> float:
@@ -247,7 +248,7 @@ def run_campaign(
     loaded = load(settings)
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
-    with Ledger(settings.output, durable=durable) as ledger:
+    with Ledger(settings.output, durable=durable, region=settings.default_region) as ledger:
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
         for lead in loaded.rejects():
             ledger.record_load(lead)
@@ -297,6 +298,7 @@ def run_campaign(
             warnings=list(loaded.warnings),
             synced=dict(session.synced.outcomes) if session.synced else {},
             recycled=session.recycled,
+            notices=list(ledger.notices),
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -339,6 +341,7 @@ def run_record(
         "reconciled": summary.reconciled,
         "synced": summary.synced,
         "recycled": summary.recycled,
+        "notices": summary.notices,
     }
 
 
