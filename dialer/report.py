@@ -157,9 +157,10 @@ def sync_lines(summary: SyncSummary) -> list[str]:
     """What ``dialer sync`` did."""
     verb = "Stopped early" if summary.stopped else "Synced"
     lines = [
+        *summary.notices,
         f"{verb} in {summary.elapsed:.1f} s: looked up {plural(summary.checked, 'call')}, "
         f"{summary.finished:,} finished, {summary.in_progress:,} still in progress"
-        + (f", {summary.failed:,} failed" if summary.failed else "")
+        + (f", {summary.failed:,} failed" if summary.failed else ""),
     ]
     if summary.outcomes:
         lines.append(f"Outcomes recorded: {_outcomes(summary.outcomes)}")

@@ -97,6 +97,7 @@ class SyncSummary:
     first_error: str
     elapsed: float
     stopped: bool = False
+    notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
 
 
 def sandbox_store(output: str | Path) -> Path:
@@ -140,7 +141,7 @@ def sync_campaign(
                         "outcomes": dict(result.outcomes), "request_times": recent})  # fmt: skip
     return SyncSummary(output, result.checked, result.finished, result.in_progress, result.failed,
                        dict(result.outcomes), result.first_error, time.monotonic() - started,
-                       stopped=result.stopped)  # fmt: skip
+                       stopped=result.stopped, notices=list(ledger.notices))  # fmt: skip
 
 
 def call_settings(settings: Settings) -> CallSettings:

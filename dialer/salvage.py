@@ -145,7 +145,9 @@ def inspect_results(
             entry = _entry(cells, columns)
         except (KeyError, ValueError):
             return _damaged(f"line {line} cannot be read")
-        if any(safe_cell(c) != c for c in cells):
+        if not _GUARDED.isdisjoint([c[:1] for c in cells]) and any(
+            safe_cell(c) != c for c in cells
+        ):
             return _resaved(f"a formula guard (') was removed (line {line})")
         if entry.status not in LOAD_TIME and not _E164.fullmatch(entry.phone):
             return _resaved(f"the phone on line {line} is not in E.164 ({entry.phone!r})")
@@ -230,10 +232,16 @@ def set_aside(path: Path) -> Path | None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+_OUT = io.StringIO()
+_WRITER = csv.writer(_OUT, lineterminator="\r\n")
+
+
 def _line(cells: list[str]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(cells)
-    return out.getvalue()
+    """``cells`` as the dialer's writer puts them on a line."""
+    _OUT.seek(0)
+    _OUT.truncate()
+    _WRITER.writerow(cells)
+    return _OUT.getvalue()
 
 
 def _delimiter(line: str) -> str:
@@ -287,20 +295,25 @@ def _cell(cells: list[str], columns: dict[str, int], name: str) -> str:
     return cells[i] if i is not None and i < len(cells) else ""
 
 
+_FIELDS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
+           "outcome", "duration", "summary", "outcome_at", "history")  # fmt: skip
+_GUARDED = frozenset("=+-@\t\r")  # a cell starting so is written with a leading '
+
+
 def _entry(cells: list[str], columns: dict[str, int], status: Status | None = None) -> Entry:
     """One row as an ``Entry``; raises KeyError or ValueError."""
-    get = lambda name: _cell(cells, columns, name)  # noqa: E731
-    state = status or _STATUS[get("status")]
-    row = int(_number(get("row")))
-    phone = get("phone")
-    key = f"row:{row}" if state in LOAD_TIME else phone
-    summary = get("summary")
+    width = len(cells)
+    (row, crm_id, phone, state, call_id, attempts, error, updated_at, outcome, duration, summary,
+     outcome_at, history) = (cells[i] if (i := columns.get(name, width)) < width else ""
+                             for name in _FIELDS)  # fmt: skip
+    status = status or _STATUS[state]
+    number = int(_number(row))
+    key = f"row:{number}" if status in LOAD_TIME else phone
     if summary.startswith("'") and summary[1:2] and safe_cell(summary[1:]) != summary[1:]:
         summary = summary[1:]  # the guard was the dialer's, not the API's
-    return Entry(key, row, phone, state, get("call_id"), int(_number(get("attempts") or "0")),
-                 get("error"), get("updated_at"), crm_id=get("crm_id"), outcome=get("outcome"),
-                 duration=get("duration"), summary=summary, outcome_at=get("outcome_at"),
-                 history=get("history"))  # fmt: skip
+    return Entry(key, number, phone, status, call_id, int(_number(attempts or "0")), error,
+                 updated_at, crm_id=crm_id, outcome=outcome, duration=duration, summary=summary,
+                 outcome_at=outcome_at, history=history)  # fmt: skip
 
 
 def _number(text: str) -> str:
