@@ -155,6 +155,10 @@ class Ledger:
                     handle.close()
             self._journal_file = self._results_file = None
             if self._lock.is_locked:
+                # The old snapshot goes first: one naming the results file before this
+                # compaction would, after a crash between the two, take it for a re-saved one.
+                with contextlib.suppress(OSError):
+                    state_path(self.results).unlink()
                 self._compact()
                 self._save_snapshot()
         finally:
