@@ -362,6 +362,18 @@ def read_snapshot(
         return None
 
 
+def snapshot_mark(results: Path) -> tuple[int, str] | None:
+    """``(size, sha256)`` of the results file as the last close left it (the snapshot names
+    it), or None without a usable snapshot: a file that no longer begins with those bytes was
+    changed by another program."""
+    found = read_parts(state_path(results))
+    try:
+        size, sha = found[0]["results"] if found is not None else (None, None)
+        return (int(size), str(sha)) if size is not None else None
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 class LedgerState(MutableMapping[str, Entry]):
     """The ledger's entries: a read-only ``EntryTable`` (from the snapshot) under a dict of
     the entries replayed after it or written since. The table builds an ``Entry`` only when

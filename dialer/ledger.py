@@ -55,6 +55,7 @@ from dialer.cache import (
     LedgerState,
     file_digest,
     read_snapshot,
+    snapshot_mark,
     state_path,
     write_parts,
 )
@@ -65,10 +66,17 @@ from dialer.results import (
     RANG_TWICE,
     RESULT_COLUMNS,
     Entry,
-    read_results,
     replace_results,
     row_cells,
     utc_iso,
+)
+from dialer.salvage import (
+    DIALED,
+    ResultsCheck,
+    inspect_results,
+    missing_rows,
+    read_leniently,
+    set_aside,
 )
 
 
@@ -134,10 +142,11 @@ def append_whole(path: Path, data: bytes) -> None:
 class Ledger:
     """One campaign's results, journal and lock. Use as a context manager around a run."""
 
-    def __init__(self, results: str | Path, *, durable: bool = True) -> None:
+    def __init__(self, results: str | Path, *, durable: bool = True, region: str = "ES") -> None:
         self.results = Path(results)
         self.journal = journal_path(self.results)
         self.durable = durable
+        self.region = region  # to read a phone a spreadsheet stripped of its '+' (no journal)
         self._entries = LedgerState(None, {})
         # What the results CSV and the journal say before this run's changes (see _replay).
         self._base: EntryTable | None = None
@@ -157,6 +166,9 @@ class Ledger:
         self.torn_tail = False  # the journal's last line was torn by a crash and ignored
         # The first write the OS refused: raised again by every later write, never by close.
         self.failure: LedgerError | None = None
+        # What opening found wrong with the results file and did about it, one line each.
+        self.notices: list[str] = []
+        self._adopt: list[Entry] = []  # results rows the journal lacks: journaled at open
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -174,6 +186,8 @@ class Ledger:
         try:
             self._replay()
             self._journal_file = self._open_append(self.journal)
+            for entry in self._adopt:  # the journal is the truth again for these leads
+                self._log(entry)
             # An intent never answered: the phone may have rung. The process that sent it is
             # gone, so its request was abandoned by now at the latest: the grace counts from
             # now, and is journaled so that every later open counts from the same moment.
@@ -184,7 +198,7 @@ class Ledger:
                     error="interrupted between the intent and the answer: the call may exist",
                     abandoned_at=f"{time.time():.3f}", updated_at=utc_iso(),
                 ))  # fmt: skip
-            if crashed:
+            if crashed or self._adopt:
                 self._fsync()
             self._results_file = self._open_append(self.results)
             if self._results_file.size == 0:
@@ -213,6 +227,10 @@ class Ledger:
                     error = exc
             self._close_files()
             if self._lock.is_locked:
+                # The old snapshot goes first: one naming the results file before this
+                # compaction would, after a crash between the two, take it for a re-saved one.
+                with contextlib.suppress(OSError):
+                    state_path(self.results).unlink()
                 try:
                     self._compact()
                 except LedgerError as exc:
@@ -548,21 +566,96 @@ class Ledger:
     def _replay(self) -> None:
         """The state before this run: the snapshot if it still matches the files, then the
         results rows and journal lines after it (all of both without one). Per lead, the
-        journal's last line beats any results row; a results row counts only otherwise."""
+        journal's last line beats any results row; a results row counts only otherwise. A
+        results file that is not the dialer's own any more is rebuilt first (``_salvage``)."""
         found = read_snapshot(self.results, self.journal)
-        base, loads, journal_at, results_at = found or (None, {}, 0, 0)
+        check = inspect_results(self.results, start=found[3]) if found is not None else None
+        if check is None or not check.ok:
+            found = None  # no snapshot, or trouble after it: the whole file is looked at
+            check = inspect_results(self.results, written=snapshot_mark(self.results))
+        base, loads, journal_at, _ = found or (None, {}, 0, 0)
+        records = self._read_journal(start=journal_at)
+        rows = check.entries if found is not None else self._salvage(check, records)
+        if check.torn_at is not None:
+            self._cut_torn_row(check.torn_at)
+        elif check.unterminated:
+            self._end_last_row()
         tail: dict[str, tuple[Entry, bool]] = {}
-        for entry in read_results(self.results, start=results_at):
+        for entry in rows:
             if entry.status in LOAD_TIME:
                 loads[entry.key] = entry
                 continue
             i = base.index.get(entry.key) if base is not None else None
             if i is None or not base.journaled[i]:  # type: ignore[union-attr]
                 tail[entry.key] = (entry, False)
-        for entry in self._read_journal(start=journal_at):
+        for entry in records:
             tail[entry.key] = (entry, True)
         self._base, self._tail, self._load_rows = base, tail, loads
         self._entries = LedgerState(base, {key: entry for key, (entry, _) in tail.items()})
+
+    def _salvage(self, check: ResultsCheck, records: list[Entry]) -> list[Entry]:
+        """The results rows to replay under the journal's ``records``. A results file that is
+        missing, damaged or re-saved by another program is rebuilt from the journal, the
+        user's copy kept aside; without a journal it is read leniently and the journal
+        rebuilt from it; a journal gone under a good results file is rebuilt from it too."""
+        name = self.results.name
+        gone = missing_rows(check, records) if check.ok and records else []
+        if check.ok and not gone:
+            if not records:  # no journal: the rows that record calls become its lines
+                self._adopt = [e for e in check.entries if _dialed(e)]
+                if self._adopt:
+                    self.notices.append(f"the journal {self.journal.name} was missing: rebuilt "
+                                        f"it from {name} ({len(self._adopt):,} leads)")  # fmt: skip
+            return check.entries
+        how = _how(check, gone)
+        if not records:
+            if check.kind == "missing":
+                return []  # a new campaign
+            rows, told = read_leniently(self.results, region=self.region)
+            kept = self._rewrite(rows)
+            self._adopt = [e for e in rows if _dialed(e)]
+            self.notices.append(f"{name} {how} and its journal is gone: read it leniently, "
+                                f"recovered {told}; your copy was kept as {kept}")  # fmt: skip
+            return rows
+        state = {entry.key: entry for entry in records}
+        rows = _kept_rows(self.results, state, self.region)
+        self._adopt = [e for e in rows if _dialed(e)]
+        kept = self._rewrite([*rows, *state.values()])
+        count = len({e.key for e in rows} | set(state))
+        told = f"{name} {how}: rebuilt from the journal ({count:,} leads)"
+        self.notices.append(told + (f"; your copy was kept as {kept}" if kept else ""))
+        return rows
+
+    def _rewrite(self, entries: list[Entry]) -> str:
+        """Move the user's results file aside and write ``entries`` in its place; the name of
+        the copy kept ("" when there was no file). The snapshot, naming the old file, goes."""
+        kept = set_aside(self.results)
+        shown = [replace(e, status=Status.IN_DOUBT) if e.status is Status.DIALING else e
+                 for e in entries]  # fmt: skip
+        replace_results(self.results, sorted(shown, key=lambda e: (e.row, e.phone)),
+                        durable=self.durable)  # fmt: skip
+        with contextlib.suppress(OSError):
+            state_path(self.results).unlink()
+        return kept.name if kept is not None else ""
+
+    def _cut_torn_row(self, at: int) -> None:
+        """Cut a torn last row off (a crash or a full disk mid-append), as the journal's."""
+        try:
+            os.truncate(self.results, at)
+        except OSError as exc:
+            raise LedgerError(f"cannot repair {self.results}: {exc.strerror}") from exc
+        self.notices.append(
+            f"{self.results.name}: its last row was torn (a crash or a full disk while it "
+            "was written) and was left out; the journal keeps every dialed lead's state"
+        )
+
+    def _end_last_row(self) -> None:
+        """End a whole last row that lost its line end, so the next row starts a line."""
+        try:
+            with open(self.results, "ab") as handle:
+                handle.write(b"\r\n")
+        except OSError as exc:
+            raise LedgerError(f"cannot repair {self.results}: {exc.strerror}") from exc
 
     def _save_snapshot(self) -> None:
         """Write the state as the journal and the compacted results CSV now give it (not this
@@ -599,25 +692,91 @@ class Ledger:
 def read_state(results: str | Path) -> Mapping[str, Entry]:
     """Every lead's state from the results CSV and the journal, read-only, without the lock
     (``dialer status``, ``report``, the dry run): what a run would start from, less its
-    in-doubt conversion. From the snapshot and what follows it when the snapshot still
-    matches both files, as ``Ledger.open`` does; else everything is replayed."""
+    in-doubt conversion. See ``read_state_noted``."""
+    return read_state_noted(results)[0]
+
+
+def read_state_noted(
+    results: str | Path, *, region: str = "ES"
+) -> tuple[Mapping[str, Entry], list[str]]:
+    """``read_state``, and what it found wrong with the results file (one line each). From
+    the snapshot and what follows it when the snapshot still matches both files, as
+    ``Ledger.open`` does; else everything is replayed. A results file that is missing,
+    damaged or re-saved by another program is read from the journal instead (the next run
+    rebuilds it); without a journal, leniently. Raises ``LedgerError`` only when neither
+    can be read."""
     results = Path(results)
     journal = journal_path(results)
     found = read_snapshot(results, journal)
-    if found is None:
-        state = {e.key: e for e in read_results(results)}
-        for entry in read_journal(journal)[0]:
-            state[entry.key] = entry
-        return state
-    base, loads, journal_at, results_at = found
-    overlay: dict[str, Entry] = dict(loads)
-    for entry in read_results(results, start=results_at):
-        i = base.index.get(entry.key)
-        if entry.status in LOAD_TIME or i is None or not base.journaled[i]:
-            overlay[entry.key] = entry  # the journal has no say on this lead: the row stands
-    for entry in read_journal(journal, start=journal_at)[0]:
-        overlay[entry.key] = entry
-    return LedgerState(base, overlay)
+    if found is not None:
+        base, loads, journal_at, results_at = found
+        check = inspect_results(results, start=results_at)
+        if check.ok:
+            overlay: dict[str, Entry] = dict(loads)
+            for entry in check.entries:
+                i = base.index.get(entry.key)
+                if entry.status in LOAD_TIME or i is None or not base.journaled[i]:
+                    overlay[entry.key] = entry  # the journal has no say on this lead
+            for entry in read_journal(journal, start=journal_at)[0]:
+                overlay[entry.key] = entry
+            return LedgerState(base, overlay), _torn_note(results, check)
+    check = inspect_results(results, written=snapshot_mark(results))
+    records = read_journal(journal)[0]
+    gone = missing_rows(check, records) if check.ok and records else []
+    if check.ok and not gone:
+        state = {e.key: e for e in check.entries}
+        state.update((e.key, e) for e in records)
+        return state, _torn_note(results, check)
+    how = _how(check, gone)
+    if not records:
+        if check.kind == "missing":
+            return {}, []
+        rows, told = read_leniently(results, region=region)
+        note = f"{results.name} {how} and its journal is gone: read leniently, {told}"
+        return {e.key: e for e in rows}, [note + "; the next run rewrites it"]
+    state = {e.key: e for e in records}
+    rows = _kept_rows(results, state, region)
+    state.update((e.key, e) for e in rows)
+    note = (f"{results.name} {how}: shown from the journal ({len(state):,} leads); the next "
+            "'dialer run' or 'dialer sync' rebuilds it and keeps your copy")  # fmt: skip
+    return state, [note]
+
+
+def _how(check: ResultsCheck, gone: list[str]) -> str:
+    """What became of a results file, as a message says it."""
+    if gone:
+        return f"lacks the rows of {len(gone):,} leads the journal holds"
+    if check.kind == "missing":
+        return f"{check.problem}"
+    if check.kind == "damaged":
+        return f"is damaged ({check.problem})"
+    return f"was re-saved by another program ({check.problem})"
+
+
+def _torn_note(results: Path, check: ResultsCheck) -> list[str]:
+    if check.torn_at is None:
+        return []
+    return [f"{results.name}: its last row is torn (a crash mid-write) and is ignored"]
+
+
+def _dialed(entry: Entry) -> bool:
+    """A results row that records a request (or a recycled lead's earlier calls)."""
+    return entry.status not in LOAD_TIME and (
+        entry.status in DIALED or bool(entry.history) or entry.attempts > 0
+    )
+
+
+def _kept_rows(results: Path, journaled: Mapping[str, Entry], region: str) -> list[Entry]:
+    """What a rebuild from the journal keeps of a re-saved results file, read leniently when
+    it can be: the load-time rows (a ``dialer sync`` does not re-derive them) and, so that
+    no call is ever forgotten, any dialed lead the journal has no line for."""
+    if not results.is_file():
+        return []
+    try:
+        rows, _ = read_leniently(results, region=region)
+    except LedgerError:
+        return []
+    return [e for e in rows if e.status in LOAD_TIME or (_dialed(e) and e.key not in journaled)]
 
 
 def read_runs(results: str | Path) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dialer.errors import ConfigError
-from dialer.ledger import read_runs, read_state
+from dialer.ledger import read_runs, read_state_noted
 from dialer.loader import LoadResult
 from dialer.model import Status
 from dialer.reconcile import grace_ends
@@ -119,6 +119,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         summary.ended_by, "Done")  # fmt: skip
     rate = f", {summary.calls_per_minute:,.1f} calls/min" if summary.sent else ""
     lines = [
+        *summary.notices,
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
@@ -200,9 +201,10 @@ def sync_lines(summary: SyncSummary) -> list[str]:
     """What ``dialer sync`` did."""
     verb = "Stopped early" if summary.stopped else "Synced"
     lines = [
+        *summary.notices,
         f"{verb} in {summary.elapsed:.1f} s: looked up {plural(summary.checked, 'call')}, "
         f"{summary.finished:,} finished, {summary.in_progress:,} still in progress"
-        + (f", {summary.failed:,} failed" if summary.failed else "")
+        + (f", {summary.failed:,} failed" if summary.failed else ""),
     ]
     if summary.outcomes:
         lines.append(f"Outcomes recorded: {_outcomes(summary.outcomes)}")
@@ -253,12 +255,12 @@ def status_lines(results: str | Path) -> list[str]:
     read without taking the lock (safe while a run is going on)."""
     results = Path(results)
     require_results(results)
-    state = read_state(results)
+    state, notices = read_state_noted(results)
     counts: dict[str, int] = {}
     for entry in state.values():
         status = Status.IN_DOUBT.value if entry.status is Status.DIALING else entry.status.value
         counts[status] = counts.get(status, 0) + 1
-    lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}"]
+    lines = [f"{results.name}: {plural(len(state), 'lead')}: {counts_phrase(counts)}", *notices]
     runs = [run for run in read_runs(results) if run.get("command", "run") == "run"]
     if runs:
         last = runs[-1]

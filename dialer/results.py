@@ -196,8 +196,7 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
         missing = [c for c in ("row", "phone", "status") if c not in header]
         if header and missing:
             raise LedgerError(
-                f"{path.name} is not a dialer results file (no column {', '.join(missing)}): "
-                "choose another --output"
+                f"{path.name} is not a dialer results file (no column {', '.join(missing)})"
             )
         at = {name: i for i, name in enumerate(header)}  # a repeated name: the last wins
         width = len(header)
@@ -231,8 +230,9 @@ _STATUS = {status.value: status for status in Status}
 
 
 def require_results(path: str | Path) -> Path:
-    """``path`` as a results file that exists, else the one line that says what to do."""
+    """``path`` as a results file that exists (or whose journal does: the results are rebuilt
+    from it), else the one line that says what to do."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not path.with_name(path.name + ".journal").is_file():
         raise ConfigError(f"no results file {path}: run 'dialer run' first, or check the path")
     return path

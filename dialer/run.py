@@ -79,6 +79,7 @@ class RunSummary:
     waiting_until: str = ""  # when the last of their graces ends (UTC)
     rang_twice: int = 0  # calls found now that rang a lead a second time (a lost answer's)
     found_late: int = 0  # leads shown absent whose call was listed later, before any redial
+    notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
 
     @property
     def calls_per_minute(self) -> float:
@@ -103,6 +104,7 @@ class SyncSummary:
     first_error: str
     elapsed: float
     stopped: bool = False
+    notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
 
 
 def sandbox_store(output: str | Path) -> Path:
@@ -146,7 +148,7 @@ def sync_campaign(
                         "outcomes": dict(result.outcomes), "request_times": recent})  # fmt: skip
     return SyncSummary(output, result.checked, result.finished, result.in_progress, result.failed,
                        dict(result.outcomes), result.first_error, time.monotonic() - started,
-                       stopped=result.stopped)  # fmt: skip
+                       stopped=result.stopped, notices=list(ledger.notices))  # fmt: skip
 
 
 def call_settings(settings: Settings) -> CallSettings:
@@ -261,7 +263,7 @@ def run_campaign(
     loaded = load(settings)
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
-    with Ledger(settings.output, durable=durable) as ledger:
+    with Ledger(settings.output, durable=durable, region=settings.default_region) as ledger:
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
         for lead in loaded.rejects():
             ledger.record_load(lead)
@@ -322,6 +324,7 @@ def run_campaign(
             waiting_until=utc_iso(max(ends)) if ends else "",
             rang_twice=session.rang_twice,
             found_late=session.found_late,
+            notices=list(ledger.notices),
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -366,6 +369,7 @@ def run_record(
         "recycled": summary.recycled,
         "rang_twice": summary.rang_twice,
         "waited": round(summary.waited, 3),
+        "notices": summary.notices,
     }
 
 

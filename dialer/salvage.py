@@ -1,0 +1,354 @@
+"""Whether the results CSV is still the dialer's own, and what to do when it is not.
+
+The journal is the truth; the results CSV is its readable face. This module owns telling the
+two kinds of results file apart and recovering from the second:
+
+* ``inspect_results``: the file exactly as the dialer writes it (UTF-8 with a BOM, its header,
+  ``,`` and CRLF, minimal quoting, every cell made formula-safe, a dialable lead's phone in
+  E.164), and still the bytes the last close wrote (the snapshot names them). A torn last row
+  (no newline at the end, or too few cells and no status: a crash or a full disk mid-append)
+  is left out, as ``journal.read_journal`` leaves out a torn last line. Anything else (another
+  delimiter or encoding, quotes, blank lines, rows sorted or deleted, ``+`` stripped from
+  phones, ``'`` guards removed or added, unreadable rows, a wrong header) is a ``problem``.
+* ``read_leniently``: only when the journal is gone too, a re-saved results file read as
+  leniently as a leads file (``dialer.sheets`` sniffs the delimiter and encoding; phones are
+  normalised back to E.164), or one ``LedgerError`` line saying what to do.
+* ``set_aside``: the user's file moved beside the results (``.bak-<time>``), never deleted.
+
+The ledger decides when to rebuild; this module never writes the results or the journal.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dialer.errors import LeadsFileError, LedgerError
+from dialer.model import LOAD_TIME, Status
+from dialer.phones import normalize
+from dialer.results import RESULT_COLUMNS, Entry, safe_cell
+
+_BOM = codecs.BOM_UTF8
+_E164 = re.compile(r"\+[1-9]\d{6,14}")
+_STATUS = {status.value: status for status in Status}
+_REQUIRED = ("row", "phone", "status")
+# Statuses only a request makes: a lead with one was (or may have been) dialed.
+DIALED = frozenset({Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.DIALING})
+
+
+@dataclass
+class ResultsCheck:
+    """What ``inspect_results`` found: the rows read, and whether the file is the dialer's own."""
+
+    entries: list[Entry] = field(default_factory=list)  # the last row per lead, torn row left out
+    problem: str = ""  # why the file is not the dialer's own ("" when it is)
+    kind: str = ""  # "missing", "re-saved", "damaged" (with ``problem``), else ""
+    torn_at: int | None = None  # the byte offset where a torn last row starts
+    unterminated: bool = False  # the last row is whole but has lost its line end
+
+    @property
+    def ok(self) -> bool:
+        return not self.kind
+
+
+def inspect_results(
+    path: Path, *, start: int = 0, written: tuple[int, str] | None = None
+) -> ResultsCheck:
+    """Check ``path`` against the dialer's own format and read its rows.
+
+    ``start`` > 0 checks only the rows from that byte on (the snapshot vouches for the bytes
+    before it). ``written`` is ``(size, sha256)`` of the file the dialer's last close left:
+    a file that no longer begins with those bytes was changed by someone else.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if start == 0:
+                data = handle.read()
+            else:
+                header_line = handle.readline()
+                handle.seek(start)
+                data = handle.read()
+    except FileNotFoundError:
+        return ResultsCheck(problem="is missing", kind="missing")
+    except OSError as exc:
+        raise LedgerError(f"cannot read {path}: {exc.strerror}") from exc
+    check = ResultsCheck()
+    signs = []  # what another program did to the file as a whole
+    if start == 0:
+        if not data:
+            return ResultsCheck(problem="is empty", kind="missing")
+        if written is not None and not _begins_with(data, *written):
+            check.kind, check.problem = "re-saved", "rows were sorted, deleted or edited"
+        if not data.startswith(_BOM):
+            signs.append("no UTF-8 BOM")
+        header_line, body, at = _first_line(data)
+    else:
+        body, at = data, start
+    try:
+        header_text = header_line.removeprefix(_BOM).decode("utf-8")
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        signs.append("not UTF-8")
+        header_text = header_line.removeprefix(_BOM).decode("utf-8", "replace")
+        text = ""
+    header = next(csv.reader([header_text]), [])
+    missing = [c for c in _REQUIRED if c not in header]
+    if missing and any(len(header_text.split(d)) > len(header) for d in ";\t"):
+        signs.append(f"'{_delimiter(header_text)}' between cells")
+    if signs:
+        return _resaved(", ".join(signs))
+    if missing:
+        return _damaged(f"its header has no column {', '.join(missing)}")
+    if start == 0 and header_text != _line(header):
+        return _resaved("its header was re-written")
+    if any(name not in RESULT_COLUMNS for name in header):
+        return _damaged("its header has columns the dialer never writes")
+    torn = _torn(body)
+    if torn is not None and _whole_row(body[torn:], len(header), header.index("status")):
+        check.unterminated = True  # a whole row, only its line end lost: kept
+        text += "\r\n"
+    elif torn is not None:
+        check.torn_at = at + torn
+        text = body[:torn].decode("utf-8")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        return _damaged(f"it cannot be parsed: {exc}")
+    width = len(header)
+    columns = {name: i for i, name in enumerate(header)}
+    pos, line = 0, 1
+    entries: dict[str, Entry] = {}
+    for number, cells in enumerate(rows, start=1):
+        line += 1
+        last = number == len(rows) and check.torn_at is None
+        if last and cells and len(cells) < width and not _cell(cells, columns, "status"):
+            check.torn_at = at + len(text[:pos].encode("utf-8"))
+            break  # a torn last row that happened to end its line: left out
+        if not cells:
+            return _resaved(f"blank lines (line {line})")
+        if len(cells) != width:
+            return _damaged(f"line {line} has {len(cells)} cells, not {width}")
+        expected = _line(cells)
+        if not text.startswith(expected, pos):
+            return _resaved(f"its quoting or line ends changed (line {line})")
+        pos += len(expected)
+        try:
+            entry = _entry(cells, columns)
+        except (KeyError, ValueError):
+            return _damaged(f"line {line} cannot be read")
+        if not _GUARDED.isdisjoint([c[:1] for c in cells]) and any(
+            safe_cell(c) != c for c in cells
+        ):
+            return _resaved(f"a formula guard (') was removed (line {line})")
+        if entry.status not in LOAD_TIME and not _E164.fullmatch(entry.phone):
+            return _resaved(f"the phone on line {line} is not in E.164 ({entry.phone!r})")
+        entries[entry.key] = entry
+    check.entries = list(entries.values())
+    return check
+
+
+def missing_rows(check: ResultsCheck, journal: Iterable[Entry]) -> list[str]:
+    """Keys of the leads the journal says finished (or were settled) that the results file has
+    no row for: rows deleted by hand (the file is then rebuilt from the journal)."""
+    have = {entry.key for entry in check.entries}
+    last = {entry.key: entry for entry in journal}
+    return [k for k, e in last.items() if e.status in DIALED - {Status.DIALING} and k not in have]
+
+
+def read_leniently(path: Path, *, region: str = "ES") -> tuple[list[Entry], str]:
+    """A results file re-saved by another program, read as leniently as a leads file, when
+    there is no journal to rebuild it from: the entries, and what was recovered (one line).
+    Raises ``LedgerError`` (one line: which file, what to do) when it cannot be read."""
+    from dialer.sheets import open_sheet  # here: only a lost journal needs it
+
+    entries: dict[str, Entry] = {}
+    try:
+        with open_sheet(path) as sheet:
+            names = [_name(cell) for cell in sheet.header]
+            if missing := [c for c in _REQUIRED if c not in names]:
+                raise _unreadable(path, f"it has no column {', '.join(missing)}")
+            columns = {name: i for i, name in enumerate(names)}
+            rows = [(first + i, cells) for first, chunk in sheet.chunks
+                    for i, cells in enumerate(chunk)]  # fmt: skip
+    except LeadsFileError as exc:
+        raise _unreadable(path, str(exc).removeprefix(f"{path.name}: ")) from exc
+    while rows and not any(c.strip() for c in rows[-1][1]):
+        rows.pop()
+    for index, (number, cells) in enumerate(rows):
+        cells = [_unguard(c.strip()) for c in cells]
+        if not any(cells):
+            continue  # a blank line
+        status = _STATUS.get(_cell(cells, columns, "status").lower())
+        if status is None and index == len(rows) - 1 and _torn_cells(cells, columns):
+            break  # a torn last row
+        try:
+            if status is None:
+                shown = _cell(cells, columns, "status")
+                raise ValueError(f"no status the dialer knows ({shown!r})")
+            entry = _entry(cells, columns, status=status)
+            if status not in LOAD_TIME:
+                phone = _e164(entry.phone, region)
+                entry = Entry(phone, entry.row, phone, status, entry.call_id, entry.attempts,
+                              entry.error, entry.updated_at, crm_id=entry.crm_id,
+                              outcome=entry.outcome, duration=entry.duration,
+                              summary=entry.summary, outcome_at=entry.outcome_at,
+                              history=entry.history)  # fmt: skip
+        except ValueError as exc:
+            raise _unreadable(path, f"row {number} cannot be read: {exc}") from exc
+        entries[entry.key] = entry
+    found = list(entries.values())
+    counts = Counter(e.status.value for e in found)
+    told = ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items(), key=lambda i: -i[1]))
+    return found, f"{len(found):,} leads ({told or 'none'})"
+
+
+def set_aside(path: Path) -> Path | None:
+    """Move the user's copy of ``path`` to ``<name>.bak-<UTC time>`` beside it (never deleted);
+    None when there is no file."""
+    if not path.exists():
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.bak-{stamp}-{n}")
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        raise LedgerError(f"cannot keep {path} aside as {target.name}: {exc.strerror}") from exc
+    return target
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+_OUT = io.StringIO()
+_WRITER = csv.writer(_OUT, lineterminator="\r\n")
+
+
+def _line(cells: list[str]) -> str:
+    """``cells`` as the dialer's writer puts them on a line."""
+    _OUT.seek(0)
+    _OUT.truncate()
+    _WRITER.writerow(cells)
+    return _OUT.getvalue()
+
+
+def _delimiter(line: str) -> str:
+    return "tab" if line.count("\t") > line.count(";") else ";"
+
+
+def _first_line(data: bytes) -> tuple[bytes, bytes, int]:
+    end = data.find(b"\n") + 1 or len(data)
+    return data[:end], data[end:], end
+
+
+def _torn(body: bytes) -> int | None:
+    """Where a last row without its newline starts, or None when the body ends a line."""
+    if not body or body.endswith(b"\n"):
+        return None
+    return body.rfind(b"\n") + 1
+
+
+def _whole_row(raw: bytes, width: int, status_at: int) -> bool:
+    """True when an unterminated last line is still a whole row with a status."""
+    try:
+        cells = next(csv.reader([raw.decode("utf-8")], strict=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        return False
+    return len(cells) == width and cells[status_at] in _STATUS
+
+
+def _torn_cells(cells: list[str], columns: dict[str, int]) -> bool:
+    """True for a row cut within or before its status: nothing after it, and the status empty
+    or the start of one."""
+    at = columns["status"]
+    status = cells[at].lower() if at < len(cells) else ""
+    rest = [c for i, c in enumerate(cells) if i > at and c]
+    return not rest and any(known.startswith(status) for known in _STATUS)
+
+
+def _begins_with(data: bytes, size: int, sha: str) -> bool:
+    return len(data) >= size and hashlib.sha256(data[:size]).hexdigest() == sha
+
+
+def _resaved(why: str) -> ResultsCheck:
+    return ResultsCheck(problem=why, kind="re-saved")
+
+
+def _damaged(why: str) -> ResultsCheck:
+    return ResultsCheck(problem=why, kind="damaged")
+
+
+def _cell(cells: list[str], columns: dict[str, int], name: str) -> str:
+    i = columns.get(name)
+    return cells[i] if i is not None and i < len(cells) else ""
+
+
+_FIELDS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
+           "outcome", "duration", "summary", "outcome_at", "history")  # fmt: skip
+_GUARDED = frozenset("=+-@\t\r")  # a cell starting so is written with a leading '
+
+
+def _entry(cells: list[str], columns: dict[str, int], status: Status | None = None) -> Entry:
+    """One row as an ``Entry``; raises KeyError or ValueError."""
+    width = len(cells)
+    (row, crm_id, phone, state, call_id, attempts, error, updated_at, outcome, duration, summary,
+     outcome_at, history) = (cells[i] if (i := columns.get(name, width)) < width else ""
+                             for name in _FIELDS)  # fmt: skip
+    status = status or _STATUS[state]
+    number = int(_number(row))
+    key = f"row:{number}" if status in LOAD_TIME else phone
+    if summary.startswith("'") and summary[1:2] and safe_cell(summary[1:]) != summary[1:]:
+        summary = summary[1:]  # the guard was the dialer's, not the API's
+    return Entry(key, number, phone, status, call_id, int(_number(attempts or "0")), error,
+                 updated_at, crm_id=crm_id, outcome=outcome, duration=duration, summary=summary,
+                 outcome_at=outcome_at, history=history)  # fmt: skip
+
+
+def _number(text: str) -> str:
+    """``7``, also as a spreadsheet may write it (``7.0``)."""
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _name(cell: str) -> str:
+    return cell.strip().strip("\ufeff").strip().lower()
+
+
+def _unguard(cell: str) -> str:
+    """A cell without a ``'`` a spreadsheet or the dialer put before a formula-like value."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@") else cell
+
+
+def _e164(phone: str, region: str) -> str:
+    """A dialable lead's phone back in E.164 (``34612340000`` -> ``+34612340000``)."""
+    text = phone.strip()
+    if _E164.fullmatch(text):
+        return text
+    digits = re.sub(r"[\s().-]", "", text)
+    readings = {normalize(text, region).e164}
+    if digits.isdigit():  # the dialer wrote E.164: a spreadsheet may have dropped the '+'
+        readings.add(normalize("+" + digits, region).e164)
+    found = sorted(r for r in readings if r)
+    if len(found) != 1:
+        why = "two readings" if found else "not a number the dialer could have dialed"
+        raise ValueError(f"the phone {text!r} is {why}")
+    return found[0]
+
+
+def _unreadable(path: Path, why: str) -> LedgerError:
+    return LedgerError(
+        f"{path.name} cannot be read as dialer results ({why}) and its journal is gone: restore "
+        "the file from a backup; move it away only if nobody was called from it, since every "
+        "lead it lists would be dialed again"
+    )
