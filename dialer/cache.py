@@ -26,7 +26,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,18 @@ def read_leads_cache(results: Path, key: str, leads: Path) -> LoadResult | None:
         return None
 
 
+def read_previous_leads(results: Path) -> LeadRows | None:
+    """The leads as the last run read them, whatever their key (``dialer.edits`` compares a
+    changed file with them), or None. Read it before ``save_leads_cache`` replaces it."""
+    found = read_parts(leads_cache_path(results))
+    if found is None or found[0].get("kind") != "leads":
+        return None
+    try:
+        return LeadRows.restore(found[1])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True) -> None:
     """Keep ``loaded`` for the next run (under the run lock); any trouble only costs time."""
     if loaded.from_cache or not loaded.cache_key or not isinstance(loaded.leads, LeadRows):
@@ -170,7 +182,8 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
 class EntryTable:
     """Ledger entries kept compactly: fixed-size fields in arrays, text fields in one blob; an
     ``Entry`` is built on access. Each entry also carries whether the journal gave it (the
-    journal beats the results CSV for such a key). Read-only once built."""
+    journal beats the results CSV for such a key). Read-only once built, but for a row number
+    (``LedgerState.set_row``)."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -399,6 +412,19 @@ class LedgerState(MutableMapping[str, Entry]):
                 found.append(base.entry(i))
             i = base.status.find(code, i + 1)
         return found + [entry for entry in overlay.values() if entry.status is status]
+
+    def set_row(self, key: str, row: int) -> Entry:
+        """Give ``key``'s entry another row number (the leads file moved it); the table's
+        arrays are changed in place, so a reordered million-row file builds no ``Entry`` to
+        keep. Returns the entry as it now is."""
+        entry = self.overlay.get(key)
+        if entry is not None:
+            entry = replace(entry, row=row)
+            self.overlay[key] = entry
+            return entry
+        i = self.base.index[key]
+        self.base.rows[i] = row
+        return self.base.entry(i)
 
     def sent_since(self, cutoff: float) -> list[float]:
         base, overlay = self.base, self.overlay

@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx
 
-from dialer.cache import leads_key, read_leads_cache, save_leads_cache
+from dialer.cache import leads_key, read_leads_cache, read_previous_leads, save_leads_cache
 from dialer.campaign import Settings, check_pacing
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
+from dialer.edits import FileChanges, compare
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
@@ -49,6 +50,7 @@ class Plan:
     forecast: list[Slot] = field(default_factory=list)  # when they would be dialed (dry run)
     never: int = 0  # leads whose zones never share an open hour in the next 14 days
     rate: float = 0.0  # the calls per minute the forecast assumes
+    changes: FileChanges | None = None  # how the leads file differs from the results
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
     recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
+    changes: FileChanges | None = None  # how the leads file differed from the results
 
     @property
     def calls_per_minute(self) -> float:
@@ -191,10 +194,12 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     """The dry run: what would be sent, and when, under the rate limits and each lead's calling
     window. Reads files, writes none, needs no token."""
     loaded = load(settings)
-    again = (Status.PENDING, Status.DEFERRED)
+    again = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
     now = (clock or (lambda: datetime.now(UTC)))()
+    state = read_state(settings.output)
+    changes = compare(loaded, state, previous=_previous(settings, loaded))
     # Final or in doubt, and not a called lead the run would recycle for another call.
-    finished = {e.key for e in read_state(settings.output).values() if e.status not in again
+    finished = {e.key for e in state.values() if e.status not in again
                 and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
     dialable = loaded.counts().get(Status.PENDING.value, 0)
     to_dial = Subset(loaded.leads, (i for i, key in loaded.pending_keys() if key not in finished))
@@ -217,7 +222,13 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     rate = min(settings.max_per_minute, settings.max_per_second * 60)
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
     return Plan(loaded, to_dial, dialable - len(to_dial), sample,
-                forecast=slots, never=never, rate=rate)  # fmt: skip
+                forecast=slots, never=never, rate=rate, changes=changes)  # fmt: skip
+
+
+def _previous(settings: Settings, loaded: LoadResult) -> Callable[[], Sequence[Lead] | None]:
+    """The leads as the last run read them (its parse cache), for ``edits.compare``: nothing
+    when this load came from that very cache (the file has not changed since)."""
+    return lambda: None if loaded.from_cache else read_previous_leads(Path(settings.output))
 
 
 def run_campaign(
@@ -248,7 +259,13 @@ def run_campaign(
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
     with Ledger(settings.output, durable=durable) as ledger:
+        # What changed in the file since the results were written, before its parse cache
+        # (the previous parse, which ``compare`` may read) is replaced.
+        changes = compare(loaded, ledger.entries_by_key(), previous=_previous(settings, loaded))
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
+        ledger.mark_removed(changes.removed)
+        ledger.mark_returned(changes.returned)
+        ledger.move_rows(changes.moves)
         for lead in loaded.rejects():
             ledger.record_load(lead)
         call = call_settings(settings)
@@ -259,12 +276,17 @@ def run_campaign(
                 first = sess.to_dial[0] if sess.to_dial else None
                 sample = call.body(first.phone, first.params) if first else None
                 on_start(Plan(loaded, sess.to_dial, sess.skipped, sample, sess.left_for_later,
-                              sess.deferred))  # fmt: skip
+                              sess.deferred, changes=changes))  # fmt: skip
 
         try:
             asyncio.run(session.run(announce, on_outcome, handle_signals))
         except DialerError as exc:  # a second signal, a ledger error: still summarised below
             error = exc
+        if not isinstance(error, LedgerError):
+            # In-doubt leads no longer in the file that the look-ups proved were not placed.
+            ledger.mark_removed((key, "no longer in the leads file: not placed, never sent")
+                                for key in changes.gone_in_doubt
+                                if ledger.status_of(key) is Status.PENDING)  # fmt: skip
         untouched = [x for x in session.to_dial if x.key not in session.touched]
         for lead in untouched:  # stopped before their turn: a row, so status can count them
             if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
@@ -297,6 +319,7 @@ def run_campaign(
             warnings=list(loaded.warnings),
             synced=dict(session.synced.outcomes) if session.synced else {},
             recycled=session.recycled,
+            changes=changes,
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -339,6 +362,7 @@ def run_record(
         "reconciled": summary.reconciled,
         "synced": summary.synced,
         "recycled": summary.recycled,
+        "leads_file_changes": summary.changes.record() if summary.changes else {},
     }
 
 
