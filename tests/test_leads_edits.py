@@ -251,3 +251,24 @@ def test_compare_by_cells_needs_the_previous_parse_and_unique_cells(tmp_path):
     changes = compare(loaded, state, previous=lambda: old)
     # "Madrid" was two called rows: ambiguous, not said. "León" was one: said.
     assert changes.phone_changes == [PhoneChange(3, c, new2, True)]
+
+
+def test_moved_rows_are_journaled_so_every_reader_sees_them_before_the_results_are_compacted(
+    tmp_path,
+):
+    from dialer.ledger import Ledger, read_state
+    from dialer.model import Lead, Outcome
+
+    a, b = mobiles(2)
+    results = tmp_path / "l.results.csv"
+    with Ledger(results, durable=False) as ledger:
+        for row, phone in ((2, a), (3, b)):
+            ledger.outcome(Outcome(Lead(row, phone), Status.CALLED, call_id=f"id-{row}"))
+    with Ledger(results, durable=False) as ledger:  # from the snapshot: rows change in place
+        assert ledger.move_rows([(a, 3), (b, 2)]) == 2
+        assert ledger.get(a).row == 3 and ledger.get(a).call_id == "id-2"
+        # Not compacted yet (as after a crash): the journal has the new numbers.
+        assert {e.key: e.row for e in read_state(results).values()} == {a: 3, b: 2}
+    assert [(r["row"], r["phone"]) for r in read_rows(results)] == [("2", b), ("3", a)]
+    with Ledger(results, durable=False) as ledger:
+        assert ledger.get(a).row == 3 and ledger.get(b).row == 2
