@@ -12,6 +12,10 @@ trusted, and the slow path runs instead. Deleting either at any time is safe.
 * ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
+* ``leads.results.csv.leads-mark``  which leads file (its parse cache key) the ledger was last
+  compared with (``dialer.edits``), and what that left to say, as of the journal and results
+  files' sizes and last 64 KiB at the close. While nothing has touched them since and the file
+  is the same, a run need not compare a million leads again.
 
 ``LedgerState`` is the ledger's view of every lead: that table, read without building an
 ``Entry`` per lead, under a dict of the entries replayed after it or written since.
@@ -50,6 +54,10 @@ def leads_cache_path(results: Path) -> Path:
 
 def state_path(results: Path) -> Path:
     return results.with_name(results.name + ".state")
+
+
+def leads_mark_path(results: Path) -> Path:
+    return results.with_name(results.name + ".leads-mark")
 
 
 # --- the file: a header, parts, a checksum ---------------------------------------------------
@@ -174,6 +182,40 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
     header = {"kind": "leads", "key": loaded.cache_key, "load": info}
     with contextlib.suppress(OSError):
         write_parts(leads_cache_path(results), header, loaded.leads.dump(), durable)
+
+
+# --- the leads mark --------------------------------------------------------------------------
+
+
+def _ends(*paths: Path) -> list[list[Any]]:
+    """Each file's size and the SHA-256 of its last 64 KiB: any append or rewrite changes it."""
+    found = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - 65536))
+            found.append([size, hashlib.sha256(handle.read()).hexdigest()])
+    return found
+
+
+def write_leads_mark(results: Path, journal: Path, mark: dict[str, Any], durable: bool) -> None:
+    """Keep ``mark`` as true of the journal and the results as they are now (under the run
+    lock, once both are closed); any trouble only costs the next run a full comparison."""
+    with contextlib.suppress(OSError):
+        header = {**mark, "kind": "leads-mark", "files": _ends(journal, results)}
+        write_parts(leads_mark_path(results), header, [], durable)
+
+
+def read_leads_mark(results: Path, journal: Path) -> dict[str, Any] | None:
+    """The mark ``write_leads_mark`` left, if the journal and the results are still exactly as
+    they were then; else None."""
+    found = read_parts(leads_mark_path(results))
+    try:
+        if found is None or found[0].get("kind") != "leads-mark":
+            return None
+        return found[0] if found[0].get("files") == _ends(journal, results) else None
+    except OSError:
+        return None
 
 
 # --- the ledger's state, compactly ------------------------------------------------------------

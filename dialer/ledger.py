@@ -35,7 +35,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -97,6 +97,8 @@ class Ledger:
         self._written = self._synced = 0  # journal lines written / known durable
         self._sync_lock = asyncio.Lock()
         self.torn_tail = False  # the journal's last line was torn by a crash and ignored
+        # Called once the results are compacted and the snapshot saved, still under the lock.
+        self.after_close: Callable[[], None] | None = None
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class Ledger:
             if self._lock.is_locked:
                 self._compact()
                 self._save_snapshot()
+                if self.after_close is not None:
+                    self.after_close()
         finally:
             self._release_lock()
 

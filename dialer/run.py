@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,16 +22,25 @@ from typing import Any
 
 import httpx
 
-from dialer.cache import leads_key, read_leads_cache, read_previous_leads, save_leads_cache
+from dialer.cache import (
+    LedgerState,
+    leads_key,
+    read_leads_cache,
+    read_leads_mark,
+    read_previous_leads,
+    save_leads_cache,
+    write_leads_mark,
+)
 from dialer.campaign import Settings, check_pacing
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
-from dialer.edits import FileChanges, compare
+from dialer.edits import FileChanges, carried, compare, mark
 from dialer.errors import DialerError, LedgerError, Unreachable
+from dialer.journal import journal_path
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset
-from dialer.results import require_results, utc_iso
+from dialer.results import Entry, require_results, utc_iso
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_under
@@ -129,6 +138,9 @@ def sync_campaign(
     started = time.monotonic()
     with Ledger(output) as ledger:
         ledger.keep_load_rows()
+        # Outcomes change no row and no lead: the last run's leads mark stays true.
+        if (note := read_leads_mark(output, ledger.journal)) is not None:
+            ledger.after_close = lambda: write_leads_mark(output, ledger.journal, note, True)
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
@@ -197,7 +209,7 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     again = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
     now = (clock or (lambda: datetime.now(UTC)))()
     state = read_state(settings.output)
-    changes = compare(loaded, state, previous=_previous(settings, loaded))
+    changes = _changes(settings, loaded, state)
     # Final or in doubt, and not a called lead the run would recycle for another call.
     finished = {e.key for e in state.values() if e.status not in again
                 and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
@@ -225,10 +237,21 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
                 forecast=slots, never=never, rate=rate, changes=changes)  # fmt: skip
 
 
-def _previous(settings: Settings, loaded: LoadResult) -> Callable[[], Sequence[Lead] | None]:
-    """The leads as the last run read them (its parse cache), for ``edits.compare``: nothing
-    when this load came from that very cache (the file has not changed since)."""
-    return lambda: None if loaded.from_cache else read_previous_leads(Path(settings.output))
+def _changes(settings: Settings, loaded: LoadResult, state: Mapping[str, Entry]) -> FileChanges:
+    """How the leads file differs from the ledger's ``state``: carried from the last run's
+    mark when nothing has changed since (a second's work a million leads saved), else
+    compared, with the leads as the last run read them (its parse cache) at hand."""
+    output = Path(settings.output)
+    found = read_leads_mark(output, journal_path(output))
+    if found is not None:
+        counts = state.counts() if isinstance(state, LedgerState) else Counter(
+            e.status.value for e in state.values())  # fmt: skip
+        changes = carried(found, loaded.cache_key, counts[Status.REMOVED.value])
+        if changes is not None:
+            return changes
+    # From that very cache, the file has not changed since: nothing to compare it with.
+    previous = None if loaded.from_cache else read_previous_leads(output)
+    return compare(loaded, state, previous=lambda: previous)
 
 
 def run_campaign(
@@ -261,7 +284,7 @@ def run_campaign(
     with Ledger(settings.output, durable=durable) as ledger:
         # What changed in the file since the results were written, before its parse cache
         # (the previous parse, which ``compare`` may read) is replaced.
-        changes = compare(loaded, ledger.entries_by_key(), previous=_previous(settings, loaded))
+        changes = _changes(settings, loaded, ledger.entries_by_key())
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
         ledger.mark_removed(changes.removed)
         ledger.mark_returned(changes.returned)
@@ -326,6 +349,11 @@ def run_campaign(
         )
         if not isinstance(error, LedgerError):
             ledger.log_run(summary.record)
+        if error is None and loaded.cache_key:  # the ledger now agrees with this file
+            note = mark(changes, loaded.cache_key, ledger.status_of)
+            ledger.after_close = lambda: write_leads_mark(
+                ledger.results, ledger.journal, note, durable
+            )
     if error is not None:
         raise error
     return summary

@@ -272,3 +272,38 @@ def test_moved_rows_are_journaled_so_every_reader_sees_them_before_the_results_a
     assert [(r["row"], r["phone"]) for r in read_rows(results)] == [("2", b), ("3", a)]
     with Ledger(results, durable=False) as ledger:
         assert ledger.get(a).row == 3 and ledger.get(b).row == 2
+
+
+def test_an_unchanged_file_carries_the_last_comparison_through_runs_and_syncs(
+    sim, tmp_path, monkeypatch
+):
+    from dialer import run as run_module
+    from dialer.cache import leads_mark_path
+    from dialer.campaign import build_settings
+
+    phones = mobiles(6)
+    leads = write_leads(tmp_path / "l.csv", phones)
+    results = tmp_path / "l.results.csv"
+    assert run(leads, "--max-calls", "4", url=sim.url).returncode == 0
+    write_leads(leads, [phones[0], phones[1], phones[4]])  # 2 called and 1 never called gone
+    said = ["Not in l.csv any more: 1 lead never called, now removed (" + AGAIN + ")",
+            "Not in l.csv any more, results kept: 2 called"]  # fmt: skip
+    assert run(leads, url=sim.url).stdout.splitlines()[1:3] == said
+    assert leads_mark_path(results).exists()
+    synced = run_cli("sync", str(results), url=sim.url)
+    assert synced.returncode == 0, synced.stderr
+    # Nothing to compare: the mark, still true after the sync, says it all (compare would fail).
+    monkeypatch.setattr(run_module, "compare", None)
+    preview = run_module.plan(build_settings(leads, {"playbook": "pb"}))
+    assert preview.changes.removed_total == 1 and preview.changes.gone == {"called": 2}
+    assert run(leads, url=sim.url).stdout.splitlines()[1:3] == said
+    # Any other change to the results (here a row appended by hand) and it compares again.
+    monkeypatch.undo()
+    compared = []
+    monkeypatch.setattr(
+        run_module, "compare", lambda *a, **k: compared.append(1) or compare(*a, **k)
+    )
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write(f"9,,{mobiles(1, start=90)[0]},pending,,0,,,,,,,,\r\n")
+    preview = run_module.plan(build_settings(leads, {"playbook": "pb"}))
+    assert compared and preview.changes.removed_total == 2  # the appended lead is not in the file
