@@ -157,7 +157,9 @@ def compare(
     """How ``loaded`` differs from the ledger's ``state`` (see the module's rules).
     ``previous`` gives the leads as the last run read them, asked for only when a row without
     a CRM id may hold a called lead's new phone."""
-    table = state if isinstance(state, LedgerState) else LedgerState(None, dict(state))
+    if not isinstance(state, LedgerState):  # read_state without a snapshot: a plain dict
+        state = LedgerState(None, state if isinstance(state, dict) else dict(state))
+    table = state
     base, overlay = table.base, table.overlay
     index, codes, rows = base.index, base.status, base.rows
     changes = FileChanges(moves=Moves(base))

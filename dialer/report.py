@@ -109,7 +109,7 @@ def start_lines(plan: Plan) -> list[str]:
     ]
 
 
-def change_lines(changes: FileChanges | None, name: str, *, moves: bool = True) -> list[str]:
+def change_lines(changes: FileChanges | None, name: str) -> list[str]:
     """How the leads file ``name`` differs from the results: leads no longer in it, back in
     it, moved, and phones changed after a call (one line each, the first few)."""
     if changes is None:
@@ -125,7 +125,7 @@ def change_lines(changes: FileChanges | None, name: str, *, moves: bool = True) 
     if changes.returned:
         lines.append(f"Back in {name}: {plural(len(changes.returned), 'removed lead')}, "
                      "pending again")  # fmt: skip
-    if moves and len(changes.moves):
+    if len(changes.moves):
         lines.append(f"Row numbers follow {name}: {plural(len(changes.moves), 'lead')} moved")
     shown = changes.phone_changes[:REJECTS_SHOWN]
     for change in shown:
@@ -149,9 +149,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
         f"{verb} in {summary.elapsed:.1f} s: {this_run} ({plural(summary.sent, 'request')}{rate})",
         f"Campaign: {counts_phrase(summary.counts)}",
     ]
-    if summary.changes is not None and summary.changes.gone:
-        kept = counts_phrase(summary.changes.gone)
-        lines.append(f"Not in the leads file any more, results kept: {kept}")
+    if summary.kept:
+        lines.append(f"Not in the leads file any more, results kept: {counts_phrase(summary.kept)}")
     if summary.reconciled:
         r = summary.reconciled
         lines.append(

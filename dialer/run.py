@@ -84,6 +84,7 @@ class RunSummary:
     synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
     recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
     changes: FileChanges | None = None  # how the leads file differed from the results
+    kept: dict[str, int] = field(default_factory=dict)  # status -> leads not in it, after the run
 
     @property
     def calls_per_minute(self) -> float:
@@ -317,6 +318,7 @@ def run_campaign(
         counts = ledger.counts()
         this_run = Counter(ledger.status_of(key).value for key in session.touched)  # type: ignore[union-attr]
         not_started = len(untouched)
+        after = mark(changes, loaded.cache_key, ledger.status_of)  # the in-doubt ones settled
         if error is None and session.auth_error is not None:
             error = session.auth_error
         if error is None and session.unreachable is not None:
@@ -343,6 +345,7 @@ def run_campaign(
             synced=dict(session.synced.outcomes) if session.synced else {},
             recycled=session.recycled,
             changes=changes,
+            kept=after["kept"],
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
@@ -350,9 +353,8 @@ def run_campaign(
         if not isinstance(error, LedgerError):
             ledger.log_run(summary.record)
         if error is None and loaded.cache_key:  # the ledger now agrees with this file
-            note = mark(changes, loaded.cache_key, ledger.status_of)
             ledger.after_close = lambda: write_leads_mark(
-                ledger.results, ledger.journal, note, durable
+                ledger.results, ledger.journal, after, durable
             )
     if error is not None:
         raise error
@@ -390,7 +392,9 @@ def run_record(
         "reconciled": summary.reconciled,
         "synced": summary.synced,
         "recycled": summary.recycled,
-        "leads_file_changes": summary.changes.record() if summary.changes else {},
+        "leads_file_changes": {**summary.changes.record(), "kept": summary.kept}
+        if summary.changes
+        else {},
     }
 
 

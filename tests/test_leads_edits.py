@@ -307,3 +307,26 @@ def test_an_unchanged_file_carries_the_last_comparison_through_runs_and_syncs(
         handle.write(f"9,,{mobiles(1, start=90)[0]},pending,,0,,,,,,,,\r\n")
     preview = run_module.plan(build_settings(leads, {"playbook": "pb"}))
     assert compared and preview.changes.removed_total == 2  # the appended lead is not in the file
+
+
+def test_an_in_doubt_lead_no_longer_in_the_file_found_not_placed_is_removed_not_dialed(
+    sim, tmp_path
+):
+    phones = mobiles(3)
+    sim.config.faults = {phones[2]: ["500_before"]}  # no call made, but the answer is a 500
+    sim.config.list_status = 404  # and GET /calls cannot tell: in doubt
+    leads = write_leads(tmp_path / "l.csv", phones)
+    first = run(leads, "--in-doubt-grace", "0", url=sim.url)
+    assert first.returncode == 6, first.stdout + first.stderr
+    sim.config.list_status = None
+    write_leads(leads, phones[:2])
+    second = run(leads, "--in-doubt-grace", "0", url=sim.url)
+    assert second.returncode == 0, second.stdout + second.stderr
+    out = second.stdout.splitlines()
+    assert "Not in l.csv any more, results kept: 1 in_doubt" in out  # before the look-up
+    assert "Campaign: 2 called, 1 removed" in out
+    assert not any(line.startswith("Not in the leads file any more") for line in out)
+    assert created_per_phone(sim) == collections.Counter(phones[:2])  # never dialed again
+    rows = {r["phone"]: r for r in read_rows(tmp_path / "l.results.csv")}
+    assert rows[phones[2]]["status"] == "removed"
+    assert rows[phones[2]]["error"] == "no longer in the leads file: not placed, never sent"
