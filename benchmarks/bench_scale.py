@@ -6,6 +6,8 @@ runs. Targets (the lead-file issue): a 1,000,000-row dry run under 30 s and 300 
 machine; a resume of a 1,000,000-row campaign starting to dial within 3 s. "first resume" is
 the one that still parses the leads and replays the whole journal (a fresh copy each run);
 "resume start-up" and "resume, whole run" start from the parse cache and snapshot it left.
+"first resume, rows moved" is the first resume once a row was inserted at the top of the
+leads file: every lead's row number changes, and each gets a journal line saying so.
 
     python benchmarks/bench_scale.py                 # 1,000,000 rows, 3 runs each
     python benchmarks/bench_scale.py --rows 20000 --repeat 1   # a smoke run
@@ -29,8 +31,9 @@ from pathlib import Path
 from common import dialer_exe
 
 
-def make_leads(path: Path, rows: int) -> list[str]:
-    """A leads file with mixed phone formats, 1% invalid numbers; returns the E.164 phones."""
+def make_leads(path: Path, rows: int) -> list[tuple[int, str]]:
+    """A leads file with mixed phone formats, 1% invalid numbers; returns the row number and
+    E.164 phone of each valid row."""
     rng = random.Random(1)
     phones = []
     with open(path, "w", encoding="utf-8", newline="") as handle:
@@ -49,20 +52,21 @@ def make_leads(path: Path, rows: int) -> list[str]:
             else:
                 phone = f"0034{digits}"
             if phone != "12345":
-                phones.append(f"+34{digits}")
+                phones.append((i + 2, f"+34{digits}"))
             writer.writerow([f"Name{i}", f"Last{i}", f"n{i}@example.com", phone, "MBA", "Madrid"])
     return phones
 
 
-def make_done_campaign(results: Path, leads: Path, phones: list[str]) -> None:
-    """Results and journal as a finished campaign leaves them: every phone called once."""
+def make_done_campaign(results: Path, leads: Path, phones: list[tuple[int, str]]) -> None:
+    """Results and journal as a finished campaign leaves them: every phone called once, on
+    the row the leads file has it (a resume then has no row numbers to update)."""
     seen = set()
     journal = results.with_name(results.name + ".journal")
     with open(results, "w", encoding="utf-8-sig", newline="") as out, open(journal, "w") as log:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["row", "crm_id", "phone", "status", "call_id", "attempts", "error",
                          "updated_at"])  # fmt: skip
-        for row, phone in enumerate(phones, start=2):
+        for row, phone in phones:
             if phone in seen:
                 continue
             seen.add(phone)
@@ -109,8 +113,13 @@ def main() -> None:
         for path in folder.glob("done.results.csv*"):
             shutil.copy(path, pristine / path.name)
 
-        def resume() -> list[str]:
-            return [dialer, "run", str(leads), "--playbook", "pb", "--sandbox",
+        shifted = folder / "shifted.csv"  # one row inserted on top: every row number moves
+        with open(leads, encoding="utf-8") as source, open(shifted, "w", encoding="utf-8") as out:
+            out.write(source.readline() + "New,Row,new@example.com,612000000,MBA,Madrid\n")
+            shutil.copyfileobj(source, out)
+
+        def resume(path: Path = leads) -> list[str]:
+            return [dialer, "run", str(path), "--playbook", "pb", "--sandbox",
                     "--output", str(results)]  # fmt: skip
 
         def fresh() -> None:  # the finished campaign as first made: no snapshot, no cache
@@ -128,9 +137,10 @@ def main() -> None:
             "first resume": (resume(), " to dial", fresh),
             "resume start-up": (resume(), " to dial", None),
             "resume, whole run": (resume(), None, None),
+            "first resume, rows moved": (resume(shifted), " to dial", fresh),
         }
         print(f"{opts.rows:,} rows, {os.cpu_count()} cores, {opts.repeat} runs each")
-        print(f"{'case':<18}{'wall s (median)':>16}{'spread':>10}{'peak MB (max)':>15}")
+        print(f"{'case':<26}{'wall s (median)':>16}{'spread':>10}{'peak MB (max)':>15}")
         for name, (args, until, setup) in cases.items():
             walls, peaks = [], []
             for _ in range(opts.repeat):
@@ -140,7 +150,7 @@ def main() -> None:
                 walls.append(wall)
                 peaks.append(peak)
             spread = max(walls) - min(walls)
-            print(f"{name:<18}{statistics.median(walls):>16.1f}{spread:>10.1f}{max(peaks):>15.0f}")
+            print(f"{name:<26}{statistics.median(walls):>16.1f}{spread:>10.1f}{max(peaks):>15.0f}")
 
 
 if __name__ == "__main__":

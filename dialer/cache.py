@@ -12,6 +12,10 @@ trusted, and the slow path runs instead. Deleting either at any time is safe.
 * ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
+* ``leads.results.csv.leads-mark``  which leads file (its parse cache key) the ledger was last
+  compared with (``dialer.edits``), and what that left to say, as of the journal and results
+  files' sizes and last 64 KiB at the close. While nothing has touched them since and the file
+  is the same, a run need not compare a million leads again.
 
 ``LedgerState`` is the ledger's view of every lead: that table, read without building an
 ``Entry`` per lead, under a dict of the entries replayed after it or written since.
@@ -26,7 +30,7 @@ import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,10 @@ def leads_cache_path(results: Path) -> Path:
 
 def state_path(results: Path) -> Path:
     return results.with_name(results.name + ".state")
+
+
+def leads_mark_path(results: Path) -> Path:
+    return results.with_name(results.name + ".leads-mark")
 
 
 # --- the file: a header, parts, a checksum ---------------------------------------------------
@@ -153,6 +161,18 @@ def read_leads_cache(results: Path, key: str, leads: Path) -> LoadResult | None:
         return None
 
 
+def read_previous_leads(results: Path) -> LeadRows | None:
+    """The leads as the last run read them, whatever their key (``dialer.edits`` compares a
+    changed file with them), or None. Read it before ``save_leads_cache`` replaces it."""
+    found = read_parts(leads_cache_path(results))
+    if found is None or found[0].get("kind") != "leads":
+        return None
+    try:
+        return LeadRows.restore(found[1])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True) -> None:
     """Keep ``loaded`` for the next run (under the run lock); any trouble only costs time."""
     if loaded.from_cache or not loaded.cache_key or not isinstance(loaded.leads, LeadRows):
@@ -167,13 +187,48 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
             leads_cache_path(results).unlink()
 
 
+# --- the leads mark --------------------------------------------------------------------------
+
+
+def _ends(*paths: Path) -> list[list[Any]]:
+    """Each file's size and the SHA-256 of its last 64 KiB: any append or rewrite changes it."""
+    found = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - 65536))
+            found.append([size, hashlib.sha256(handle.read()).hexdigest()])
+    return found
+
+
+def write_leads_mark(results: Path, journal: Path, mark: dict[str, Any], durable: bool) -> None:
+    """Keep ``mark`` as true of the journal and the results as they are now (under the run
+    lock, once both are closed); any trouble only costs the next run a full comparison."""
+    with contextlib.suppress(OSError):
+        header = {**mark, "kind": "leads-mark", "files": _ends(journal, results)}
+        write_parts(leads_mark_path(results), header, [], durable)
+
+
+def read_leads_mark(results: Path, journal: Path) -> dict[str, Any] | None:
+    """The mark ``write_leads_mark`` left, if the journal and the results are still exactly as
+    they were then; else None."""
+    found = read_parts(leads_mark_path(results))
+    try:
+        if found is None or found[0].get("kind") != "leads-mark":
+            return None
+        return found[0] if found[0].get("files") == _ends(journal, results) else None
+    except OSError:
+        return None
+
+
 # --- the ledger's state, compactly ------------------------------------------------------------
 
 
 class EntryTable:
     """Ledger entries kept compactly: fixed-size fields in arrays, text fields in one blob; an
     ``Entry`` is built on access. Each entry also carries whether the journal gave it (the
-    journal beats the results CSV for such a key). Read-only once built."""
+    journal beats the results CSV for such a key). Read-only once built, but for a row number
+    (``LedgerState.set_row``)."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -414,6 +469,19 @@ class LedgerState(MutableMapping[str, Entry]):
                 found.append(base.entry(i))
             i = base.status.find(code, i + 1)
         return found + [entry for entry in overlay.values() if entry.status is status]
+
+    def set_row(self, key: str, row: int) -> Entry:
+        """Give ``key``'s entry another row number (the leads file moved it); the table's
+        arrays are changed in place, so a reordered million-row file builds no ``Entry`` to
+        keep. Returns the entry as it now is."""
+        entry = self.overlay.get(key)
+        if entry is not None:
+            entry = replace(entry, row=row)
+            self.overlay[key] = entry
+            return entry
+        i = self.base.index[key]
+        self.base.rows[i] = row
+        return self.base.entry(i)
 
     def sent_since(self, cutoff: float) -> list[float]:
         base, overlay = self.base, self.overlay

@@ -120,6 +120,13 @@ class LeadRows(Sequence[Lead]):
         for i in self.indices({Status.PENDING}):
             yield i, f"+{phones[i]}"
 
+    def pending_rows(self) -> Iterator[tuple[int, str, int]]:
+        """``(index, ledger key, row number)`` of each dialable lead, in order, no ``Lead``
+        built (``dialer.edits`` compares a million of them with the ledger)."""
+        phones, rows = self._phones, self._rows
+        for i in self.indices({Status.PENDING}):
+            yield i, f"+{phones[i]}", rows[i]
+
     def __len__(self) -> int:
         return len(self._rows)
 

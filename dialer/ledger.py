@@ -43,7 +43,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,9 @@ from dialer.salvage import (
     read_leniently,
     set_aside,
 )
+
+# A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.
+_NEVER_SENT = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
 
 
 def runs_path(results: Path) -> Path:
@@ -169,6 +172,8 @@ class Ledger:
         # What opening found wrong with the results file and did about it, one line each.
         self.notices: list[str] = []
         self._adopt: list[Entry] = []  # results rows the journal lacks: journaled at open
+        # Called once the results are compacted and the snapshot saved, still under the lock.
+        self.after_close: Callable[[], None] | None = None
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -236,6 +241,8 @@ class Ledger:
                 except LedgerError as exc:
                     error = error or exc
                 self._save_snapshot()
+                if self.after_close is not None and error is None and earlier is None:
+                    self.after_close()  # a derived file: only over files closed whole
         finally:
             self._release_lock()
         if error is not None and earlier is None and not quiet:
@@ -318,7 +325,7 @@ class Ledger:
     def open_key(self, key: str) -> bool:
         """True when the ledger has no final or in-doubt record for a dialable lead's ``key``."""
         status = self._entries.status(key)
-        return status is None or status in (Status.PENDING, Status.DEFERRED)
+        return status is None or status in _NEVER_SENT
 
     def status_of(self, key: str) -> Status | None:
         """The status recorded for ``key``, None if none (no ``Entry`` is built)."""
@@ -349,7 +356,7 @@ class Ledger:
         """A lead not dialed now, for a later run: ``deferred`` (outside its calling hours) or
         ``pending`` (held back, not reached). A results row only: re-judged every run."""
         entry = self._entries.get(lead.key)
-        if entry is not None and entry.status not in (Status.PENDING, Status.DEFERRED):
+        if entry is not None and entry.status not in _NEVER_SENT:
             return
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
@@ -357,6 +364,52 @@ class Ledger:
                       unseen=entry.unseen if entry else "")  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
+
+    def mark_removed(self, leads: Iterable[tuple[str, str]]) -> None:
+        """Leads never called whose phone is no longer in the leads file, as ``(key, reason)``:
+        ``removed``, so that nobody counts them pending (``dialer.edits``)."""
+        for key, reason in leads:
+            entry = replace(self._entries[key], status=Status.REMOVED, error=reason,
+                            updated_at=utc_iso())  # fmt: skip
+            self._log(entry)
+            self._write_row(entry)
+
+    def mark_returned(self, leads: Iterable[tuple[str, int]]) -> None:
+        """Removed leads back in the leads file, as ``(key, row)``: ``pending`` again."""
+        for key, row in leads:
+            entry = replace(self._entries[key], row=row, status=Status.PENDING,
+                            error="back in the leads file", updated_at=utc_iso())  # fmt: skip
+            self._log(entry)
+            self._write_row(entry)
+
+    def move_rows(self, moves: Iterable[tuple[str, int]]) -> int:
+        """Give leads the leads file moved, as ``(key, row)``, their current row number. A
+        journal line each, written in batches and not fsynced (a lost one only leaves the old
+        number until the next run); the results CSV gets them when it is compacted at close.
+        Returns how many moved."""
+        if self._journal_file is None:
+            raise LedgerError("the ledger is not open")
+        batch: list[str] = []
+        moved = 0
+        for key, row in moves:
+            batch.append(encode_line(self._entries.set_row(key, row)))
+            if len(batch) >= 10_000:
+                moved += self._append(batch)
+        return moved + self._append(batch)
+
+    def _append(self, lines: list[str]) -> int:
+        """Append whole journal lines at once; returns how many, and empties ``lines``."""
+        if not lines:
+            return 0
+        self._check_writable()
+        try:
+            self._journal_file.append("".join(lines).encode())  # type: ignore[union-attr]
+        except OSError as exc:
+            raise self._failed(self.journal, exc, "write the journal") from exc
+        count = len(lines)
+        self._written += count
+        lines.clear()
+        return count
 
     def keep_load_rows(self) -> None:
         """Keep the load-time rows (invalid, duplicate...) the results hold, as they are: for

@@ -145,6 +145,13 @@ class LoadResult:
             return self.leads.pending_keys()
         return ((i, x.key) for i, x in enumerate(self.leads) if x.status is Status.PENDING)
 
+    def pending_rows(self) -> Iterator[tuple[int, str, int]]:
+        """``(index, ledger key, row number)`` of each dialable lead, in order; no ``Lead`` is
+        built for a ``LeadRows``."""
+        if isinstance(self.leads, LeadRows):
+            return self.leads.pending_rows()
+        return ((i, x.key, x.row) for i, x in enumerate(self.leads) if x.status is Status.PENDING)
+
     def rejects(self) -> Iterator[Lead]:
         """The leads final at load time (invalid, duplicate, dnc, missing_param), in order;
         for a ``LeadRows``, only those are built."""

@@ -26,6 +26,7 @@ class Status(enum.StrEnum):
     DNC = "dnc"  # final at load time: the phone is on the do-not-call list
     MISSING_PARAM = "missing_param"  # final at load time: a required param is empty
     DEFERRED = "deferred"  # outside its calling hours now: a later run dials it
+    REMOVED = "removed"  # no longer in the leads file: never sent (pending again if put back)
 
     @property
     def is_final(self) -> bool:

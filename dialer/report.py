@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from dialer.edits import FileChanges
 from dialer.errors import ConfigError
 from dialer.ledger import read_runs, read_state_noted
 from dialer.loader import LoadResult
@@ -25,7 +26,7 @@ from dialer.run import Plan, RunSummary, SyncSummary
 # The order statuses are listed in, most interesting first.
 STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
                                   Status.DIALING, Status.INVALID, Status.DUPLICATE, Status.DNC,
-                                  Status.MISSING_PARAM)]  # fmt: skip
+                                  Status.MISSING_PARAM, Status.REMOVED)]  # fmt: skip
 REJECTS_SHOWN = 10
 EMPTY = '""'  # how an empty phone cell is shown
 
@@ -62,6 +63,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         f"To dial now:   {len(plan.to_dial):,}"
         + (f" ({plan.already_done:,} already done in {output})" if plan.already_done else ""),
     ]
+    lines += change_lines(plan.changes, load.path.name)
     lines += [f"Warning:       {w}" for w in load.warnings]
     lines += _listing(
         "Rejected rows",
@@ -108,7 +110,38 @@ def start_lines(plan: Plan) -> list[str]:
     not_dialable = len(load.leads) - load.counts().get(Status.PENDING.value, 0)
     if not_dialable:
         line += f", {not_dialable:,} not dialable"
-    return [line] + [f"warning: {w}" for w in load.warnings]
+    return [line, *change_lines(plan.changes, load.path.name)] + [
+        f"warning: {w}" for w in load.warnings
+    ]
+
+
+def change_lines(changes: FileChanges | None, name: str) -> list[str]:
+    """How the leads file ``name`` differs from the results: leads no longer in it, back in
+    it, moved, and phones changed after a call (one line each, the first few)."""
+    if changes is None:
+        return []
+    lines = []
+    if changes.removed_total:
+        lines.append(
+            f"Not in {name} any more: {plural(changes.removed_total, 'lead')} never called, "
+            "now removed (not dialed; pending again if put back)"
+        )
+    if changes.gone:
+        lines.append(f"Not in {name} any more, results kept: {counts_phrase(changes.gone)}")
+    if changes.returned:
+        lines.append(f"Back in {name}: {plural(len(changes.returned), 'removed lead')}, "
+                     "pending again")  # fmt: skip
+    if len(changes.moves):
+        lines.append(f"Row numbers follow {name}: {plural(len(changes.moves), 'lead')} moved")
+    shown = changes.phone_changes[:REJECTS_SHOWN]
+    for change in shown:
+        after = "after a call" if change.certain else "after a call that may have been placed"
+        lines.append(f"row {change.row}: phone changed from {change.old} to {change.new} "
+                     f"{after}: dialed as a new lead")  # fmt: skip
+    if len(changes.phone_changes) > len(shown):
+        more = len(changes.phone_changes) - len(shown)
+        lines.append(f"... and {plural(more, 'more phone')} changed after a call")
+    return lines
 
 
 def summary_lines(summary: RunSummary) -> list[str]:
@@ -130,6 +163,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
             "again. Both call ids are in the lead's history (rang-twice); a longer "
             "--in-doubt-grace prevents it."
         )
+    if summary.kept:
+        lines.append(f"Not in the leads file any more, results kept: {counts_phrase(summary.kept)}")
     if summary.reconciled:
         r = summary.reconciled
         lines.append(
@@ -278,6 +313,9 @@ def status_lines(results: str | Path) -> list[str]:
             + ", ".join(str(e.row) for e in sorted(twice, key=lambda e: e.row)[:REJECTS_SHOWN])
             + (" ..." if len(twice) > REJECTS_SHOWN else "")
         )
+    kept = runs[-1].get("leads_file_changes", {}).get("kept") if runs else None
+    if kept:
+        lines.append(f"Not in the leads file at the last run, results kept: {counts_phrase(kept)}")
     outcomes: dict[str, int] = {}
     for entry in state.values():
         if entry.status is Status.CALLED:

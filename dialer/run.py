@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,16 +22,26 @@ from typing import Any
 
 import httpx
 
-from dialer.cache import leads_key, read_leads_cache, save_leads_cache
+from dialer.cache import (
+    LedgerState,
+    leads_key,
+    read_leads_cache,
+    read_leads_mark,
+    read_previous_leads,
+    save_leads_cache,
+    write_leads_mark,
+)
 from dialer.campaign import Settings, check_pacing
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy
+from dialer.edits import FileChanges, carried, compare, mark
 from dialer.errors import DialerError, LedgerError, Unreachable
+from dialer.journal import journal_path
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset, per_minute
 from dialer.reconcile import grace_ends
-from dialer.results import require_results, utc_iso
+from dialer.results import Entry, require_results, utc_iso
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_under
@@ -50,6 +60,7 @@ class Plan:
     forecast: list[Slot] = field(default_factory=list)  # when they would be dialed (dry run)
     never: int = 0  # leads whose zones never share an open hour in the next 14 days
     rate: float = 0.0  # the calls per minute the forecast assumes
+    changes: FileChanges | None = None  # how the leads file differs from the results
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class RunSummary:
     rang_twice: int = 0  # calls found now that rang a lead a second time (a lost answer's)
     found_late: int = 0  # leads shown absent whose call was listed later, before any redial
     notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
+    changes: FileChanges | None = None  # how the leads file differed from the results
+    kept: dict[str, int] = field(default_factory=dict)  # status -> leads not in it, after the run
 
     @property
     def calls_per_minute(self) -> float:
@@ -135,6 +148,9 @@ def sync_campaign(
     started = time.monotonic()
     with Ledger(output) as ledger:
         ledger.keep_load_rows()
+        # Outcomes change no row and no lead: the last run's leads mark stays true.
+        if (note := read_leads_mark(output, ledger.journal)) is not None:
+            ledger.after_close = lambda: write_leads_mark(output, ledger.journal, note, True)
         client = MeetzyClient(api_url, token, timeout=timeout, max_connections=concurrency,
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
@@ -200,10 +216,12 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     """The dry run: what would be sent, and when, under the rate limits and each lead's calling
     window. Reads files, writes none, needs no token."""
     loaded = load(settings)
-    again = (Status.PENDING, Status.DEFERRED)
+    again = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
     now = (clock or (lambda: datetime.now(UTC)))()
+    state = read_state(settings.output)
+    changes = _changes(settings, loaded, state)
     # Final or in doubt, and not a called lead the run would recycle for another call.
-    finished = {e.key for e in read_state(settings.output).values() if e.status not in again
+    finished = {e.key for e in state.values() if e.status not in again
                 and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
     dialable = loaded.counts().get(Status.PENDING.value, 0)
     to_dial = Subset(loaded.leads, (i for i, key in loaded.pending_keys() if key not in finished))
@@ -226,7 +244,24 @@ def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> 
     rate = min(settings.max_per_minute, settings.max_per_second * 60)
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
     return Plan(loaded, to_dial, dialable - len(to_dial), sample,
-                forecast=slots, never=never, rate=rate)  # fmt: skip
+                forecast=slots, never=never, rate=rate, changes=changes)  # fmt: skip
+
+
+def _changes(settings: Settings, loaded: LoadResult, state: Mapping[str, Entry]) -> FileChanges:
+    """How the leads file differs from the ledger's ``state``: carried from the last run's
+    mark when nothing has changed since (a second's work a million leads saved), else
+    compared, with the leads as the last run read them (its parse cache) at hand."""
+    output = Path(settings.output)
+    found = read_leads_mark(output, journal_path(output))
+    if found is not None:
+        counts = state.counts() if isinstance(state, LedgerState) else Counter(
+            e.status.value for e in state.values())  # fmt: skip
+        changes = carried(found, loaded.cache_key, counts[Status.REMOVED.value])
+        if changes is not None:
+            return changes
+    # From that very cache, the file has not changed since: nothing to compare it with.
+    previous = None if loaded.from_cache else read_previous_leads(output)
+    return compare(loaded, state, previous=lambda: previous)
 
 
 def run_campaign(
@@ -264,7 +299,13 @@ def run_campaign(
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
     with Ledger(settings.output, durable=durable, region=settings.default_region) as ledger:
+        # What changed in the file since the results were written, before its parse cache
+        # (the previous parse, which ``compare`` may read) is replaced.
+        changes = _changes(settings, loaded, ledger.entries_by_key())
         save_leads_cache(Path(settings.output), loaded, durable=durable)  # under the lock
+        ledger.mark_removed(changes.removed)
+        ledger.mark_returned(changes.returned)
+        ledger.move_rows(changes.moves)
         for lead in loaded.rejects():
             ledger.record_load(lead)
         call = call_settings(settings)
@@ -276,12 +317,17 @@ def run_campaign(
                 first = sess.to_dial[0] if sess.to_dial else None
                 sample = call.body(first.phone, first.params) if first else None
                 on_start(Plan(loaded, sess.to_dial, sess.skipped, sample, sess.left_for_later,
-                              sess.deferred))  # fmt: skip
+                              sess.deferred, changes=changes))  # fmt: skip
 
         try:
             asyncio.run(session.run(announce, on_outcome, handle_signals))
         except DialerError as exc:  # a second signal, a ledger error: still summarised below
             error = exc
+        if not isinstance(error, LedgerError):
+            # In-doubt leads no longer in the file that the look-ups proved were not placed.
+            ledger.mark_removed((key, "no longer in the leads file: not placed, never sent")
+                                for key in changes.gone_in_doubt
+                                if ledger.status_of(key) is Status.PENDING)  # fmt: skip
         untouched = [x for x in session.to_dial if x.key not in session.touched]
         for lead in untouched if ledger.failure is None else ():  # after a refused write: none
             if (entry := ledger.get(lead.key)) is None or entry.status is Status.PENDING:
@@ -293,6 +339,7 @@ def run_campaign(
         not_started = len(untouched)
         if error is None and ledger.failure is not None:
             error = ledger.failure  # a refused write someone caught: still the run's error
+        after = mark(changes, loaded.cache_key, ledger.status_of)  # the in-doubt ones settled
         if error is None and session.auth_error is not None:
             error = session.auth_error
         if error is None and session.unreachable is not None:
@@ -325,12 +372,18 @@ def run_campaign(
             rang_twice=session.rang_twice,
             found_late=session.found_late,
             notices=list(ledger.notices),
+            changes=changes,
+            kept=after["kept"],
         )
         summary = dataclasses.replace(
             summary, record=run_record(settings, summary, started_at=started_at, error=error)
         )
         if not isinstance(error, LedgerError) and ledger.failure is None:
             ledger.log_run(summary.record)
+        if error is None and loaded.cache_key:  # the ledger now agrees with this file
+            ledger.after_close = lambda: write_leads_mark(
+                ledger.results, ledger.journal, after, durable
+            )
     if error is not None:
         raise error
     return summary
@@ -370,6 +423,9 @@ def run_record(
         "rang_twice": summary.rang_twice,
         "waited": round(summary.waited, 3),
         "notices": summary.notices,
+        "leads_file_changes": {**summary.changes.record(), "kept": summary.kept}
+        if summary.changes
+        else {},
     }
 
 

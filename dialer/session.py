@@ -208,10 +208,9 @@ class Session:
             waits += 1
             if self.on_wait is not None:
                 self.on_wait(len(ends), wait)
-            began = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=wait)
-            self.waited += time.monotonic() - began
+            began = self.wall()
+            await _sleep_unless(self.stop, self.sleep(wait))
+            self.waited += self.wall() - began
 
     def _leads_of(self, keys: set[str]) -> list[Lead]:
         """The dialable leads of the leads file with these keys (leads from an earlier run
@@ -421,6 +420,15 @@ def _signals(on_first: Callable[[], None], task: asyncio.Task[Any]) -> Iterator[
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _sleep_unless(stop: asyncio.Event, sleeping: Awaitable[None]) -> None:
+    """Await ``sleeping`` (an injectable sleep), cut short when ``stop`` is set."""
+    sleeper = asyncio.ensure_future(sleeping)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (sleeper, stopper):
+        task.cancel()
 
 
 def _cause(error: str) -> str:

@@ -31,7 +31,7 @@ OUTCOME_ORDER = ("closed", "no-answer", "voicemail", "busy", "recall-scheduled",
                  "wrong-phone-format")  # fmt: skip
 # Lead statuses in the order they are listed, most interesting first (as ``dialer status``).
 STATUS_ORDER = ("called", "failed", "in_doubt", "dialing", "pending", "deferred", "invalid",
-                "duplicate", "dnc", "missing_param")  # fmt: skip
+                "duplicate", "dnc", "missing_param", "removed")  # fmt: skip
 HOURLY_BELOW = timedelta(days=2)  # a campaign shorter than this is charted per hour, not per day
 
 
