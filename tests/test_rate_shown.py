@@ -23,37 +23,37 @@ def test_the_measured_case_shows_the_limit_not_above_it():
     assert per_minute(35, 4.0) == 35.0  # all in the first minute
 
 
-def schedule(gaps: list[float], per_second: int, per_minute_limit: int) -> list[float]:
-    """Send times as a limiter keeping both sliding windows would allow, each send as soon as
-    its gap (the caller's own pace) and the windows let it."""
-    times: list[float] = []
-    now = 0.0
+def schedule(gaps: list[int], per_second: int, per_minute_limit: int) -> list[int]:
+    """Send times in milliseconds (exact integers) as a limiter keeping both sliding windows
+    would allow, each send as soon as its gap (the caller's own pace) and the windows let it."""
+    times: list[int] = []
+    now = 0
     for gap in gaps:
         now += gap
         while True:
-            last_second = [t for t in times if t > now - 1.0]
-            last_minute = [t for t in times if t > now - 60.0]
-            if len(last_second) < per_second and len(last_minute) < per_minute_limit:
-                break
+            last_second = [t for t in times[-per_second:] if t > now - 1000]
+            last_minute = [t for t in times[-per_minute_limit:] if t > now - 60_000]
             waits = []
             if len(last_second) >= per_second:
-                waits.append(last_second[-per_second] + 1.0)
+                waits.append(last_second[0] + 1000)
             if len(last_minute) >= per_minute_limit:
-                waits.append(last_minute[-per_minute_limit] + 60.0)
-            now = max(now, min(waits))
+                waits.append(last_minute[0] + 60_000)
+            if not waits:
+                break
+            now = max(waits)
         times.append(now)
     return times
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    gaps=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=400),
+    gaps=st.lists(st.integers(0, 5000), min_size=1, max_size=400),
     per_second=st.integers(1, 20),
     limit=st.integers(1, 120),
 )
 def test_a_run_that_kept_the_per_minute_limit_never_shows_more(gaps, per_second, limit):
     times = schedule(gaps, per_second, limit)
-    assert per_minute(len(times), times[-1] - times[0]) <= limit
+    assert per_minute(len(times), (times[-1] - times[0]) / 1000) <= limit
 
 
 def test_the_summary_line_shows_the_sustained_rate():
