@@ -199,11 +199,13 @@ def summary_lines(summary: RunSummary) -> list[str]:
         left = plural(summary.not_started, "lead")
         lines.append(f"{left} not dialed yet: run the same command again.")
     if summary.waiting:
+        one = summary.waiting == 1
+        its, waits = ("its", "waits") if one else ("their", "wait")
         lines.append(
-            f"{plural(summary.waiting, 'lead')} in doubt wait for their grace to end (their "
-            "answer was lost and their call may still be created): run the same command after "
-            f"{summary.waiting_until}; it looks them up and dials only those still not listed. "
-            "Do not dial them by hand."
+            f"{plural(summary.waiting, 'lead')} in doubt {waits} for {its} grace to end ({its} "
+            f"answer was lost and {its} call may still be created): run the same command after "
+            f"{summary.waiting_until}; it looks {'it' if one else 'them'} up and dials only "
+            f"what is still not listed. Do not dial {'it' if one else 'them'} by hand."
         )
     if summary.in_doubt > summary.waiting:
         lines.append(

@@ -103,7 +103,7 @@ def test_until_leaves_the_wait_to_the_next_run(sim, tmp_path):
                    url=sim.url)  # fmt: skip
     assert proc.returncode == 6, proc.stdout + proc.stderr
     assert "Waiting " not in proc.stdout
-    assert "1 lead in doubt wait for their grace to end" in proc.stdout
+    assert "1 lead in doubt waits for its grace to end" in proc.stdout
     wait_for_calls(sim, 4)
     assert created_per_phone(sim) == collections.Counter(phones)
 
