@@ -490,14 +490,25 @@ class LedgerState(MutableMapping[str, Entry]):
             times = [t for i, t in enumerate(base.sent) if t >= cutoff and keys[i] not in overlay]
         return times + [e.sent_at for e in overlay.values() if e.sent_at >= cutoff]
 
-    def sent_entries_since(self, cutoff: float) -> list[Entry]:
-        """The entries whose last send is at or after ``cutoff``."""
+    def unseen_since(self, cutoff: float) -> list[Entry]:
+        """The entries sent to at or after ``cutoff`` that watch for a late call (``unseen``
+        set). An ``Entry`` is built only for those: in the table, an entry whose last text
+        field (``unseen``) is empty ends its text with two separators."""
         base, overlay = self.base, self.overlay
         found = []
         if base.sent and max(base.sent) >= cutoff:
-            found = [base.entry(i) for i, t in enumerate(base.sent)
-                     if t >= cutoff and base.keys[i] not in overlay]  # fmt: skip
-        return found + [e for e in overlay.values() if e.sent_at >= cutoff]
+            text, offsets, odd = base.text, base.offsets, base.odd
+            last_empty = _TEXT_FIELDS is not None and _TEXT_FIELDS[-1] == "unseen"
+            sep = _SEP.encode()[0]
+            for i, t in enumerate(base.sent):
+                if t < cutoff or base.keys[i] in overlay:
+                    continue
+                if last_empty and i not in odd and text[offsets[i + 1] - 2] == sep:
+                    continue  # nothing watched: no Entry built
+                entry = base.entry(i)
+                if entry.unseen:
+                    found.append(entry)
+        return found + [e for e in overlay.values() if e.sent_at >= cutoff and e.unseen]
 
     def counts(self) -> Counter[str]:
         base, overlay = self.base, self.overlay

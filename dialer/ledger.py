@@ -501,7 +501,7 @@ class Ledger:
     def suspects(self, *, since: float) -> list[Entry]:
         """Leads with an attempt shown absent since ``since`` whose call might still appear:
         only a lead sent to since then can have one, so only those entries are built."""
-        return [e for e in self._entries.sent_entries_since(since) if e.unseen]
+        return self._entries.unseen_since(since)
 
     def record_call_outcome(
         self, key: str, outcome: str, *, duration: str = "", summary: str = "", at: str = ""

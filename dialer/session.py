@@ -193,7 +193,8 @@ class Session:
                 return
             absent = await self._settle(doubtful)
             again = [lead for lead in self.to_dial if self.ledger.should_dial(lead)]
-            again += self._leads_of(absent - {lead.key for lead in again})
+            if self.settings.max_calls is None:  # a batch dials no more than its cap
+                again += self._leads_of(absent - {lead.key for lead in again})
             if again and redials < SETTLE_ROUNDS:
                 redials += 1
                 await self._dispatch(again, on_outcome)

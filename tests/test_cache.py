@@ -213,3 +213,25 @@ def test_the_cache_key_hashes_every_module_that_parses(tmp_path: Path) -> None:
     loaded = {name.removeprefix("dialer.") + ".py" for name in done.stdout.split()}
     assert "workbook.py" in loaded
     assert loaded - {"errors.py"} <= set(_SOURCES)
+
+
+def test_unseen_since_finds_exactly_the_entries_watching_for_a_late_call():
+    """The byte-level shortcut (no ``Entry`` built for a lead with nothing watched) gives what
+    a plain filter over every entry gives, odd entries (a separator in a text) included."""
+    import time as _time
+
+    from dialer.cache import EntryTable, LedgerState
+
+    now = _time.time()
+    entries = []
+    for i in range(60):
+        entries.append((Entry(
+            f"+3461234{i:04d}", i + 2, f"+3461234{i:04d}", Status.CALLED, call_id=f"c{i}",
+            sent_at=now - (10 if i % 4 else 90_000), error="odd\x1f" if i % 7 == 0 else "",
+            unseen=f"{now - 100:.3f}" if i % 3 == 0 else "",
+            abandoned_at="1.000" if i % 5 == 0 else "",
+        ), True))  # fmt: skip
+    state = LedgerState(EntryTable.build(entries), {})
+    expected = {e.key for e, _ in entries if e.unseen and e.sent_at >= now - 3600}
+    assert {e.key for e in state.unseen_since(now - 3600)} == expected
+    assert expected and len(expected) < 20
