@@ -62,6 +62,7 @@ from dialer.run import (
 )
 from dialer.schedule import check_timezone
 from dialer.stats import load_stats, report_lines
+from dialer.terminal import visible
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -543,8 +544,9 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
 
 
 def _one_line(message: str) -> str:
+    """One line, the token hidden, control characters shown escaped (never obeyed)."""
     message = redact(message, os.environ.get(TOKEN_ENV, "").strip())
-    return " ".join(message.split())
+    return visible(" ".join(message.split()))
 
 
 def main(argv: list[str] | None = None) -> None:
