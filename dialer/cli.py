@@ -514,7 +514,7 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
                 list_status: int | None) -> int:  # fmt: skip
     """Serve the built-in Meetzy API simulator on 127.0.0.1 until Ctrl-C.
 
-    Its token is 'sandbox-token'. GET /_sim/calls lists every call it created.
+    Its token is 'sandbox-token'. GET /_sim/calls, with that token, lists every call it created.
     """
     from dialer.simulator import SimConfig, Simulator, serve_forever
 
