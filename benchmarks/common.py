@@ -218,7 +218,9 @@ class Sandbox:
         self.stop()
 
     def get(self, path: str, timeout: float = 30.0) -> dict:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as answer:
+        auth = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}  # /_sim/* need the token
+        ask = urllib.request.Request(self.url + path, headers=auth)
+        with urllib.request.urlopen(ask, timeout=timeout) as answer:
             return json.loads(answer.read())
 
     def calls(self) -> list[dict]:

@@ -62,6 +62,7 @@ from dialer.run import (
 )
 from dialer.schedule import check_timezone
 from dialer.stats import load_stats, report_lines
+from dialer.terminal import visible
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -513,7 +514,7 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
                 list_status: int | None) -> int:  # fmt: skip
     """Serve the built-in Meetzy API simulator on 127.0.0.1 until Ctrl-C.
 
-    Its token is 'sandbox-token'. GET /_sim/calls lists every call it created.
+    Its token is 'sandbox-token'. GET /_sim/calls, with that token, lists every call it created.
     """
     from dialer.simulator import SimConfig, Simulator, serve_forever
 
@@ -543,8 +544,9 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
 
 
 def _one_line(message: str) -> str:
+    """One line, the token hidden, control characters shown escaped (never obeyed)."""
     message = redact(message, os.environ.get(TOKEN_ENV, "").strip())
-    return " ".join(message.split())
+    return visible(" ".join(message.split()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,18 +14,21 @@ put in a message, a repr or a dataclass.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import ipaddress
 import json as jsonlib
 import math
 import os
+import re
 import time
 import urllib.request
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
@@ -46,6 +49,13 @@ URL_ENV = "MEETZY_API_URL"
 
 # A Retry-After longer than this is read as this: a run never sleeps for hours on one header.
 MAX_RETRY_AFTER = 300.0
+
+# The most an answer may hold, counted after decompression: the API's answers are small JSON.
+# A longer one is not read further (``OutcomeUnknown`` for a 2xx: the call may exist).
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+# A call id as it may go into a URL path and a ``history`` cell: a letter or digit first (so
+# never ``.`` or ``..``), then letters, digits and ``._:-``; no ``/``, space, ``;`` or newline.
+CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 # Keys the dialer sets itself: a custom param can never overwrite them.
 RESERVED_KEYS = frozenset(
@@ -87,7 +97,9 @@ class Created:
 
 
 def token_from_env(environ: Mapping[str, str] | None = None, token_file: str | None = None) -> str:
-    """The API token from ``--token-file``, ``MEETZY_API_TOKEN_FILE`` or ``MEETZY_API_TOKEN``."""
+    """The API token from ``--token-file``, ``MEETZY_API_TOKEN_FILE`` or ``MEETZY_API_TOKEN``,
+    its surrounding white space (a token file's last newline) stripped and checked
+    (``check_token``): a malformed token is refused here, before anything is sent."""
     env = os.environ if environ is None else environ
     path = token_file or env.get(TOKEN_FILE_ENV)
     if path:
@@ -95,36 +107,98 @@ def token_from_env(environ: Mapping[str, str] | None = None, token_file: str | N
             token = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"the token file {path} is not UTF-8 text: it must hold the token alone"
+            ) from None
         if not token:
             raise ConfigError(f"the token file {path} is empty")
-        return token
+        return check_token(token, f"the token file {path}")
     token = env.get(TOKEN_ENV, "").strip()
     if not token:
         raise ConfigError(
             f"{TOKEN_ENV} is not set: export your Meetzy API token in it "
             "(or use --sandbox to try the dialer without one)"
         )
+    return check_token(token, TOKEN_ENV)
+
+
+def check_token(token: str, where: str = "the API token") -> str:
+    """``token`` if it can travel in an ``Authorization`` header as it is: printable ASCII,
+    no white space inside. Else ``ConfigError`` naming ``where`` and the first bad character's
+    position (never the token itself)."""
+    for position, char in enumerate(token, 1):
+        if not "!" <= char <= "~":
+            kind = "white space" if char.isspace() else (
+                "a control character" if ord(char) < 0x20 or ord(char) == 0x7F
+                else "a non-ASCII character"
+            )  # fmt: skip
+            raise ConfigError(
+                f"{where} holds {kind} at character {position}: an API token is printable "
+                "ASCII without spaces or line breaks; copy it again from the Meetzy dashboard "
+                "(nothing was sent)"
+            )
+    if not token:
+        raise ConfigError(f"{where} is empty")
     return token
 
 
 def redact(text: str, token: str) -> str:
-    """``text`` with ``token`` hidden (a token shorter than 8 characters is no real one)."""
-    return text.replace(token, "<token>") if len(token) >= 8 else text
+    """``text`` with ``token`` hidden in every form a header can be echoed in: as it is,
+    escaped as a repr escapes it, %-encoded, and base64-encoded at any alignment. A token
+    shorter than 8 characters is no real one and is left alone."""
+    if len(token) < 8:
+        return text
+    for form in sorted(_token_forms(token), key=len, reverse=True):
+        text = text.replace(form, "<token>")
+    return text
+
+
+def _token_forms(token: str) -> set[str]:
+    forms = {token, repr(token)[1:-1], ascii(token)[1:-1], quote(token, safe=""),
+             quote(token), quote_plus(token), token.encode("unicode_escape").decode()}  # fmt: skip
+    raw = token.encode("utf-8", "surrogatepass")
+    for pad in range(3):
+        # The token's base64 inside a longer text (``Bearer <token>``): drop the characters
+        # that depend on what stands before or after it.
+        encoded = base64.b64encode(b"\0" * pad + raw).decode()
+        start, end = (pad * 4 + 2) // 3, (pad + len(raw)) * 4 // 3
+        if end - start >= 8:
+            forms.add(encoded[start:end])
+            forms.add(encoded[start:end].replace("+", "-").replace("/", "_"))
+    return {form for form in forms if len(form) >= 8}
 
 
 def check_api_url(url: str) -> str:
-    """Validate ``MEETZY_API_URL``: https anywhere, plain http only to a loopback host."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """Validate ``MEETZY_API_URL``: https anywhere, plain http only to a loopback host, no
+    credentials (``user:pass@``), no white space or control characters."""
+    text = url.strip()
+    if any(not "!" <= char <= "~" for char in text):
         raise ConfigError(
-            f"{URL_ENV} must be an http(s) URL such as {DEFAULT_API_URL}, not {url!r}"
+            f"{URL_ENV} holds white space, a control or a non-ASCII character: "
+            f"give a plain URL such as {DEFAULT_API_URL}"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    authority = text.partition("//")[2].partition("/")[0].partition("?")[0].partition("#")[0]
+    if "@" in authority:
         raise ConfigError(
-            f"{URL_ENV} uses plain http:// to {parts.hostname}: the token would travel in clear; "
+            f"{URL_ENV} carries credentials (user:password@): the API takes only the token "
+            f"in ${TOKEN_ENV}; remove them from the URL (nothing was sent)"
+        )
+    try:
+        parts = urlsplit(text)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        parts, host = urlsplit(""), None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            f"{URL_ENV} must be an http(s) URL such as {DEFAULT_API_URL}, not {text!r}"
+        )
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigError(
+            f"{URL_ENV} uses plain http:// to {host}: the token would travel in clear; "
             "use https:// (plain http is allowed only for 127.0.0.1 or localhost)"
         )
-    return url.strip().rstrip("/")
+    return text.rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:
@@ -161,12 +235,13 @@ class MeetzyClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._token = token
+        self._token = check_token(token)
         self._transport = transport or _default_transport(self.base_url, max_connections)
         self._call_url = httpx.URL(self.base_url + "/call")  # parsed once: one per POST /call
         self._headers = [
             ("Authorization", f"Bearer {token}"),
             ("Accept", "application/json"),
+            ("Accept-Encoding", "gzip, deflate"),  # what ``_read_capped`` can bound
             ("User-Agent", f"dialer/{__version__}"),
         ]
         self._json_headers = [*self._headers, ("Content-Type", "application/json")]
@@ -192,6 +267,12 @@ class MeetzyClient:
 
     async def get_call(self, call_id: str) -> dict[str, Any]:
         """``GET /call/{id}``: one call's details (``status``, ``duration``, ``summary``...)."""
+        if not valid_call_id(call_id):
+            raise Rejected(
+                f"call id {call_id!r} is not one the API gives (letters, digits, '._:-'): "
+                "not looked up",
+                code="bad_call_id",
+            )
         response = await self._request("GET", f"/call/{quote(call_id, safe='')}")
         data = _json(response)
         if isinstance(data, dict) and isinstance(data.get("data"), dict) and "status" not in data:
@@ -210,8 +291,14 @@ class MeetzyClient:
         out = []
         for call in calls:
             if isinstance(call, dict):
+                if call.get("id") and not valid_call_id(_id_text(call["id"])):
+                    # Skipping it could prove a placed call absent: the listing is unusable.
+                    raise OutcomeUnknown(
+                        "GET /calls listed a call with an unusable id", status=200, code="bad_id"
+                    )
                 call = dict(call)
-                call.setdefault("to", call.get("phone"))
+                to = _id_text(call.get("to")) or _id_text(call.get("phone"))
+                call["to"] = to  # a phone as text, whatever shape the answer gave it
                 out.append(call)
         return out
 
@@ -223,35 +310,49 @@ class MeetzyClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """One request, its answer read whole: a 2xx answer, or the dialer error it means."""
+        """One request, its answer read up to ``MAX_ANSWER_BYTES``: a 2xx answer, or the dialer
+        error it means. A request that cannot even be built was not sent (``NotSent``)."""
         headers, content = self._headers, None
         if json is not None:
             headers, content = self._json_headers, _json_bytes(json)
-        request = httpx.Request(
-            method,
-            self._call_url if path == "/call" else self.base_url + path,
-            params=dict(params) if params else None,
-            headers=headers,
-            content=content,
-            extensions=self._extensions,
-        )
+        try:
+            request = httpx.Request(
+                method,
+                self._call_url if path == "/call" else self.base_url + path,
+                params=dict(params) if params else None,
+                headers=headers,
+                content=content,
+                extensions=self._extensions,
+            )
+        except (ValueError, TypeError) as exc:  # a header or URL httpx cannot send: unsent
+            raise NotSent(
+                f"request not built ({type(exc).__name__}): nothing was sent", code="not_sent"
+            ) from None
         try:
             response = await self._transport.handle_async_request(request)
             try:
-                await response.aread()
+                body, whole = await _read_capped(response)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:
             raise self._map_transport_error(exc) from exc
-        _map_response(response, self._redact)
-        return response
+        answer = _answered(response, body, request)
+        if not whole and 200 <= response.status_code < 300:
+            raise OutcomeUnknown(
+                f"HTTP {response.status_code} answer longer than {MAX_ANSWER_BYTES // 2**20} MiB "
+                "(unpacked): not read; the call may have been created",
+                status=response.status_code,
+                code="too_large",
+            )
+        _map_response(answer, self._redact)
+        return answer
 
     def _redact(self, text: str) -> str:
         return redact(text, self._token)
 
     def _map_transport_error(self, exc: httpx.HTTPError) -> NotSent | OutcomeUnknown:
         """The one place httpx exceptions become dialer errors, by whether the request left."""
-        detail = self._redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        detail = self._redact(_transport_detail(exc))
         where = urlsplit(self.base_url).netloc
         if isinstance(exc, _NEVER_SENT):
             return NotSent(f"request not sent to {where} ({detail})", code="not_sent")
@@ -272,16 +373,54 @@ def _default_transport(base_url: str, max_connections: int) -> httpx.AsyncBaseTr
     connections its CPU cost dominates a run (benchmarks/bench_transport.py: about 10x the wall
     and 20x the CPU of this transport for 2,000 POSTs at concurrency 100).
     """
-    parts = urlsplit(base_url)
     most = max_connections
     limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
-        return httpx.AsyncHTTPTransport(proxy=proxy, limits=limits)
+    proxy = proxy_for(base_url)
+    if proxy is not None:
+        try:
+            return httpx.AsyncHTTPTransport(proxy=proxy, limits=limits)
+        except (ImportError, ValueError, TypeError, httpx.HTTPError):
+            raise ConfigError(_PROXY_UNUSABLE) from None
     from httpx_aiohttp import AiohttpTransport  # imported here: a dry run never needs it
 
+    # aiohttp's session does not read the proxy variables (trust_env is off): direct.
     return _PhasedTransport(AiohttpTransport(limits=limits))
+
+
+_PROXY_UNUSABLE = (
+    "the proxy set in HTTPS_PROXY/ALL_PROXY cannot be used (not an http(s) proxy URL): "
+    "fix it, or name the API's host in NO_PROXY (nothing was sent)"
+)
+
+
+def proxy_for(base_url: str) -> str | None:
+    """The proxy the environment routes ``base_url`` through (``HTTPS_PROXY``, ``ALL_PROXY``...
+    unless ``NO_PROXY`` names the host), or None: direct. A loopback host is never proxied,
+    whatever the environment says (the token and the lead data stay on this machine). Raises
+    ``ConfigError`` when a proxy would carry a plain ``http://`` request (the token in clear)."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if _is_loopback(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    if parts.scheme != "https":
+        raise ConfigError(
+            f"plain http:// to {host} would go through the proxy set in the environment, the "
+            "token in clear: use https:// (nothing was sent)"
+        )
+    return proxy
+
+
+def preflight(api_url: str, token: str, transport: httpx.AsyncBaseTransport | None) -> None:
+    """What a run or a sync checks once, before it touches the results or sends anything:
+    the token (``check_token``) and, on the real network (no ``transport`` given), the URL
+    (``check_api_url``) and the route to it (``proxy_for``). Raises ``ConfigError``."""
+    check_token(token)
+    if transport is None:
+        proxy_for(check_api_url(api_url))
 
 
 class _PhasedTransport(httpx.AsyncBaseTransport):
@@ -391,10 +530,102 @@ def _json_bytes(body: Mapping[str, Any]) -> bytes:
 
 
 def _json(response: httpx.Response) -> Any:
+    """The answer's JSON, or None for any body that does not parse: not JSON, not UTF-8,
+    too deeply nested (``RecursionError``), a number too long to read."""
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def _text(value: Any) -> str:
+    """A scalar JSON value as text; "" for anything else (a list, an object, null)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _id_text(value: Any) -> str:
+    """A call id (a string or an integer in the answer) as text; "" for anything else."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def valid_call_id(call_id: str) -> bool:
+    """True for a call id that may go into a URL path and a ``history`` cell (``CALL_ID``)."""
+    return CALL_ID.fullmatch(call_id) is not None
+
+
+_HEADERISH = re.compile(r"header|bearer|authori[sz]ation|token|cookie", re.IGNORECASE)
+
+
+def _transport_detail(exc: Exception) -> str:
+    """What a transport error says, for a message that is stored in the results and the
+    journal: its type, and its text unless that text may echo a request header (then the
+    type alone), folded to one line and cut short."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if not text or _HEADERISH.search(text) or "\\x" in text or "%0" in text.lower():
+        return name
+    return f"{name}: {text[:200]}"
+
+
+async def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+    """The answer's body, decompressed (gzip, deflate), and whether it is whole: reading
+    stops once it passes ``MAX_ANSWER_BYTES``, packed or unpacked, so memory stays small
+    whatever the server sends. An encoding other than gzip/deflate is kept as sent (it reads
+    as "not JSON"); a corrupt one reads as an empty body."""
+    limit = MAX_ANSWER_BYTES
+    try:
+        content = response.content  # a response built already read (tests' MockTransport)
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        return (content, True) if len(content) <= limit else (b"", False)
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    inflate = None
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        inflate = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
+    out, raw, first = bytearray(), 0, True
+    async for chunk in response.aiter_raw():
+        raw += len(chunk)
+        if raw > limit:
+            return b"", False
+        if inflate is None:
+            out += chunk
+            continue
+        try:
+            if first and codings[0] == "deflate" and chunk[:1] not in (b"x", b"X", b"h", b"H"):
+                inflate = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, no header
+            first = False
+            data = chunk
+            while data:
+                out += inflate.decompress(data, limit + 1 - len(out))
+                if len(out) > limit:
+                    return b"", False
+                data = inflate.unconsumed_tail
+        except zlib.error:
+            return b"", True
+    if inflate is not None:
+        try:
+            out += inflate.flush()
+        except zlib.error:
+            return b"", True
+    return (bytes(out), True) if len(out) <= limit else (b"", False)
+
+
+def _answered(response: httpx.Response, body: bytes, request: httpx.Request) -> httpx.Response:
+    """The answer as a response already read: its status and headers, ``body`` as its content
+    (already decompressed, so without the encoding headers)."""
+    skip = {b"content-encoding", b"content-length", b"transfer-encoding"}
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=request)
 
 
 def _error_detail(response: httpx.Response) -> tuple[str, str]:
@@ -403,28 +634,32 @@ def _error_detail(response: httpx.Response) -> tuple[str, str]:
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict):
-            return str(err.get("code") or ""), str(err.get("message") or "")
+            return _text(err.get("code")), _text(err.get("message"))
         if isinstance(err, str):
             return "", err
         if isinstance(data.get("message"), str):
             return "", data["message"]
-    return "", "body is not JSON" if response.content else ""
+    return "", "body is not JSON" if response.content and data is None else ""
 
 
 def _call_id(response: httpx.Response) -> str:
     """The call id from either success shape; anything else means we cannot know."""
     data = _json(response)
+    call_id = ""
     if isinstance(data, dict) and data.get("success") is not False:
-        call_id = data.get("id")
+        call_id = _id_text(data.get("id"))
         inner = data.get("data")
         if not call_id and isinstance(inner, dict):
-            call_id = inner.get("call_id") or inner.get("id")
-        if (
-            isinstance(call_id, str | int)
-            and not isinstance(call_id, bool)
-            and str(call_id).strip()
-        ):
-            return str(call_id).strip()
+            call_id = _id_text(inner.get("call_id")) or _id_text(inner.get("id"))
+        if valid_call_id(call_id):
+            return call_id
+    if call_id:  # an id no URL or history cell can hold: the call may exist all the same
+        raise OutcomeUnknown(
+            f"HTTP {response.status_code} answer with an unusable call id: "
+            "the call may have been created",
+            status=response.status_code,
+            code="bad_answer",
+        )
     shape = "not JSON" if data is None else "without a call id"
     raise OutcomeUnknown(
         f"HTTP {response.status_code} answer {shape}: the call may have been created",

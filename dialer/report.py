@@ -1,7 +1,9 @@
 """Reports: the words and numbers a person reads about a run, a plan or a results file.
 
 Formatting functions take the library's dataclasses and return lines of text; the CLI decides
-where they go. ``write_rejects`` writes the rejected rows as a CSV to fix and re-import.
+where they go. Every line a command prints is ``visible`` first: what a lead file or the API
+wrote into it (cells, column names, error messages) is shown escaped, never obeyed.
+``write_rejects`` writes the rejected rows as a CSV to fix and re-import.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dialer.model import Status
 from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
+from dialer.terminal import visible_lines
 
 # The order statuses are listed in, most interesting first.
 STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
@@ -74,7 +77,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         lines.append("Example request (POST /call):")
         body = json.dumps(plan.sample_body, ensure_ascii=False, indent=2)
         lines += ["  " + line for line in body.splitlines()]
-    return lines
+    return visible_lines(lines)
 
 
 def forecast_lines(plan: Plan) -> list[str]:
@@ -110,9 +113,10 @@ def start_lines(plan: Plan) -> list[str]:
     not_dialable = len(load.leads) - load.counts().get(Status.PENDING.value, 0)
     if not_dialable:
         line += f", {not_dialable:,} not dialable"
-    return [line, *change_lines(plan.changes, load.path.name)] + [
-        f"warning: {w}" for w in load.warnings
-    ]
+    return visible_lines(
+        [line, *change_lines(plan.changes, load.path.name)]
+        + [f"warning: {w}" for w in load.warnings]
+    )
 
 
 def change_lines(changes: FileChanges | None, name: str) -> list[str]:
@@ -214,7 +218,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
             "rerun with --redial-in-doubt if they were not called."
         )
     lines.append(f"Results: {summary.output}")
-    return lines
+    return visible_lines(lines)
 
 
 def wait_line(leads: int, seconds: float) -> str:
@@ -250,7 +254,7 @@ def sync_lines(summary: SyncSummary) -> list[str]:
     if summary.failed:
         lines.append(f"First failure: {summary.first_error} (the next sync tries again)")
     lines.append(f"Results: {summary.output}")
-    return lines
+    return visible_lines(lines)
 
 
 def _outcomes(counts: Mapping[str, int]) -> str:
@@ -346,7 +350,7 @@ def status_lines(results: str | Path) -> list[str]:
         "In doubt, a person should check",
         [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in doubtful if e.key not in waits],
     )
-    return lines
+    return visible_lines(lines)
 
 
 def _listing(title: str, items: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ from dialer.cache import (
     write_leads_mark,
 )
 from dialer.campaign import Settings, check_pacing
-from dialer.client import CallSettings, MeetzyClient
+from dialer.client import CallSettings, MeetzyClient, preflight
 from dialer.dispatcher import RetryPolicy
 from dialer.edits import FileChanges, carried, compare, mark
 from dialer.errors import DialerError, LedgerError, Unreachable
@@ -144,6 +144,7 @@ def sync_campaign(
     401/403."""
     check_pacing(max_per_second=max_per_second, max_per_minute=max_per_minute,
                  concurrency=concurrency, timeout=timeout)  # fmt: skip
+    preflight(api_url, token, transport)  # a bad token or route: refused before anything
     output = require_results(output)
     started = time.monotonic()
     with Ledger(output) as ledger:
@@ -295,6 +296,7 @@ def run_campaign(
     the summary says ``stopped``.
     """
     clock = clock or (lambda: datetime.now(UTC))
+    preflight(api_url, token, transport)  # a bad token or route: refused before anything
     loaded = load(settings)
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None

@@ -5,7 +5,8 @@ This module owns the simulated API and its record of what it was asked: ``POST /
 auth, strict sliding-window rate limits, body validation, injectable faults (per phone or by
 seeded chance) and a call status that progresses with time. ``Simulator.calls`` holds every call
 it created (also those whose answer it then lost); ``Simulator.requests`` every API request it
-answered. ``GET /_sim/calls`` and ``GET /_sim/requests`` expose both to another process.
+answered. ``GET /_sim/calls`` and ``GET /_sim/requests`` expose both to another process that
+holds the token (they hold lead data, so another local user gets a 401).
 
 It shares no code with the client on purpose: a client bug must not be mirrored here.
 ``SimServer`` serves it from a daemon thread (tests, ``--sandbox``); ``serve_forever`` blocks
@@ -460,7 +461,10 @@ class Simulator:
         return self._answer(visit, JSONResponse(items if old else {"calls": items}))
 
     async def _sim_record(self, request: Request) -> Response:
-        """Control endpoints: no auth, no rate limit, not recorded."""
+        """Inspection endpoints: the bearer token (they serve lead bodies), no rate limit, not
+        recorded."""
+        if (refusal := self._authorize(request)) is not None:
+            return refusal
         if request.url.path.endswith("/calls"):
             return JSONResponse({"calls": [asdict(c) for c in self.calls]})
         return JSONResponse({"requests": [asdict(r) for r in self.requests]})

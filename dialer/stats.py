@@ -23,6 +23,7 @@ from dialer.ledger import read_state
 from dialer.report import plural
 from dialer.results import Entry, parse_utc, require_results
 from dialer.schedule import lead_zones
+from dialer.terminal import visible_lines
 
 ANSWERED = "closed"  # the API's status for a call that was answered and talked through
 NO_OUTCOME = "no outcome yet"  # a call not synced yet, or still in progress
@@ -185,7 +186,7 @@ def report_lines(stats: CampaignStats) -> list[str]:
         )
     if stats.untimed:
         lines.append(f"Untimed calls:  {stats.untimed:,} (no time recorded, not in the charts)")
-    return lines
+    return visible_lines(lines)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -401,7 +401,8 @@ def test_dialer_sandbox_serves_other_tools_and_records_calls(tmp_path):
         leads = write_leads(tmp_path / "l.csv", mobiles(3))
         proc = run_cli("run", str(leads), "--playbook", "pb", url=url, token="sandbox-token")
         assert proc.returncode == 0, proc.stderr
-        record = httpx.get(f"{url}/_sim/calls", timeout=5).json()["calls"]
+        auth = {"Authorization": "Bearer sandbox-token"}
+        record = httpx.get(f"{url}/_sim/calls", headers=auth, timeout=5).json()["calls"]
         assert sorted(c["phone"] for c in record) == mobiles(3)
         ids = {r["phone"]: r["call_id"] for r in read_rows(tmp_path / "l.results.csv")}
         assert ids == {c["phone"]: c["id"] for c in record}

@@ -564,12 +564,17 @@ def test_unknown_routes_and_methods_use_the_error_body():
     assert sim.requests == []
 
 
-def test_control_endpoints_need_no_token_spend_no_budget_and_are_not_recorded():
+def test_control_endpoints_need_the_token_spend_no_budget_and_are_not_recorded():
+    """Issue 15, finding 12: the inspection endpoints serve lead bodies, so only to the token."""
     sim = Simulator(SimConfig(per_second=1, per_minute=1))
     assert post(sim).status_code == 200
+    for path in ("/_sim/calls", "/_sim/requests"):
+        for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+            refused = api(sim, "GET", path, headers=headers)
+            assert refused.status_code == 401 and "calls" not in refused.json()
     for _ in range(3):
-        calls = api(sim, "GET", "/_sim/calls", headers={})
-        recorded = api(sim, "GET", "/_sim/requests", headers={})
+        calls = api(sim, "GET", "/_sim/calls")
+        recorded = api(sim, "GET", "/_sim/requests")
     assert calls.json() == {"calls": [asdict(c) for c in sim.calls]}
     assert recorded.json() == {"requests": [asdict(r) for r in sim.requests]}
     assert len(sim.requests) == 1
@@ -689,8 +694,10 @@ def test_serve_forever_in_another_process_prints_nothing_and_exposes_its_record(
     try:
         wait_for_simulator(base, process)
         call_id = httpx.post(f"{base}/call", json=LEAD, headers=AUTH).json()["id"]
-        assert [c["id"] for c in httpx.get(f"{base}/_sim/calls").json()["calls"]] == [call_id]
-        assert httpx.get(f"{base}/_sim/requests").json()["requests"][0]["status"] == 200
+        listed = httpx.get(f"{base}/_sim/calls", headers=AUTH).json()["calls"]
+        assert [c["id"] for c in listed] == [call_id]
+        recorded = httpx.get(f"{base}/_sim/requests", headers=AUTH).json()["requests"]
+        assert recorded[0]["status"] == 200
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)

@@ -20,8 +20,8 @@ import httpcore
 import httpx
 import pytest
 
-from dialer.client import MeetzyClient, _default_transport, _PhasedTransport
-from dialer.errors import NotSent, OutcomeUnknown, SendError
+from dialer.client import MeetzyClient, _default_transport, _PhasedTransport, proxy_for
+from dialer.errors import ConfigError, NotSent, OutcomeUnknown, SendError
 from tests.conftest import free_port, mobiles
 
 TOKEN = "tok-transport-S3CRET-77aa"
@@ -298,22 +298,42 @@ def test_a_proxy_in_the_environment_goes_through_httpx_own_transport(
     assert isinstance(_default_transport("https://api.meetzy.io", 10), _PhasedTransport)
 
 
-def test_a_proxy_in_the_environment_carries_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    """End to end: with HTTP_PROXY set, the POST goes to the proxy in absolute form."""
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_proxy_never_carries_a_loopback_request(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """Issue 15, finding 2: with every proxy variable set, a request to a loopback API goes
+    direct; the proxy never sees the token or the lead's data."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-    target = f"http://127.0.0.1:{free_port()}"  # nothing listens there: only the proxy answers
 
-    async def go() -> tuple[str, list[bytes]]:
-        proxy = Server(answer_ok)
-        async with proxy as proxy_url:
-            monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    async def go() -> tuple[str, list[bytes], list[bytes]]:
+        proxy, api_server = Server(answer_ok), Server(answer_ok)
+        async with proxy as proxy_url, api_server as api_url:
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+                monkeypatch.setenv(name, proxy_url)
+            target = api_url.replace("127.0.0.1", host)
             async with MeetzyClient(target, TOKEN) as api:
                 created = await api.create_call(BODY)
-        return created.call_id, proxy.heads
+        return created.call_id, proxy.heads, api_server.heads
 
-    call_id, heads = asyncio.run(go())
+    call_id, proxied, direct = asyncio.run(go())
     assert call_id == "call-1"
-    assert len(heads) == 1 and heads[0].startswith(f"POST {target}/call HTTP/1.1".encode())
-    assert f"Bearer {TOKEN}".encode() in heads[0]
+    assert proxied == []  # the proxy saw nothing
+    assert len(direct) == 1 and direct[0].startswith(b"POST /call HTTP/1.1")
+
+
+def test_plain_http_is_refused_where_a_proxy_would_carry_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert proxy_for("http://127.0.0.1:8765") is None
+    assert proxy_for("http://[::1]:8765") is None
+    with pytest.raises(ConfigError, match="in clear"):
+        proxy_for("http://api.example")
+    with pytest.raises(ConfigError, match="in clear"):
+        MeetzyClient("http://api.example", TOKEN)
