@@ -369,7 +369,7 @@ def _test_clock() -> Callable[[], datetime] | None:
 def _append_log(path: str, lines: list[str]) -> None:
     """Append the summary whole, or not at all (a full disk leaves no half of it)."""
     try:
-        append_whole(Path(path), "".join(line + "\n" for line in lines).encode())
+        append_whole(Path(path), "".join(line + "\n" for line in lines).encode(), follow=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot write --log-file {path}: {exc.strerror or exc}: the run itself ended "
