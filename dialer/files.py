@@ -74,6 +74,15 @@ def open_private(path: str | Path, flags: int, *, follow: bool = False) -> int:
     return os.open(path, flags, PRIVATE_FILE)
 
 
+def truncate_file(path: str | Path, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes, never through a symlink (ELOOP instead)."""
+    fd = os.open(path, os.O_WRONLY | _NOFOLLOW | _CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
 def file_mode(path: Path) -> int | None:
     """The permission bits of the regular file at ``path`` (not through a symlink), or None."""
     try:

@@ -58,7 +58,14 @@ from dialer.cache import (
     write_parts,
 )
 from dialer.errors import LedgerError, LedgerLocked, write_failed
-from dialer.files import RunLock, atomic_file, file_mode, make_folder, open_private
+from dialer.files import (
+    RunLock,
+    atomic_file,
+    file_mode,
+    make_folder,
+    open_private,
+    truncate_file,
+)
 from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
@@ -590,7 +597,7 @@ class Ledger:
             # Cut the torn tail off so the next record starts on a line of its own.
             self.torn_tail = True
             try:
-                os.truncate(self.journal, good)
+                truncate_file(self.journal, good)
             except OSError as exc:
                 raise self._failed(self.journal, exc, "repair the journal") from exc
         return records
@@ -694,7 +701,7 @@ class Ledger:
     def _cut_torn_row(self, at: int) -> None:
         """Cut a torn last row off (a crash or a full disk mid-append), as the journal's."""
         try:
-            os.truncate(self.results, at)
+            truncate_file(self.results, at)
         except OSError as exc:
             raise LedgerError(f"cannot repair {self.results}: {exc.strerror}") from exc
         self.notices.append(
