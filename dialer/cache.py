@@ -35,11 +35,12 @@ from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
 
+from dialer.files import atomic_file
 from dialer.journal import from_record
 from dialer.leadrows import LeadRows
 from dialer.loader import LoadResult
 from dialer.model import Status
-from dialer.results import Entry, atomic_file
+from dialer.results import Entry
 
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")

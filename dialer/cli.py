@@ -39,6 +39,8 @@ from dialer.errors import (
     ConfigError,
     DialerError,
 )
+from dialer.files import refuse_overwriting_inputs
+from dialer.journal import journal_path
 from dialer.ledger import append_whole
 from dialer.model import Outcome, per_minute
 from dialer.report import (
@@ -255,6 +257,13 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     flags["exclude"] = list(exclude)
     flags["require"] = list(require)
     settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)
+    inputs = {"leads file": settings.leads, "--dnc file": settings.dnc,
+              "campaign file": campaign_file}  # fmt: skip
+    refuse_overwriting_inputs({"--output": settings.output}, inputs)
+    refuse_overwriting_inputs(
+        {"--rejects": rejects, "--log-file": log_file},
+        {**inputs, "results file": settings.output, "journal": journal_path(settings.output)},
+    )
     if dry_run:
         preview = plan(settings, clock=_test_clock())
         for line in plan_lines(preview, output=str(settings.output)):
@@ -370,7 +379,7 @@ def _test_clock() -> Callable[[], datetime] | None:
 def _append_log(path: str, lines: list[str]) -> None:
     """Append the summary whole, or not at all (a full disk leaves no half of it)."""
     try:
-        append_whole(Path(path), "".join(line + "\n" for line in lines).encode())
+        append_whole(Path(path), "".join(line + "\n" for line in lines).encode(), follow=True)
     except OSError as exc:
         raise ConfigError(
             f"cannot write --log-file {path}: {exc.strerror or exc}: the run itself ended "
@@ -456,6 +465,9 @@ def report_cmd(results: str, html_path: str | None, title: str | None,
     RESULTS is a results CSV written by 'dialer run'; run 'dialer sync' first for outcomes.
     Safe while a run is going on: it reads and never locks or writes the results.
     """
+    refuse_overwriting_inputs(
+        {"--html": html_path}, {"results file": results, "journal": journal_path(Path(results))}
+    )
     zone = check_timezone(timezone) if timezone else None
     stats = load_stats(results, zone=zone)
     for line in report_lines(stats):

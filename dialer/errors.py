@@ -144,6 +144,8 @@ def write_failed(path: str | Path, exc: OSError, *, doing: str = "write") -> Led
         fix = "free some space"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         fix = "make it writable"
+    elif exc.errno == errno.ELOOP:  # opened with O_NOFOLLOW: never written through a symlink
+        cause, fix = "it is a symbolic link, which the dialer never writes through", "remove it"
     else:
         fix = "check the disk"
     return LedgerError(

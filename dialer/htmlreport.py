@@ -31,7 +31,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from dialer.errors import ConfigError
-from dialer.results import atomic_file
+from dialer.files import output_file
 from dialer.stats import NO_OUTCOME, CampaignStats, format_duration
 
 CHART_IDS = ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour")
@@ -134,11 +134,12 @@ def render_html(stats: CampaignStats, *, title: str, generated: datetime | None 
 def write_html(
     stats: CampaignStats, path: str | Path, *, title: str, generated: datetime | None = None
 ) -> None:
-    """Write the report to ``path``: a temp file beside it, then an atomic rename."""
+    """Write the report to ``path``: a temp file beside it, then an atomic rename (private to
+    its owner, or the mode of the file it replaces)."""
     path = Path(path)
     page = render_html(stats, title=title, generated=generated)
     try:
-        with atomic_file(path, "w", durable=False, encoding="utf-8") as handle:
+        with output_file(path, encoding="utf-8") as handle:
             handle.write(page)
     except OSError as exc:
         raise ConfigError(f"cannot write --html {path}: {exc.strerror or exc}") from exc

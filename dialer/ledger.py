@@ -12,7 +12,7 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
                                  and fsynced BEFORE each ``POST /call``; concurrent intents share
                                  one fsync. A line is ``<crc32 hex> <json>``. A torn last line is
                                  cut off; damage anywhere else stops the run.
-* ``leads.results.csv.lock``     an OS lock (flock through filelock): released by the kernel
+* ``leads.results.csv.lock``     an OS lock (flock, ``files.RunLock``): released by the kernel
                                  when the holder dies, even by SIGKILL; the file is never deleted.
 * ``leads.results.csv.state``    a snapshot of the replayed state (``dialer.cache``), written at
                                  close: an open uses it only while the journal and the results
@@ -48,8 +48,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from dialer.cache import (
     EntryTable,
     LedgerState,
@@ -60,6 +58,14 @@ from dialer.cache import (
     write_parts,
 )
 from dialer.errors import LedgerError, LedgerLocked, write_failed
+from dialer.files import (
+    RunLock,
+    atomic_file,
+    file_mode,
+    make_folder,
+    open_private,
+    truncate_file,
+)
 from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
 from dialer.results import (
@@ -96,10 +102,11 @@ class Appender:
     when the OS refuses part of it (no space left), cut back off, so the file never ends in a
     torn line. One writer at a time (the run lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, follow: bool = False) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o666)
+        # A new file is private (0600); never opened through a symlink unless ``follow`` (a
+        # path the user named: ``--log-file``).
+        self.fd = open_private(path, os.O_WRONLY | os.O_APPEND, follow=follow)
         try:
             self.size = os.fstat(self.fd).st_size
         except OSError:
@@ -133,9 +140,9 @@ class Appender:
             os.close(fd)
 
 
-def append_whole(path: Path, data: bytes) -> None:
+def append_whole(path: Path, data: bytes, *, follow: bool = False) -> None:
     """Append ``data`` to ``path`` whole or not at all (see ``Appender``); raises ``OSError``."""
-    appender = Appender(path)
+    appender = Appender(path, follow=follow)
     try:
         appender.append(data)
     finally:
@@ -156,9 +163,7 @@ class Ledger:
         self._tail: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, from the journal)
         self._load_rows: dict[str, Entry] = {}  # load-time rows the results CSV holds
         self._journal_start = 0  # the journal's size once opened: this run appends after it
-        self._lock = filelock.FileLock(
-            lock_path(self.results), timeout=0, preserve_lock_file=True, fallback_to_soft=False
-        )
+        self._lock = RunLock(lock_path(self.results))
         self._info = self.results.with_name(self.results.name + ".lock.info")
         self._journal_file: Appender | None = None
         self._results_file: Appender | None = None
@@ -269,25 +274,26 @@ class Ledger:
 
     def _take_lock(self) -> None:
         try:
-            self.results.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.results.parent)
         except OSError as exc:
             raise write_failed(self.results.parent, exc, doing="create the folder") from exc
         try:
-            self._lock.acquire()
-        except filelock.Timeout:
+            taken = self._lock.acquire()
+        except OSError as exc:
+            raise write_failed(lock_path(self.results), exc, doing="lock") from exc
+        if not taken:
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 info = json.loads(self._info.read_text(encoding="utf-8"))
                 holder = f" (pid {info['pid']} on {info['host']}, since {info['since']})"
             raise LedgerLocked(
                 f"{self.results.name} is in use by another dialer run{holder}: "
                 "wait for it to finish; nothing was touched"
-            ) from None
-        except OSError as exc:
-            raise write_failed(lock_path(self.results), exc, doing="lock") from exc
+            )
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_iso()}
         try:  # only tells a second run who holds the lock: a failure here is no error
-            self._info.write_text(json.dumps(info), encoding="utf-8")
+            with atomic_file(self._info, "w", durable=False, encoding="utf-8") as handle:
+                handle.write(json.dumps(info))
         except OSError:
             with contextlib.suppress(OSError):
                 self._info.unlink()  # torn or stale: it would name the wrong holder
@@ -591,7 +597,7 @@ class Ledger:
             # Cut the torn tail off so the next record starts on a line of its own.
             self.torn_tail = True
             try:
-                os.truncate(self.journal, good)
+                truncate_file(self.journal, good)
             except OSError as exc:
                 raise self._failed(self.journal, exc, "repair the journal") from exc
         return records
@@ -682,11 +688,12 @@ class Ledger:
     def _rewrite(self, entries: list[Entry]) -> str:
         """Move the user's results file aside and write ``entries`` in its place; the name of
         the copy kept ("" when there was no file). The snapshot, naming the old file, goes."""
+        mode = file_mode(self.results)  # the user's choice, kept by the rewritten file
         kept = set_aside(self.results)
         shown = [replace(e, status=Status.IN_DOUBT) if e.status is Status.DIALING else e
                  for e in entries]  # fmt: skip
         replace_results(self.results, sorted(shown, key=lambda e: (e.row, e.phone)),
-                        durable=self.durable)  # fmt: skip
+                        durable=self.durable, keep_mode=mode)  # fmt: skip
         with contextlib.suppress(OSError):
             state_path(self.results).unlink()
         return kept.name if kept is not None else ""
@@ -694,7 +701,7 @@ class Ledger:
     def _cut_torn_row(self, at: int) -> None:
         """Cut a torn last row off (a crash or a full disk mid-append), as the journal's."""
         try:
-            os.truncate(self.results, at)
+            truncate_file(self.results, at)
         except OSError as exc:
             raise LedgerError(f"cannot repair {self.results}: {exc.strerror}") from exc
         self.notices.append(
@@ -705,8 +712,7 @@ class Ledger:
     def _end_last_row(self) -> None:
         """End a whole last row that lost its line end, so the next row starts a line."""
         try:
-            with open(self.results, "ab") as handle:
-                handle.write(b"\r\n")
+            append_whole(self.results, b"\r\n")
         except OSError as exc:
             raise LedgerError(f"cannot repair {self.results}: {exc.strerror}") from exc
 

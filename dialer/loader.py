@@ -48,7 +48,7 @@ from dialer.errors import ColumnError, ConfigError, LeadsFileError
 from dialer.leadrows import REASON_DNC, LeadRows
 from dialer.model import LOAD_TIME, Lead, Status
 from dialer.phones import check_region, normalize, normalize_many
-from dialer.sheets import Rows, one_line, open_sheet
+from dialer.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
 
 __all__ = [
     "REASON_DNC",
@@ -423,7 +423,18 @@ def _fold(header: str) -> str:
 
 
 def _listing(headers: Iterable[str]) -> str:
-    return ", ".join(one_line(h) for h in headers if h)
+    """The headers for a message, cut after about ``SHOWN_CHARS`` characters."""
+    shown: list[str] = []
+    size = 0
+    for header in headers:
+        if not header:
+            continue
+        if size >= SHOWN_CHARS:
+            shown.append("...")
+            break
+        shown.append(one_line(header, SHOWN_CHARS - size if size else SHOWN_CHARS))
+        size += len(shown[-1]) + 2
+    return ", ".join(shown)
 
 
 def _find(headers: list[str], wanted: str) -> int | None:
@@ -454,7 +465,7 @@ def _phone_index(name: str, headers: list[str], mapping: ColumnMapping) -> int:
         return index
     found = _named_phone_columns(headers)
     if len(found) > 1:
-        shown = ", ".join(headers[i] for i in found)
+        shown = _listing(headers[i] for i in found)
         raise ColumnError(
             f"{name}: several phone columns ({shown}); choose one with --phone-column"
         )
@@ -495,9 +506,13 @@ def _params(
             )
         excluded.add(index)
     if phone in renamed:
-        warnings.append(f"column '{headers[phone]}' is the phone column: --param for it is ignored")
+        warnings.append(
+            f"column '{one_line(headers[phone])}' is the phone column: --param for it is ignored"
+        )
     if id_index is not None and id_index in renamed and id_index != phone:
-        warnings.append(f"column '{headers[id_index]}' is the id column: --param for it is ignored")
+        warnings.append(
+            f"column '{one_line(headers[id_index])}' is the id column: --param for it is ignored"
+        )
 
     chosen: list[tuple[int, str]] = []
     owner: dict[str, int] = {}
@@ -509,14 +524,17 @@ def _params(
             hint = (
                 "choose another name with --param"
                 if index in renamed
-                else f"rename it with --param {header}=NAME"
+                else f"rename it with --param {one_line(header)}=NAME"
             )
-            warnings.append(f"column '{header}' ignored: '{param}' is a call setting; {hint}")
+            warnings.append(
+                f"column '{one_line(header)}' ignored: '{param}' is a call setting; {hint}"
+            )
             continue
         if param in owner:
             raise ColumnError(
-                f"{name}: columns '{headers[owner[param]]}' and '{header}' would both send "
-                f"param '{param}'; rename one with --param or leave one out with --exclude"
+                f"{name}: columns '{one_line(headers[owner[param]])}' and '{one_line(header)}' "
+                f"would both send param '{one_line(param)}'; rename one with --param or leave "
+                "one out with --exclude"
             )
         owner[param] = index
         chosen.append((index, param))

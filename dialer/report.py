@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.edits import FileChanges
 from dialer.errors import ConfigError
+from dialer.files import output_file
 from dialer.ledger import read_runs, read_state_noted
 from dialer.loader import LoadResult
 from dialer.model import Status
@@ -267,23 +268,20 @@ def _delimiter(delimiter: str) -> str:
 
 def write_rejects(path: str | Path, load: LoadResult) -> int:
     """Write every row rejected at load time, with its reason and its cells, as a CSV to fix
-    and re-import (the phone column keeps its header). Returns how many rows were written."""
+    and re-import (the phone column keeps its header; every cell, the header's too, is made
+    safe from formula injection). Written whole or not at all, private to its owner (an
+    existing file keeps its mode). Returns how many rows were written."""
     rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
     columns = ["row", "status", "reason", load.phone_column, *load.param_names]
-    opened = False
     try:
-        with open(path, "w", encoding="utf-8-sig", newline="") as handle:
-            opened = True
+        with output_file(path, encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\r\n")
-            writer.writerow(columns)
+            writer.writerow([safe_cell(cell) for cell in columns])
             for lead in rejected:
                 cells = [str(lead.row), lead.status.value, lead.reason, lead.phone]
                 cells += [lead.params.get(name, "") for name in load.param_names]
                 writer.writerow([safe_cell(cell) for cell in cells])
-    except OSError as exc:
-        if opened and Path(path).is_file():  # half a list (a full disk) would look whole
-            with contextlib.suppress(OSError):
-                Path(path).unlink()
+    except OSError as exc:  # the temp file is gone: half a list would look whole
         raise ConfigError(
             f"cannot write --rejects {path}: {exc.strerror or exc}: "
             "free some space or choose another file"

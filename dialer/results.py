@@ -2,24 +2,22 @@
 
 Owns the file's columns, reading it back (the last row per lead wins, so a file a crash left
 uncompacted still reads right), making every cell safe from spreadsheet formula injection, and
-replacing the file atomically. Only the ledger calls the writers.
+replacing the file atomically (through ``dialer.files``: private, never through a symlink).
+Only the ledger calls the writers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
 
 from dialer.errors import ConfigError, LedgerError, write_failed
+from dialer.files import atomic_file
 from dialer.model import LOAD_TIME, Status
 
 RESULT_COLUMNS = [
@@ -133,41 +131,19 @@ def _unsafe(value: str) -> str:
     return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
 
 
-def replace_results(path: Path, entries: Iterable[Entry], *, durable: bool = True) -> None:
-    """Write ``entries`` as the whole results file: temp file, fsync, rename, fsync folder."""
+def replace_results(
+    path: Path, entries: Iterable[Entry], *, durable: bool = True, keep_mode: int | None = None
+) -> None:
+    """Write ``entries`` as the whole results file: temp file, fsync, rename, fsync folder. The
+    file keeps its mode (or ``keep_mode``); a new one is private (``dialer.files``)."""
     try:
-        with atomic_file(path, "w", durable=durable, encoding="utf-8-sig", newline="") as handle:
+        with atomic_file(path, "w", durable=durable, keep_mode=keep_mode, encoding="utf-8-sig",
+                         newline="") as handle:  # fmt: skip
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(RESULT_COLUMNS)
             writer.writerows(row_cells(e) for e in entries)
     except OSError as exc:  # the temp file is gone: ``path`` is as it was, whole
         raise write_failed(path, exc) from exc
-
-
-@contextmanager
-def atomic_file(
-    path: Path, mode: str, *, durable: bool = True, **options: Any
-) -> Iterator[IO[Any]]:
-    """A file written whole or not at all: a temp file beside ``path``, then (``durable``:
-    fsync,) rename over ``path`` (and fsync of its folder). On failure the temp file goes."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode, **options) as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:

@@ -21,6 +21,7 @@ The ledger decides when to rebuild; this module never writes the results or the 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dialer.errors import LeadsFileError, LedgerError
+from dialer.files import PRIVATE_FILE
 from dialer.model import LOAD_TIME, Status
 from dialer.phones import normalize
 from dialer.results import RESULT_COLUMNS, Entry, safe_cell
@@ -226,6 +228,9 @@ def set_aside(path: Path) -> Path | None:
         os.rename(path, target)
     except OSError as exc:
         raise LedgerError(f"cannot keep {path} aside as {target.name}: {exc.strerror}") from exc
+    if not target.is_symlink():  # the copy holds the leads' data: the owner's only
+        with contextlib.suppress(OSError):
+            os.chmod(target, PRIVATE_FILE)
     return target
 
 

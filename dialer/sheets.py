@@ -134,9 +134,22 @@ def open_sheet(
         raise LeadsFileError(f"{name}: unsupported file type {shown} (use .csv, .txt or .xlsx)")
 
 
-def one_line(value: object) -> str:
-    """``value`` as text with its white space folded to single spaces."""
-    return " ".join(str(value).split())
+SHOWN_CHARS = 200  # of a header or another file's text quoted in a message; longer is cut
+
+
+def one_line(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as text with its white space folded to single spaces, cut to ``limit``
+    characters with "..." (a 100 MB header line must not make a 100 MB message)."""
+    text = str(value)
+    if len(text) > 4 * limit:  # fold only what can be shown
+        text = text[: 4 * limit]
+        cut = True
+    else:
+        cut = False
+    text = " ".join(text.split())
+    if cut or len(text) > limit:
+        return text[:limit].rstrip() + "..."
+    return text
 
 
 def _open(path: Path) -> BinaryIO:

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import random
 import re
 import socket
@@ -200,8 +201,12 @@ class Simulator:
                 continue  # a line torn by a crash: that call is forgotten
 
     def _keep(self, call: CallRecord) -> None:
-        if self.config.store:
-            with open(self.config.store, "a", encoding="utf-8") as handle:
+        if self.config.store:  # private (0600), never written through a symlink
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(self.config.store, flags, 0o600)
+            if os.fstat(fd).st_size == 0:
+                os.fchmod(fd, 0o600)  # a new file: the owner's only, whatever the umask
+            with open(fd, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(asdict(call)) + "\n")
 
     def calls_for(self, phone: str) -> list[CallRecord]:

@@ -10,13 +10,20 @@ text (``2024-03-05``, ``2024-03-05T10:30:00``); booleans as ``TRUE``/``FALSE``; 
 and formulas without a cached value as empty. Rows keep the sheet's own numbers; blank rows
 above the header row are skipped. Every failure is a one-line ``LeadsFileError`` starting with
 the file's name.
+
+A workbook is a zip: before anything unpacks it, the members' declared sizes are checked (at
+most ``MAX_UNPACKED`` in all, none unpacking to more than ``MAX_RATIO`` times its packed size:
+a zip bomb is refused) and each member is unpacked once, counting, to prove it holds no more
+than it declares; every read after that is capped at the declared size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -28,6 +35,10 @@ from dialer.sheets import Rows, Sheet, _open, _read, one_line
 __all__ = ["open_xlsx"]
 
 _BLOCK_BYTES = 1024 * 1024  # of a sheet's XML, scanned for scientific-format cells
+MAX_UNPACKED = 1 << 30  # bytes: all members of a workbook, unpacked (Excel's largest sheets fit)
+MAX_RATIO = 200  # unpacked / packed size of a member over _RATIO_FROM bytes (XML: about 10)
+_RATIO_FROM = 1 << 20
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip member's local header (APPNOTE 4.3.7)
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0"  # Excel 97-2003 (and password-protected .xlsx)
@@ -52,6 +63,7 @@ def open_xlsx(path: Path, name: str, sheet: str | None, chunk_rows: int) -> Shee
         )
     if magic != _ZIP_MAGIC:
         raise LeadsFileError(f"{name}: not an .xlsx workbook (is it a CSV renamed .xlsx?)")
+    _check_package(path, name)  # before python-calamine unpacks anything
     from python_calamine import CalamineError, CalamineWorkbook, PasswordError  # workbooks only
 
     try:
@@ -74,6 +86,63 @@ def open_xlsx(path: Path, name: str, sheet: str | None, chunk_rows: int) -> Shee
     header_row, header = found
     chunks = _batched(rows, chunk_rows)
     return Sheet(name, title, "xlsx", "", header, header_row, first_column, chunks)
+
+
+def _check_package(path: Path, name: str) -> None:
+    """Refuse a workbook that would unpack to far more than it is (a zip bomb), by its
+    declared sizes and then by unpacking each member once with a cap on the bytes produced."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            members = package.infolist()
+            declared = sum(member.file_size for member in members)
+            if declared > MAX_UNPACKED:
+                raise _too_big(name, f"{declared:,} bytes unpacked")
+            for member in members:
+                size, packed = member.file_size, max(member.compress_size, 1)
+                if size > _RATIO_FROM and size > MAX_RATIO * packed:
+                    raise _too_big(name, f"{member.filename} unpacks {size // packed:,} times over")
+                if _unpacked_size(package, member, size) > size:
+                    raise _too_big(name, f"{member.filename} holds more than it declares")
+    except LeadsFileError:
+        raise
+    except Exception as exc:  # zipfile and zlib raise many kinds on a damaged package
+        raise LeadsFileError(f"{name}: not a readable .xlsx workbook ({one_line(exc)})") from exc
+
+
+def _too_big(name: str, why: str) -> LeadsFileError:
+    return LeadsFileError(
+        f"{name}: refused: the workbook would unpack to far more than its size ({why}); "
+        "open it in Excel and save it again, or save the sheet as CSV"
+    )
+
+
+def _unpacked_size(package: zipfile.ZipFile, member: zipfile.ZipInfo, cap: int) -> int:
+    """The bytes ``member`` unpacks to, counted up to ``cap`` + 1 (never more is produced)."""
+    if member.compress_type == zipfile.ZIP_STORED:
+        return member.compress_size
+    if member.compress_type != zipfile.ZIP_DEFLATED:
+        raise ValueError(f"{member.filename}: compression method {member.compress_type}")
+    handle = package.fp
+    if handle is None:
+        raise ValueError("the package is closed")
+    handle.seek(member.header_offset)
+    header = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    if header[0] != b"PK\x03\x04":
+        raise ValueError(f"{member.filename}: bad local header")
+    handle.seek(header[-2] + header[-1], 1)  # past the name and the extra field
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+    left, produced = member.compress_size, 0
+    while left > 0 and not inflate.eof:
+        data = handle.read(min(left, 1 << 16))
+        if not data:
+            break
+        left -= len(data)
+        while data and produced <= cap:
+            produced += len(inflate.decompress(data, cap + 1 - produced))
+            data = inflate.unconsumed_tail
+        if produced > cap:
+            return produced
+    return produced + len(inflate.flush())  # what the last input still held
 
 
 def _sheet_title(name: str, titles: list[str], wanted: str | None) -> str:

@@ -144,7 +144,7 @@ def test_write_parts_is_atomic_and_cleans_its_temp_file(tmp_path, monkeypatch):
     def boom(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr("dialer.results.os.replace", boom)  # where the atomic write lives
+    monkeypatch.setattr("dialer.files.os.replace", boom)  # where the atomic write lives
     with pytest.raises(OSError):
         write_parts(path, {"kind": "b"}, [b"three"], durable=True)
     assert read_parts(path)[0]["kind"] == "a"  # the old file stands whole

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fnmatch
 import os
 import re
 import subprocess
@@ -37,8 +38,9 @@ LEADS = 12
 
 class DiskFull:
     """Refuses the ``at``-th ``op`` (write, fsync, replace) on the file whose name ends with
-    ``suffix`` with ``code``, and every one after it while ``active``. A refused ``os.write``
-    first writes half of its bytes, as a disk that fills up in the middle of a write does."""
+    ``suffix`` (a glob: a temp file's name holds a random part) with ``code``, and every one
+    after it while ``active``. A refused ``os.write`` first writes half of its bytes, as a disk
+    that fills up in the middle of a write does."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, op: str, suffix: str, at: int,
                  code: int = errno.ENOSPC) -> None:  # fmt: skip
@@ -71,13 +73,18 @@ class DiskFull:
         monkeypatch.setattr(os, "replace", replace)
 
     def _refuse(self, op: str, path: str) -> bool:
-        if not self.active or op != self.op or not path.endswith(self.suffix):
+        if not self.active or op != self.op or not fnmatch.fnmatch(path, "*" + self.suffix):
             return False
         self.seen += 1
         if self.seen < self.at:
             return False
         self.refused += 1
         return True
+
+
+def _named(suffix: str) -> str:
+    """The file a write point's ``suffix`` is about (its temp file's pattern cut off)."""
+    return suffix.removesuffix(".*.tmp")
 
 
 def _fd_path(fd: int) -> str:
@@ -127,8 +134,8 @@ STOPS = [
     ("journal line", "write", ".journal", 7),
     ("journal fsync", "fsync", ".journal", 4),
     ("results row", "write", "leads.results.csv", 5),
-    ("results compaction", "fsync", "leads.results.csv.tmp", 1),
-    ("results compaction rename", "replace", "leads.results.csv.tmp", 1),
+    ("results compaction", "fsync", "leads.results.csv.*.tmp", 1),
+    ("results compaction rename", "replace", "leads.results.csv.*.tmp", 1),
     ("runs log", "write", ".runs.jsonl", 1),
 ]
 
@@ -148,7 +155,7 @@ def test_a_full_disk_at_each_write_point_is_one_ledger_error_and_a_rerun_finishe
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith("cannot "), message
-    assert suffix.removesuffix(".tmp") in message  # names the file
+    assert _named(suffix) in message  # names the file
     assert "No space left on device: free some space and run the same command again" in message
     assert "nobody is dialed twice" in message
     before = collections.Counter(call.phone for call in sim.calls)
@@ -161,8 +168,8 @@ def test_a_full_disk_at_each_write_point_is_one_ledger_error_and_a_rerun_finishe
 
 # Derived files and the lock's note only save time or inform: refusing them is no error.
 DERIVED = [
-    ("snapshot", "fsync", "leads.results.csv.state.tmp", 1),
-    ("parse cache", "fsync", "leads.results.csv.leads-cache.tmp", 1),
+    ("snapshot", "fsync", "leads.results.csv.state.*.tmp", 1),
+    ("parse cache", "fsync", "leads.results.csv.leads-cache.*.tmp", 1),
 ]
 
 
@@ -173,13 +180,13 @@ def test_a_full_disk_for_a_derived_file_is_no_error(
     sim.config.per_second = sim.config.per_minute = None
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
-    stale = tmp_path / suffix.removesuffix(".tmp")
+    stale = tmp_path / _named(suffix)
     stale.write_bytes(b"dialer-cache 1\n{}\n")  # an old one: it must go, not stay stale
     disk = DiskFull(monkeypatch, op, suffix, at)
     summary = _run(sim, settings)
     assert disk.refused, f"the {what} was never written"
     assert not stale.exists()
-    assert not stale.with_name(stale.name + ".tmp").exists()
+    assert not list(tmp_path.glob(stale.name + ".*.tmp"))  # the temp file went
     assert summary.counts == {"called": LEADS}
     _assert_whole_and_unlocked(settings.output)
     disk.active = False
@@ -191,18 +198,14 @@ def test_a_lock_note_that_cannot_be_written_is_no_error(sim, tmp_path, monkeypat
     sim.config.per_second = sim.config.per_minute = None
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
-    real = Path.write_text
-
-    def full(self: Path, *args: object, **kwargs: object) -> int:
-        if self.name.endswith(".lock.info"):
-            real(self, '{"pid": 1')  # half of it, then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Path, "write_text", full)
+    note = tmp_path / "leads.results.csv.lock.info"
+    note.write_text('{"pid": 1, "host": "old", "since": "2020-01-01T00:00:00Z"}')  # stale
+    disk = DiskFull(monkeypatch, "replace", "leads.results.csv.lock.info.*.tmp", 1)
     summary = _run(sim, settings)
+    assert disk.refused
     assert summary.counts == {"called": LEADS}
-    assert not (tmp_path / "leads.results.csv.lock.info").exists()  # no torn note left
+    assert not note.exists()  # a stale note would name the wrong holder
+    assert not list(tmp_path.glob("*.tmp"))  # nor is a half-written one left
     _assert_finished_once(sim, settings.output, phones)
 
 
