@@ -41,7 +41,7 @@ def test_a_slow_api_rings_nobody_twice_at_the_default_grace(sim, tmp_path):
     grace rather than redialing; stopped during that wait, it leaves the leads in doubt, and a
     later run finds their calls. Every lead rings once."""
     late = [1, 4, 7, 10, 13, 16]
-    phones, leads = late_leads(sim, tmp_path, 20, late=late, seconds=5.0)
+    phones, leads = late_leads(sim, tmp_path, 20, late=late, seconds=8.0)
     args = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--timeout", "2"]
     env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
     child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -66,9 +66,11 @@ def test_a_slow_api_rings_nobody_twice_at_the_default_grace(sim, tmp_path):
     assert "6 leads in doubt wait for their grace to end" in out
     assert "Do not dial them by hand." in out and "--redial-in-doubt" not in out
     # A run before the late calls exist dials nobody again: not listed yet proves nothing.
+    # (On a slow machine some may exist by now: then it finds them. Either way, no request.)
     early = run_cli("run", str(leads), "--playbook", "pb", "--no-settle", url=sim.url)
-    assert early.returncode == 6, early.stdout + early.stderr
-    assert "0 to dial" in early.stdout and len(sim.calls) == 14
+    assert early.returncode in (0, 6), early.stdout + early.stderr
+    assert "0 to dial" in early.stdout and "(0 requests" in early.stdout
+    assert max(created_per_phone(sim).values()) == 1
     wait_for_calls(sim, 20)  # the API creates the late calls
     final = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
     assert final.returncode == 0, final.stdout + final.stderr
@@ -109,7 +111,7 @@ def test_until_leaves_the_wait_to_the_next_run(sim, tmp_path):
 
 
 def test_a_grace_too_short_for_the_api_is_caught_and_the_double_ring_said_loudly(sim, tmp_path):
-    phones, leads = late_leads(sim, tmp_path, 6, late=[0, 3], seconds=3.0)
+    phones, leads = late_leads(sim, tmp_path, 6, late=[0, 3], seconds=6.0)
     first = run_cli("run", str(leads), "--playbook", "pb", "--timeout", "1",
                     "--in-doubt-grace", "0.5", url=sim.url)  # fmt: skip
     assert first.returncode == 0, first.stdout + first.stderr
@@ -137,7 +139,7 @@ def test_a_grace_too_short_for_the_api_is_caught_and_the_double_ring_said_loudly
 
 
 def test_a_late_call_listed_before_the_redial_settles_the_lead_called_once(sim, tmp_path):
-    phones, leads = late_leads(sim, tmp_path, 3, late=[1], seconds=3.0)
+    phones, leads = late_leads(sim, tmp_path, 3, late=[1], seconds=8.0)
     fast = ("--timeout", "1", "--in-doubt-grace", "0.5")
     first = run_cli("run", str(leads), "--playbook", "pb", *fast, "--no-settle", url=sim.url)
     assert first.returncode == 6, first.stdout + first.stderr
