@@ -252,7 +252,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     flags["require"] = list(require)
     settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)
     if dry_run:
-        preview = plan(settings)
+        preview = plan(settings, sandbox=use_sandbox)
         for line in plan_lines(preview, output=str(settings.output)):
             click.echo(line)
         if rejects:
@@ -263,7 +263,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     if use_sandbox:
         with sandbox(store=str(sandbox_store(settings.output))) as (url, token):
             out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
-            summary = _dial(settings, url, token, out)
+            summary = _dial(settings, url, token, out, sandbox=True)
     else:
         token = token_from_env(token_file=token_file)
         url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
@@ -333,11 +333,13 @@ class _Output:
             self.bar.close()
 
 
-def _dial(settings: Any, url: str, token: str, out: _Output) -> RunSummary:
+def _dial(
+    settings: Any, url: str, token: str, out: _Output, *, sandbox: bool = False
+) -> RunSummary:
     try:
         return run_campaign(settings, api_url=url, token=token, on_start=out.start,
-                            on_outcome=out.outcome, on_wait=out.wait,
-                            handle_signals=True)  # fmt: skip
+                            on_outcome=out.outcome, on_wait=out.wait, handle_signals=True,
+                            sandbox=sandbox)  # fmt: skip
     finally:
         out.close()
 
@@ -400,7 +402,7 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
                 concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
     if use_sandbox:
         with sandbox(store=str(sandbox_store(results))) as (url, token):
-            summary = sync_campaign(results, api_url=url, token=token, **args)
+            summary = sync_campaign(results, api_url=url, token=token, sandbox=True, **args)
     else:
         token = token_from_env(token_file=token_file)
         url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
