@@ -1,13 +1,16 @@
-"""What safety costs: ``dialer run`` with its durable journal, against the same run without fsync.
+"""What safety costs: a run with its durable journal, against the same run without fsync.
 
 The dialer fsyncs its journal before every ``POST /call`` (concurrent intents share one fsync)
-and replaces the results CSV atomically. ``DIALER_BENCH_NO_FSYNC=1``, a switch for this
-benchmark only, skips every fsync. Against the simulator (``dialer sandbox``, limits off,
-``--latency`` per answer) on 127.0.0.1, with the rate limits lifted, both variants run
-``--leads`` leads, interleaved, ``--repeat`` times at each ``--concurrency``. Reported: wall and
-CPU time of the whole command, throughput over the whole run (leads / wall) and while dialing
-(from the simulator's record: requests / (last arrival - first arrival)), medians and spread
-(max - min). Target: the durable run's throughput within 10% of the run without fsyncs.
+and replaces the results CSV atomically. The library's ``run_campaign(..., durable=False)``
+skips every fsync (no environment variable can: the product has no such switch). Each run is a
+child process (``--one-run``) that calls ``run_campaign`` as ``dialer run`` would, with
+``durable`` on or off, so both variants pay the same start-up. Against the simulator
+(``dialer sandbox``, limits off, ``--latency`` per answer) on 127.0.0.1, with the rate limits
+lifted, both variants run ``--leads`` leads, interleaved, ``--repeat`` times at each
+``--concurrency``. Reported: wall and CPU time of the whole command, throughput over the
+whole run (leads / wall) and while dialing (from the simulator's record: requests / (last
+arrival - first arrival)), medians and spread (max - min). Target: the durable run's
+throughput within 10% of the run without fsyncs.
 
 fsync costs what the disk makes it cost: the files go to ``--dir`` (default: the system's temp
 folder), whose filesystem type is printed; on tmpfs an fsync is free and this shows nothing.
@@ -18,28 +21,31 @@ folder), whose filesystem type is printed; on tmpfs an fsync is free and this sh
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 from common import (
     LIFTED,
+    PLAYBOOK,
+    SANDBOX_TOKEN,
     Sandbox,
     checked,
     count_called,
-    dialer_env,
-    dialer_run,
     filesystem,
     machine,
     make_leads,
     median_spread,
     print_table,
     progress,
+    python_exe,
     run_measured,
     scratch_dir,
     standard_parser,
 )
 
-VARIANTS = {"journal fsynced": {}, "no fsync": {"DIALER_BENCH_NO_FSYNC": "1"}}
+VARIANTS = {"journal fsynced": "durable", "no fsync": "no-fsync"}
 HEADERS = ["variant", "conc", "wall s", "spread", "CPU s", "spread", "leads/s", "spread",
            "dialing calls/s", "spread"]  # fmt: skip
 TARGET = 0.10
@@ -58,12 +64,13 @@ def main() -> None:
         leads = make_leads(folder / "leads.csv", opts.leads)
         for run in range(opts.repeat):
             for level in levels:
-                for variant, extra in VARIANTS.items():
+                for variant, how in VARIANTS.items():
                     progress(f"run {run + 1}/{opts.repeat}: {variant} at concurrency {level}")
                     output = folder / f"run-{run}-{level}.results.csv"
-                    args = dialer_run(leads, output, "--concurrency", str(level), *LIFTED)
+                    args = [python_exe(), __file__, "--one-run", str(leads), str(output),
+                            sandbox.url, str(level), how]  # fmt: skip
                     since = time.monotonic()  # the simulator stamps requests on this clock too
-                    took = checked(run_measured(args, dialer_env(sandbox.url, **extra)), variant)
+                    took = checked(run_measured(args), variant)
                     if (called := count_called(output)) != opts.leads:
                         raise SystemExit(f"error: {variant} called {called} of {opts.leads}")
                     for path in folder.glob(f"run-{run}-{level}.*"):
@@ -105,5 +112,21 @@ def main() -> None:
         print(line)
 
 
+def one_run(leads: str, output: str, url: str, concurrency: str, how: str) -> None:
+    """One quiet run of ``leads`` into ``output`` against the sandbox at ``url``: what ``dialer
+    run --quiet`` does, with the journal's fsyncs on (``durable``) or off (``no-fsync``)."""
+    from dialer.campaign import build_settings
+    from dialer.run import run_campaign
+
+    limits = dict(zip(LIFTED[::2], LIFTED[1::2], strict=True))
+    flags = {key.lstrip("-").replace("-", "_"): int(value) for key, value in limits.items()}
+    settings = build_settings(Path(leads), {"playbook": PLAYBOOK, "output": output,
+                                            "concurrency": int(concurrency), **flags})  # fmt: skip
+    run_campaign(settings, api_url=url, token=SANDBOX_TOKEN, durable=how == "durable")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--one-run"]:
+        one_run(*sys.argv[2:7])
+    else:
+        main()

@@ -12,8 +12,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from dialer.client import (
     redact,
     token_from_env,
 )
-from dialer.dispatcher import RetryPolicy
 from dialer.errors import (
     EXIT_IN_DOUBT,
     EXIT_INPUT,
@@ -265,7 +262,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         {**inputs, "results file": settings.output, "journal": journal_path(settings.output)},
     )
     if dry_run:
-        preview = plan(settings, clock=_test_clock())
+        preview = plan(settings, sandbox=use_sandbox)
         for line in plan_lines(preview, output=str(settings.output)):
             click.echo(line)
         if rejects:
@@ -276,7 +273,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     if use_sandbox:
         with sandbox(store=str(sandbox_store(settings.output))) as (url, token):
             out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
-            summary = _dial(settings, url, token, out)
+            summary = _dial(settings, url, token, out, sandbox=True)
     else:
         token = token_from_env(token_file=token_file)
         url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
@@ -346,34 +343,15 @@ class _Output:
             self.bar.close()
 
 
-def _dial(settings: Any, url: str, token: str, out: _Output) -> RunSummary:
-    # For tests only (README, "Testing"): scale the retry backoff down so they do not sleep,
-    # and start the clock at DIALER_TEST_NOW (an ISO time) instead of now.
-    backoff = os.environ.get("DIALER_TEST_BACKOFF")
-    retry = RetryPolicy(backoff=float(backoff), backoff_max=float(backoff)) if backoff else None
-    # Benchmarks only (benchmarks/bench_safety.py): measure what the fsyncs cost. Never in use.
-    durable = os.environ.get("DIALER_BENCH_NO_FSYNC") != "1"
+def _dial(
+    settings: Any, url: str, token: str, out: _Output, *, sandbox: bool = False
+) -> RunSummary:
     try:
-        return run_campaign(settings, api_url=url, token=token, retry=retry,
-                            on_start=out.start, on_outcome=out.outcome, on_wait=out.wait,
-                            handle_signals=True, clock=_test_clock(),
-                            durable=durable)  # fmt: skip
+        return run_campaign(settings, api_url=url, token=token, on_start=out.start,
+                            on_outcome=out.outcome, on_wait=out.wait, handle_signals=True,
+                            sandbox=sandbox)  # fmt: skip
     finally:
         out.close()
-
-
-def _test_clock() -> Callable[[], datetime] | None:
-    text = os.environ.get("DIALER_TEST_NOW")
-    if not text:
-        return None
-    try:
-        start = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"DIALER_TEST_NOW must be an ISO time, not {text!r}") from None
-    if start.tzinfo is None:
-        raise ConfigError("DIALER_TEST_NOW needs a UTC offset, e.g. 2026-11-25T09:00:00+01:00")
-    origin = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - origin)
 
 
 def _append_log(path: str, lines: list[str]) -> None:
@@ -434,7 +412,7 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
                 concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
     if use_sandbox:
         with sandbox(store=str(sandbox_store(results))) as (url, token):
-            summary = sync_campaign(results, api_url=url, token=token, **args)
+            summary = sync_campaign(results, api_url=url, token=token, sandbox=True, **args)
     else:
         token = token_from_env(token_file=token_file)
         url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)

@@ -14,6 +14,9 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
                                  cut off; damage anywhere else stops the run.
 * ``leads.results.csv.lock``     an OS lock (flock, ``files.RunLock``): released by the kernel
                                  when the holder dies, even by SIGKILL; the file is never deleted.
+* ``leads.results.csv.sandbox``   present when the campaign's calls are the sandbox's
+                                 (``dialer.sandboxmark``): written before anything else by a
+                                 ``sandbox=True`` ledger; a ledger of the other kind refuses.
 * ``leads.results.csv.state``    a snapshot of the replayed state (``dialer.cache``), written at
                                  close: an open uses it only while the journal and the results
                                  still begin with the bytes it was taken from, and replays only
@@ -84,6 +87,7 @@ from dialer.salvage import (
     read_leniently,
     set_aside,
 )
+from dialer.sandboxmark import check_kind, mark_sandbox
 
 # A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.
 _NEVER_SENT = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
@@ -152,8 +156,19 @@ def append_whole(path: Path, data: bytes, *, follow: bool = False) -> None:
 class Ledger:
     """One campaign's results, journal and lock. Use as a context manager around a run."""
 
-    def __init__(self, results: str | Path, *, durable: bool = True, region: str = "ES") -> None:
+    def __init__(
+        self,
+        results: str | Path,
+        *,
+        durable: bool = True,
+        region: str = "ES",
+        sandbox: bool | None = None,
+        sync: bool = False,
+    ) -> None:
         self.results = Path(results)
+        # True: the sandbox's calls (marked, a real campaign refused); False: real ones (a
+        # sandbox campaign refused); None: either (``dialer.sandboxmark``).
+        self.sandbox, self._sync = sandbox, sync  # sync: for ``dialer sync``'s advice
         self.journal = journal_path(self.results)
         self.durable = durable
         self.region = region  # to read a phone a spreadsheet stripped of its '+' (no journal)
@@ -194,6 +209,10 @@ class Ledger:
         snapshot of both, when it still matches them: only what follows it is read)."""
         self._take_lock()
         try:
+            if self.sandbox is not None:  # before anything is written: a refusal changes nothing
+                check_kind(self.results, sandbox=self.sandbox, sync=self._sync)
+                if self.sandbox:
+                    mark_sandbox(self.results, durable=self.durable)
             self._replay()
             self._journal_file = self._open_append(self.journal)
             for entry in self._adopt:  # the journal is the truth again for these leads

@@ -42,6 +42,8 @@ from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset, per_minute
 from dialer.reconcile import grace_ends
 from dialer.results import Entry, require_results, utc_iso
+from dialer.sandboxmark import check_kind
+from dialer.sandboxmark import sandbox_store as sandbox_store  # for ``--sandbox``
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_under
@@ -120,12 +122,6 @@ class SyncSummary:
     notices: list[str] = field(default_factory=list)  # the results file rebuilt, repaired
 
 
-def sandbox_store(output: str | Path) -> Path:
-    """Where ``--sandbox`` keeps its simulated calls, so a later ``sync --sandbox`` finds them."""
-    output = Path(output)
-    return output.with_name(output.name + ".sandbox-calls.jsonl")
-
-
 def sync_campaign(
     output: str | Path,
     *,
@@ -137,17 +133,18 @@ def sync_campaign(
     concurrency: int = 5,
     timeout: float = 30.0,
     handle_signals: bool = False,
+    sandbox: bool = False,
 ) -> SyncSummary:
     """Record what became of every call in the results ``output`` that has no outcome yet
     (``GET /call/{id}``), under the run lock. Raises ``ConfigError`` for a bad pacing value
-    or a missing results file, ``LedgerLocked`` while a run holds it, ``AuthError`` on
-    401/403."""
+    or a missing results file, or for a campaign of the other kind (``sandbox``: the calls
+    are the sandbox's), ``LedgerLocked`` while a run holds it, ``AuthError`` on 401/403."""
     check_pacing(max_per_second=max_per_second, max_per_minute=max_per_minute,
                  concurrency=concurrency, timeout=timeout)  # fmt: skip
     preflight(api_url, token, transport)  # a bad token or route: refused before anything
     output = require_results(output)
     started = time.monotonic()
-    with Ledger(output) as ledger:
+    with Ledger(output, sandbox=sandbox, sync=True) as ledger:
         ledger.keep_load_rows()
         # Outcomes change no row and no lead: the last run's leads mark stays true.
         if (note := read_leads_mark(output, ledger.journal)) is not None:
@@ -213,9 +210,13 @@ def load(settings: Settings) -> LoadResult:
     return dataclasses.replace(loaded, cache_key=key or "")
 
 
-def plan(settings: Settings, *, clock: Callable[[], datetime] | None = None) -> Plan:
+def plan(
+    settings: Settings, *, clock: Callable[[], datetime] | None = None, sandbox: bool = False
+) -> Plan:
     """The dry run: what would be sent, and when, under the rate limits and each lead's calling
-    window. Reads files, writes none, needs no token."""
+    window. Reads files, writes none, needs no token. Refuses, as the run would, results of
+    the other kind (``sandbox``: a ``--sandbox`` run's; see ``dialer.sandboxmark``)."""
+    check_kind(settings.output, sandbox=sandbox)
     loaded = load(settings)
     again = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
     now = (clock or (lambda: datetime.now(UTC)))()
@@ -280,6 +281,7 @@ def run_campaign(
     on_wait: Callable[[int, float], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sandbox: bool = False,
 ) -> RunSummary:
     """Dial every lead of ``settings.leads`` that has no final result yet.
 
@@ -289,6 +291,8 @@ def run_campaign(
     the dialer gave up on it; with ``settle`` the run waits for that (``on_wait(leads,
     seconds)`` says so first) when nothing else is left, within ``--until``.
     ``wall_clock`` and ``sleep`` (the grace's clock and wait) are injectable for tests.
+    ``sandbox``: the API is the sandbox's simulator; the campaign is marked so, and results of
+    the other kind are refused (``ConfigError``) before anything is written or dialed.
 
     Raises ``InputError`` before dialing anyone, ``LedgerError``/``LedgerLocked`` before or
     while dialing, ``AuthError`` after the first 401/403 (leads in flight are recorded first),
@@ -300,7 +304,8 @@ def run_campaign(
     loaded = load(settings)
     started, started_at = time.monotonic(), utc_iso()
     error: DialerError | None = None
-    with Ledger(settings.output, durable=durable, region=settings.default_region) as ledger:
+    with Ledger(settings.output, durable=durable, region=settings.default_region,
+                sandbox=sandbox) as ledger:  # fmt: skip
         # What changed in the file since the results were written, before its parse cache
         # (the previous parse, which ``compare`` may read) is replaced.
         changes = _changes(settings, loaded, ledger.entries_by_key())

@@ -9,8 +9,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -53,6 +55,37 @@ def run_cli(
     return subprocess.run(
         [dialer_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def clock_at(when: str) -> Callable[[], datetime]:
+    """A clock that starts at ``when`` (an ISO time with its offset) and runs at the real pace:
+    what a run started at that moment would see. Injected with ``clock=``."""
+    start, origin = datetime.fromisoformat(when), time.monotonic()
+    assert start.tzinfo is not None, when
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def run_here(
+    leads: Path, *, url: str = "", now: str | None = None, dry_run: bool = False,
+    retry: Any = None, **flags: Any,
+) -> tuple[Any, list[str]]:  # fmt: skip
+    """``dialer run LEADS --playbook pb`` with ``flags`` (named as the settings are), made by
+    the library in this process with the clock at ``now`` and ``retry`` injected: the summary
+    (or, for ``dry_run``, the plan) and the lines the CLI would print for it. Raises the
+    ``DialerError`` the CLI would print as its one line."""
+    from dialer.campaign import build_settings
+    from dialer.report import plan_lines, start_lines, summary_lines
+    from dialer.run import plan, run_campaign
+
+    settings = build_settings(leads, {"playbook": "pb", **flags})
+    clock = clock_at(now) if now else None
+    if dry_run:
+        preview = plan(settings, clock=clock)
+        return preview, plan_lines(preview, output=str(settings.output))
+    lines: list[str] = []
+    summary = run_campaign(settings, api_url=url, token=TOKEN, retry=retry, clock=clock,
+                           on_start=lambda p: lines.extend(start_lines(p)))  # fmt: skip
+    return summary, lines + summary_lines(summary)
 
 
 def write_leads(path: Path, phones: list[str], **extra: list[str]) -> Path:

@@ -14,7 +14,6 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -82,69 +81,6 @@ def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quic
     assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}  # a sync never dials
 
 
-def test_no_answer_is_redialed_after_its_cool_down_at_most_max_attempts(
-    quick, tmp_path, monkeypatch
-):
-    ana, bea, cruz = mobiles(3)
-    quick.config.outcomes = {ana: ["no-answer"] * 5, bea: ["closed"] * 5, cruz: ["voicemail"]}
-    leads = write_leads(tmp_path / "l.csv", [ana, bea, cruz])
-    out = tmp_path / "l.results.csv"
-
-    def run(hours: float) -> str:
-        monkeypatch.setenv("DIALER_TEST_NOW", later(hours))
-        proc = run_cli("run", str(leads), "--playbook", "pb", "--sync", *RECYCLE, url=quick.url)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
-
-    run(0)
-    assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}
-    run(1)  # synced now, but the 4 h cool-down is not over: nobody is dialed
-    assert per_phone(quick) == {ana: 1, bea: 1, cruz: 1}
-    assert by_phone(out)[ana]["outcome"] == "no-answer"
-    stdout = run(5)
-    assert "Called again (retryable outcome, cool-down over): 1 lead." in stdout
-    assert per_phone(quick) == {ana: 2, bea: 1, cruz: 1}
-    # The second call ended (in real time) just now: its cool-down runs from its end.
-    run(3.9)
-    assert per_phone(quick) == {ana: 2, bea: 1, cruz: 1}
-    run(4.1)
-    assert per_phone(quick) == {ana: 3, bea: 1, cruz: 1}
-    run(30)  # three calls made: no fourth, however long we wait
-    run(60)
-    assert per_phone(quick) == {ana: 3, bea: 1, cruz: 1}  # bea answered, cruz: not retryable
-
-    row = by_phone(out)[ana]
-    ids = [c.id for c in quick.calls if c.phone == ana]
-    assert row["call_id"] == ids[2] and row["calls"] == "3" and row["outcome"] == "no-answer"
-    earlier = [item.split()[:2] for item in row["history"].split(";")]
-    assert earlier == [[ids[0], "no-answer"], [ids[1], "no-answer"]]  # every attempt kept
-    assert by_phone(out)[bea]["calls"] == "1" and by_phone(out)[bea]["history"] == ""
-
-
-def test_without_a_sync_nothing_is_recycled(quick, tmp_path, monkeypatch):
-    ana = mobiles(1)[0]
-    quick.config.outcomes = {ana: ["no-answer"] * 3}
-    leads = write_leads(tmp_path / "l.csv", [ana])
-    for hours in (0, 5, 10):
-        monkeypatch.setenv("DIALER_TEST_NOW", later(hours))
-        proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, url=quick.url)
-        assert proc.returncode == 0, proc.stderr
-    assert per_phone(quick) == {ana: 1}  # its outcome was never learned: no second call
-
-
-def test_the_dry_run_counts_leads_due_again(quick, tmp_path, monkeypatch):
-    ana, bea = mobiles(2)
-    quick.config.outcomes = {ana: ["busy"], bea: ["closed"]}
-    leads = write_leads(tmp_path / "l.csv", [ana, bea])
-    assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
-    assert run_cli("sync", str(tmp_path / "l.results.csv"), url=quick.url).returncode == 0
-    monkeypatch.setenv("DIALER_TEST_NOW", later(5))
-    proc = run_cli("run", str(leads), "--playbook", "pb", "--dry-run", *RECYCLE)
-    assert "To dial now:   1 (1 already done in" in proc.stdout
-    proc = run_cli("run", str(leads), "--playbook", "pb", "--dry-run")  # no recycling asked
-    assert "To dial now:   0 (2 already done in" in proc.stdout
-
-
 def test_sandbox_calls_are_kept_so_a_later_sync_finds_them(tmp_path):
     leads = write_leads(tmp_path / "l.csv", mobiles(4))
     out = tmp_path / "l.sandbox.results.csv"
@@ -172,31 +108,6 @@ def test_sync_errors_are_one_line(sim, tmp_path):
     proc = run_cli("sync", str(tmp_path / "l.results.csv"), "--concurrency", "0", url=sim.url)
     assert proc.returncode == 2
     assert proc.stderr == "error: --concurrency must be a whole number of at least 1, not 0\n"
-
-
-def test_a_lead_due_again_waits_for_its_calling_hours(quick, tmp_path, monkeypatch):
-    ana = mobiles(1)[0]  # a Spanish mobile: Europe/Madrid
-    quick.config.outcomes = {ana: ["busy", "closed"]}
-    leads = write_leads(tmp_path / "l.csv", [ana])
-    out = tmp_path / "l.results.csv"
-    assert run_cli("run", str(leads), "--playbook", "pb", url=quick.url).returncode == 0
-    assert run_cli("sync", str(out), url=quick.url).returncode == 0
-    when = datetime.now(UTC) + timedelta(hours=5)
-    names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-    today = when.astimezone(ZoneInfo("Europe/Madrid")).weekday()
-    other_days = ",".join(name for i, name in enumerate(names) if i != today)
-    monkeypatch.setenv("DIALER_TEST_NOW", when.isoformat(timespec="seconds"))
-    proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, "--calling-days", other_days,
-                   url=quick.url)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert per_phone(quick) == {ana: 1}  # due again, but its day is closed
-    [row] = read_rows(out)
-    assert row["status"] == "deferred" and "next opening" in row["error"]
-    assert row["history"].split()[1] == "busy"  # the earlier call is kept while it waits
-    proc = run_cli("run", str(leads), "--playbook", "pb", *RECYCLE, url=quick.url)
-    assert per_phone(quick) == {ana: 2}  # no calling days set: dialed at once
-    [row] = read_rows(out)
-    assert row["status"] == "called" and row["calls"] == "2"
 
 
 def test_report_after_a_sandbox_campaign_and_a_sync(tmp_path):
