@@ -132,6 +132,7 @@ async def dispatch(
             if not await _acquire_unless_stopped(limiter, stop):
                 ledger.not_sent(lead, "stopped before sending")
                 raise _Abandoned
+            recorded = limiter.last_send  # taken back when the answer comes (see below)
             attempts += 1
             result.sent += 1
             sent_at = time.time()
@@ -150,6 +151,8 @@ async def dispatch(
                         limiter.slow_down(SLOW_DOWN_FACTOR)
                         result.lowered_to = limiter.windows[-1][0]
                 raise
+            finally:
+                limiter.answered(recorded)  # it counts at its answer's time from now on
 
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(NotSent),

@@ -10,12 +10,17 @@ then keeps leaking, so 19 sends fit in one second (199 in a minute when nested w
 the last sends is exact, tiny, and can also be paused, which aiolimiter cannot.
 
 ``margin`` widens every window a little so that network jitter between our send and the
-server's arrival time cannot squeeze two windows' worth of requests into one.
+server's arrival time cannot squeeze two windows' worth of requests into one. A send whose
+answer came back (``answered``) counts from then on at its answer's time, not at the moment it
+was allowed: the server saw it arrive somewhere in between, so a stall of the event loop
+between the windows and the socket (a slow disk, a busy machine) cannot make two bursts meet in
+one of the server's windows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -47,6 +52,7 @@ class SlidingWindows:
         self._sleep = sleep
         self._lock = asyncio.Lock()
         self._paused_until = float("-inf")
+        self.last_send = 0.0  # when the last send was recorded: ``answered`` takes it back
 
     @property
     def windows(self) -> list[tuple[int, float]]:
@@ -68,7 +74,8 @@ class SlidingWindows:
         pool pays for no task when the limits are far off); False otherwise."""
         if self._lock.locked() or self.delay() > 0:
             return False
-        self._sends.append(self._clock())
+        self.last_send = self._clock()
+        self._sends.append(self.last_send)
         return True
 
     async def acquire(self) -> float:
@@ -78,7 +85,19 @@ class SlidingWindows:
                 await self._sleep(wait)
             now = self._clock()
             self._sends.append(now)
+            self.last_send = now
             return now
+
+    def answered(self, recorded: float) -> None:
+        """The send recorded at ``recorded`` got its answer (or was given up): from now on it
+        counts at this moment, the latest the server can have seen it arrive. Never earlier."""
+        now = self._clock()
+        sends = self._sends
+        i = bisect.bisect_left(sends, recorded)
+        if now <= recorded or i >= len(sends) or sends[i] != recorded:
+            return  # already out of every window's reach (or a clock that did not move)
+        del sends[i]
+        bisect.insort(sends, now)
 
     def pause_for(self, seconds: float) -> None:
         """Hold every sender for ``seconds`` from now (a 429's ``Retry-After``); never shortens."""

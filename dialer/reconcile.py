@@ -152,12 +152,14 @@ async def paced_get(
     for everyone, retried with exponential backoff on ``retry_on``."""
 
     async def attempt() -> Any:
-        await limiter.acquire()
+        recorded = await limiter.acquire()
         try:
             return await request()
         except RateLimited as exc:
             limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
             raise
+        finally:
+            limiter.answered(recorded)  # it counts at its answer's time from now on
 
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(retry_on),

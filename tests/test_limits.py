@@ -373,3 +373,63 @@ def test_try_acquire_takes_room_only_when_nobody_waits() -> None:
     jumped, served = asyncio.run(go())
     assert not jumped and served == pytest.approx(6.5)
     assert_windows_hold([5.0, 5.0, served], [(2, 1.0)])
+
+
+# --- a send counts at its answer's time once answered ------------------------------------------
+
+
+def test_a_send_answered_late_counts_at_its_answer_so_a_stall_cannot_crowd_the_next_window():
+    """The first burst is allowed at 0, but (a stall between the windows and the socket) the
+    server sees it arrive up to its answer at 0.3 s: the next burst must wait until 1.3 s, not
+    1.0 s, or one of the server's 1 s windows would hold more than 10."""
+    lim, clock = limiter([(10, 1.0)])
+
+    async def go() -> list[float]:
+        first = [await lim.acquire() for _ in range(10)]
+        clock.now = 0.3
+        for recorded in first:
+            lim.answered(recorded)
+        return [await lim.acquire() for _ in range(10)]
+
+    second = asyncio.run(go())
+    assert second[0] == pytest.approx(1.3)
+    assert all(t >= 1.3 for t in second)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 0.3), min_size=1, max_size=60),
+    delays=st.lists(st.floats(0.0, 0.5), min_size=60, max_size=60),
+)
+def test_arrivals_anywhere_before_the_answer_never_overfill_a_window(gaps, delays):
+    """Each send reaches the server some time between being allowed and its answer; whatever
+    that time, with every send answered before the next is allowed (one worker), no 1 s window
+    of arrivals holds more than the limit."""
+    lim, clock = limiter([(3, 1.0)])
+    arrivals: list[float] = []
+
+    async def go() -> None:
+        for gap, delay in zip(gaps, delays, strict=False):
+            clock.now += gap
+            recorded = await lim.acquire()
+            clock.now += delay  # in flight: the server sees it at the end, the worst case
+            arrivals.append(clock.now)
+            lim.answered(recorded)
+
+    asyncio.run(go())
+    arrivals.sort()
+    for i, start in enumerate(arrivals):
+        assert bisect.bisect_left(arrivals, start + 1.0) - i <= 3
+
+
+def test_answered_never_moves_a_send_earlier_and_ignores_unknown_times():
+    lim, _ = limiter([(2, 1.0)])
+
+    async def go() -> None:
+        await lim.acquire()
+        await lim.acquire()
+
+    asyncio.run(go())
+    lim.answered(-5.0)  # not a recorded send
+    lim.answered(0.0)  # the clock did not move: nothing to do
+    assert lim.delay() == pytest.approx(1.0)
