@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from dialer.errors import ConfigError, write_failed
+from dialer.files import sync_folder
 
 SANDBOX = "sandbox"
 REAL = "real"
@@ -106,11 +107,7 @@ def mark_sandbox(results: str | Path, *, durable: bool = True) -> None:
         finally:
             os.close(fd)
         if durable:
-            folder = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            sync_folder(path.parent)
     except FileExistsError:
         return
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import csv
 import os
 import shutil
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,18 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 
     monkeypatch.setattr(sheets, "PANDAS_FROM_BYTES", 1 << 62 if request.param == "csv" else 0)
     return str(request.param)
+
+
+def later(hours: float) -> str:
+    """An ISO time ``hours`` from now (UTC)."""
+    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat(timespec="seconds")
+
+
+def per_phone(sim) -> collections.Counter[str]:
+    """Calls the simulator created, per phone."""
+    return collections.Counter(call.phone for call in sim.calls)
+
+
+def by_phone(path) -> dict[str, dict[str, str]]:
+    """The called rows of a results file, by phone."""
+    return {r["phone"]: r for r in read_rows(path) if r["status"] == "called"}

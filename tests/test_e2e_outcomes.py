@@ -7,17 +7,15 @@ set per phone (``SimConfig.outcomes``) and its calls end in a fraction of a seco
 
 from __future__ import annotations
 
-import collections
 import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import mobiles, read_rows, run_cli, write_leads
+from tests.conftest import by_phone, mobiles, per_phone, run_cli, write_leads
 
 CHECK = Path(__file__).resolve().parent.parent / "scripts" / "check_report.py"
 
@@ -30,18 +28,6 @@ def quick(sim):
     sim.config.ring_seconds = 0.05
     sim.config.talk_seconds = 0.05
     return sim
-
-
-def later(hours: float) -> str:
-    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat(timespec="seconds")
-
-
-def per_phone(sim) -> collections.Counter[str]:
-    return collections.Counter(call.phone for call in sim.calls)
-
-
-def by_phone(path) -> dict[str, dict[str, str]]:
-    return {r["phone"]: r for r in read_rows(path) if r["status"] == "called"}
 
 
 def test_sync_fills_outcomes_and_leaves_calls_in_progress_for_the_next_sync(quick, tmp_path):

@@ -21,7 +21,17 @@ import pytest
 
 from dialer.dispatcher import RetryPolicy
 from dialer.errors import Unreachable
-from tests.conftest import free_port, mobiles, read_rows, run_cli, run_here, write_leads
+from tests.conftest import (
+    by_phone,
+    free_port,
+    later,
+    mobiles,
+    per_phone,
+    read_rows,
+    run_cli,
+    run_here,
+    write_leads,
+)
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dialer"
 RECYCLE = {"retry_outcomes": "no-answer,busy", "max_attempts": 3, "retry_after": "4h"}
@@ -39,18 +49,6 @@ def quick(sim):
 def calls_over(sim) -> None:
     """Wait until the simulator's calls have ended (a subprocess's start took that long)."""
     time.sleep(sim.config.ring_seconds + sim.config.talk_seconds + 0.2)
-
-
-def later(hours: float) -> str:
-    return (datetime.now(UTC) + timedelta(hours=hours)).isoformat(timespec="seconds")
-
-
-def per_phone(sim) -> collections.Counter[str]:
-    return collections.Counter(call.phone for call in sim.calls)
-
-
-def by_phone(path) -> dict[str, dict[str, str]]:
-    return {r["phone"]: r for r in read_rows(path) if r["status"] == "called"}
 
 
 # --- no switch in the product ----------------------------------------------------------------
