@@ -101,6 +101,11 @@ def grace_ends(entry: Entry, grace: float) -> float:
     return entry.sent_at + grace
 
 
+def graces_left(entries: Iterable[Entry], grace: float, now: float) -> list[float]:
+    """When the grace ends for each in-doubt entry whose grace is not over at ``now``."""
+    return [t for e in entries if (t := grace_ends(e, grace)) > now]
+
+
 async def reconcile(
     entries: Iterable[Entry],
     list_calls: ListCalls,
@@ -196,21 +201,19 @@ def _verdict(entry: Entry, calls: list[dict[str, Any]], *, listed_at: float,
         if not matches:
             ends = grace_ends(entry, grace)
             return Absent() if listed_at >= ends else Waiting(ends)
-        newest = matches[-1]
-        late = _late(matches[:-1][-len(watched) :] if watched else [])
-        return Found(newest[1], late, _left(watched, len(late), listed_at))
-    if not matches:
-        return Late((), _left(watched, 0, listed_at))
-    if entry.status is Status.CALLED:
-        late = _late(matches[-len(watched) :])
+        late = _late(matches[:-1], len(watched))
+        return Found(matches[-1][1], late, _left(watched, len(late), listed_at))
+    late = _late(matches, len(watched))
+    if not late or entry.status is Status.CALLED:
         return Late(late, _left(watched, len(late), listed_at))
     # Shown absent and not dialed again yet: its own late call settles it.
-    late = _late(matches[-len(watched) :])
     return Late(late, _left(watched, len(late), listed_at), call_id=late[-1][0])
 
 
-def _late(matches: list[tuple[float, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple((call_id, utc_iso(created) if created else "") for created, call_id in matches)
+def _late(matches: list[tuple[float, str]], most: int) -> tuple[tuple[str, str], ...]:
+    """The newest ``most`` matches (none when ``most`` is 0), as ``(id, created)``."""
+    chosen = matches[-most:] if most else []
+    return tuple((call_id, utc_iso(created) if created else "") for created, call_id in chosen)
 
 
 def _left(watched: list[float], found: int, now: float) -> str:

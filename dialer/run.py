@@ -40,7 +40,7 @@ from dialer.journal import journal_path
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset, per_minute
-from dialer.reconcile import grace_ends
+from dialer.reconcile import graces_left
 from dialer.results import Entry, require_results, utc_iso
 from dialer.sandboxmark import check_kind
 from dialer.sandboxmark import sandbox_store as sandbox_store  # for ``--sandbox``
@@ -341,7 +341,7 @@ def run_campaign(
                 ledger.defer(lead, "not dialed yet: the run ended first", Status.PENDING)
         counts = ledger.counts()
         grace = settings.in_doubt_grace
-        ends = [t for e in ledger.in_doubt() if (t := grace_ends(e, grace)) > wall_clock()]
+        ends = graces_left(ledger.in_doubt(), grace, wall_clock())
         this_run = Counter(ledger.status_of(key).value for key in session.touched)  # type: ignore[union-attr]
         not_started = len(untouched)
         if error is None and ledger.failure is not None:

@@ -36,6 +36,7 @@ from dialer.reconcile import (
     Late,
     Waiting,
     grace_ends,
+    graces_left,
     reconcile,
 )
 from dialer.results import Entry, utc_iso
@@ -200,7 +201,7 @@ class Session:
                 await self._dispatch(again, on_outcome)
                 continue
             grace = self.settings.in_doubt_grace
-            ends = [t for e in self.ledger.in_doubt() if (t := grace_ends(e, grace)) > self.wall()]
+            ends = graces_left(self.ledger.in_doubt(), grace, self.wall())
             if not ends or not self.settings.settle or waits >= SETTLE_ROUNDS or self.unlisted:
                 return
             wait = max(ends) - self.wall()
