@@ -94,6 +94,7 @@ class ColumnMapping:
     rename: dict[str, str] = field(default_factory=dict)  # column -> custom param name
     exclude: frozenset[str] = frozenset()  # columns not sent
     id_column: str | None = None  # its cell becomes Lead.crm_id; never sent as a param
+    country_column: str | None = None  # None: detect by name
     require: tuple[str, ...] = ()  # params (final name, or column header) that must have a value
 
 
@@ -386,12 +387,18 @@ def _clean(
 class _Plan:
     """Where each thing is in a row: indexes into the header."""
 
-    phone: int
+    phones: tuple[int, ...]  # the phone columns, tried in this order in each row
     id_index: int | None
     params: list[tuple[int, str]]  # (column, param name) sent, in column order
     required: list[tuple[int, str]]  # (column, name shown in the reason)
     unnamed: list[int]  # columns with no header
     sent: list[int]  # the columns kept with each lead: the CRM id first, then the params
+    country: int | None = None  # the column naming each row's country; None: the default region
+
+    @property
+    def phone(self) -> int:
+        """The first phone column (the one named in messages)."""
+        return self.phones[0]
 
     @property
     def param_names(self) -> list[str]:
@@ -412,7 +419,7 @@ def _plan(name: str, headers: list[str], mapping: ColumnMapping, warnings: list[
     required = _required(name, headers, params, mapping)
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
-    return _Plan(phone, id_index, params, required, unnamed, sent)
+    return _Plan((phone,), id_index, params, required, unnamed, sent)
 
 
 def _fold(header: str) -> str:
