@@ -267,7 +267,10 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
             click.echo(line)
         if rejects:
             count = write_rejects(rejects, preview.load)
-            click.echo(f"Rejected rows written to {rejects}: {count:,}")
+            click.echo(
+                f"Rejected rows written to {rejects}: {count:,} (a worklist: fix the rows in "
+                "the leads file, then rerun it)"
+            )
         return EXIT_OK
     out = _Output(quiet=quiet or log_format == "json", every=progress_every, rejects=rejects)
     if use_sandbox:

@@ -52,6 +52,7 @@ from dialer.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
 
 __all__ = [
     "REASON_DNC",
+    "REJECTS_COLUMNS",
     "RESERVED",
     "ColumnMapping",
     "DncList",
@@ -80,6 +81,10 @@ _PHONE_NAMES = frozenset(
     }
 )  # fmt: skip
 _WEAK_PHONE_NAMES = frozenset({"number", "numero"})
+
+# The first columns of a rejects file (``dialer.report.write_rejects``). A file starting with them
+# is refused as a leads file: imported as a new campaign, its duplicates would be called again.
+REJECTS_COLUMNS = ("row", "status", "reason", "to do")
 
 _CHUNK_ROWS = 10_000  # rows read at a time, and the unit of work for the process pool
 _PARALLEL_MIN_ROWS = 20_000  # phones parsed in the process before a pool is worth starting
@@ -194,6 +199,11 @@ def load_leads(
             if all(not any(c.strip() for c in row) for _, rows in table.chunks for row in rows):
                 raise LeadsFileError(f"{name}: the file is empty")
             raise LeadsFileError(f"{name}: the first row has no column names")
+        if tuple(h.casefold() for h in headers[: len(REJECTS_COLUMNS)]) == REJECTS_COLUMNS:
+            raise LeadsFileError(
+                f"{name}: this is a rejects file written by dialer, not a leads file: fix the "
+                "rows in the original leads file and rerun that file"
+            )
         warnings = list(table.warnings)
         plan = _plan(name, headers, mapping, warnings)
         leads = LeadRows(plan.param_names, has_id=plan.id_index is not None)

@@ -3,7 +3,7 @@
 Formatting functions take the library's dataclasses and return lines of text; the CLI decides
 where they go. Every line a command prints is ``visible`` first: what a lead file or the API
 wrote into it (cells, column names, error messages) is shown escaped, never obeyed.
-``write_rejects`` writes the rejected rows as a CSV to fix and re-import.
+``write_rejects`` writes the rejected rows as a worklist: what to fix in the leads file.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dialer.edits import FileChanges
 from dialer.errors import ConfigError
 from dialer.files import output_file
 from dialer.ledger import read_runs, read_state_noted
-from dialer.loader import LoadResult
-from dialer.model import Status
+from dialer.loader import REJECTS_COLUMNS, LoadResult
+from dialer.model import Lead, Status
 from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
@@ -267,26 +267,41 @@ def _delimiter(delimiter: str) -> str:
 
 
 def write_rejects(path: str | Path, load: LoadResult) -> int:
-    """Write every row rejected at load time, with its reason and its cells, as a CSV to fix
-    and re-import (the phone column keeps its header; every cell, the header's too, is made
-    safe from formula injection). Written whole or not at all, private to its owner (an
-    existing file keeps its mode). Returns how many rows were written."""
-    rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
-    columns = ["row", "status", "reason", load.phone_column, *load.param_names]
+    """Write every row rejected at load time as a worklist: its row, status and reason, what to do
+    about it, and its cells (every cell, the header's too, made safe from formula injection).
+
+    Fixes go back into the leads file, never through this file: an invalid phone or a missing
+    param is fixed in its row of the leads file and the campaign rerun (a fixed number is then
+    dialed as a new lead); a duplicate or a do-not-call row has nothing to fix and says so. The
+    loader refuses this file as a leads file. Written whole or not at all, private to its owner
+    (an existing file keeps its mode). Returns how many rows were written."""
+    columns = [*REJECTS_COLUMNS, load.phone_column, *load.param_names]
+    count = 0
     try:
         with output_file(path, encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow([safe_cell(cell) for cell in columns])
-            for lead in rejected:
-                cells = [str(lead.row), lead.status.value, lead.reason, lead.phone]
+            for lead in load.rejects():
+                cells = [str(lead.row), lead.status.value, lead.reason,
+                         _to_do(lead, load.path.name), lead.phone]  # fmt: skip
                 cells += [lead.params.get(name, "") for name in load.param_names]
                 writer.writerow([safe_cell(cell) for cell in cells])
+                count += 1
     except OSError as exc:  # the temp file is gone: half a list would look whole
         raise ConfigError(
             f"cannot write --rejects {path}: {exc.strerror or exc}: "
             "free some space or choose another file"
         ) from exc
-    return len(rejected)
+    return count
+
+
+def _to_do(lead: Lead, leads_name: str) -> str:
+    """What to do about one rejected row (the rejects file's "to do" column)."""
+    if lead.status is Status.DUPLICATE:
+        return "nothing to fix: the same person as another row, called once"
+    if lead.status is Status.DNC:
+        return "nothing to fix: on the do-not-call list, never called"
+    return f"fix row {lead.row} in {leads_name} and rerun it: the fixed row is dialed then"
 
 
 def status_lines(results: str | Path) -> list[str]:
