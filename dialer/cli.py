@@ -31,6 +31,7 @@ from dialer.errors import (
     EXIT_IN_DOUBT,
     EXIT_INPUT,
     EXIT_INTERNAL,
+    EXIT_LOCKED,
     EXIT_OK,
     EXIT_STOPPED,
     ConfigError,
@@ -45,6 +46,7 @@ from dialer.report import (
     plan_lines,
     start_lines,
     status_lines,
+    stop_lines,
     summary_lines,
     sync_lines,
     wait_line,
@@ -61,6 +63,7 @@ from dialer.run import (
 )
 from dialer.schedule import check_timezone
 from dialer.stats import load_stats, report_lines
+from dialer.stop import stop_campaign
 from dialer.terminal import visible
 
 
@@ -379,6 +382,27 @@ def status(results: str) -> int:
     for line in status_lines(results):
         click.echo(line)
     return EXIT_OK
+
+
+@cli.command(name="stop")
+@click.argument("results", type=click.Path(dir_okay=False))
+@click.option("--wait", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for the run to end.")  # fmt: skip
+def stop(results: str, wait: float) -> int:
+    """Stop the run (or sync) that is using a campaign, as Ctrl-C would, and wait for it.
+
+    RESULTS is the campaign's results CSV. The run starts no new call, lets the calls in flight
+    finish and writes everything; this command waits for that and says how the run ended.
+    Nothing running: says so (exit 0). Still running after --wait: exit 5 (it keeps
+    finishing its calls in flight; run 'dialer stop' again to wait more). For cron: stop a
+    campaign now without knowing its process.
+    """
+    if wait < 0:
+        raise ConfigError(f"--wait {wait:g}: must be 0 or more seconds")
+    result = stop_campaign(results, wait=wait)
+    for line in stop_lines(result):
+        click.echo(line)
+    return EXIT_LOCKED if result.running and not result.ended else EXIT_OK
 
 
 @cli.command(name="sync")

@@ -101,6 +101,11 @@ def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
 
 
+def lock_info_path(results: Path) -> Path:
+    """The lock's note: which process holds it (pid, host, since), for messages and ``stop``."""
+    return results.with_name(results.name + ".lock.info")
+
+
 class Appender:
     """A file appended to with ``os.write``, unbuffered: each ``append`` is written whole or,
     when the OS refuses part of it (no space left), cut back off, so the file never ends in a
@@ -179,7 +184,7 @@ class Ledger:
         self._load_rows: dict[str, Entry] = {}  # load-time rows the results CSV holds
         self._journal_start = 0  # the journal's size once opened: this run appends after it
         self._lock = RunLock(lock_path(self.results))
-        self._info = self.results.with_name(self.results.name + ".lock.info")
+        self._info = lock_info_path(self.results)
         self._journal_file: Appender | None = None
         self._results_file: Appender | None = None
         self._row = io.StringIO()  # one results row, as the csv module writes it

@@ -25,6 +25,7 @@ from dialer.model import Lead, Status
 from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
+from dialer.stop import StopResult
 from dialer.terminal import visible_lines
 
 # The order statuses are listed in, most interesting first.
@@ -302,6 +303,28 @@ def _to_do(lead: Lead, leads_name: str) -> str:
     if lead.status is Status.DNC:
         return "nothing to fix: on the do-not-call list, never called"
     return f"fix row {lead.row} in {leads_name} and rerun it: the fixed row is dialed then"
+
+
+def stop_lines(result: StopResult) -> list[str]:
+    """What ``dialer stop`` found and how the run it stopped ended."""
+    name = result.results.name
+    if not result.running:
+        return [f"Nothing to stop: no dialer run is using {name}"]
+    if not result.ended:
+        return visible_lines([
+            f"Asked pid {result.pid} to stop; after {result.waited:.1f} s it is still finishing "
+            f"its calls in flight on {name}: run 'dialer stop' again to wait more"
+        ])  # fmt: skip
+    record = result.record
+    if not record:
+        return [f"Stopped: pid {result.pid} ended in {result.waited:.1f} s ({name})"]
+    done = counts_phrase(record["this_run"]) if record.get("this_run") else "nobody dialed"
+    command = record.get("command", "run")
+    return visible_lines([
+        f"Stopped: the {command} (pid {result.pid}) ended in {result.waited:.1f} s, "
+        f"{record.get('outcome', '?')}: {done}",
+        f"Go on with the same command as before; 'dialer status {name}' shows where it stands",
+    ])  # fmt: skip
 
 
 def status_lines(results: str | Path) -> list[str]:

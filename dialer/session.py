@@ -403,20 +403,23 @@ def _recorder(ledger: Ledger) -> Callable[[Entry, CallOutcome], None]:
 
 @contextlib.contextmanager
 def _signals(on_first: Callable[[], None], task: asyncio.Task[Any]) -> Iterator[None]:
-    """First SIGINT/SIGTERM: ``on_first`` (start no new call). Second: cancel what is in flight."""
+    """First SIGINT or SIGTERM: ``on_first`` (start no new call). A SIGINT after that (a second
+    Ctrl-C): cancel what is in flight. A later SIGTERM asks the same as the first (``dialer
+    stop`` twice, or a supervisor repeating itself, never turns calls in flight into calls in
+    doubt; SIGKILL remains for a stop at once, and the journal covers it)."""
     loop = asyncio.get_running_loop()
     seen = 0
 
-    def on_signal() -> None:
+    def on_signal(sig: signal.Signals) -> None:
         nonlocal seen
         seen += 1
         if seen == 1:
             on_first()
-        else:
+        elif sig is signal.SIGINT:
             task.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         yield
     finally:
