@@ -68,6 +68,10 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         f"To dial now:   {len(plan.to_dial):,}"
         + (f" ({plan.already_done:,} already done in {output})" if plan.already_done else ""),
     ]
+    if plan.held:
+        lines.append(f"Held back:     {plan.held:,} for a later run (--max-calls, --until)")
+    if plan.deferred:
+        lines.append(f"Not now:       {plan.deferred:,} outside their calling hours")
     lines += change_lines(plan.changes, load.path.name)
     lines += [f"Warning:       {w}" for w in load.warnings]
     lines += _listing(

@@ -40,7 +40,8 @@ from dialer.journal import journal_path
 from dialer.ledger import Ledger, read_state
 from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import Lead, Outcome, Status, Subset, per_minute
-from dialer.reconcile import graces_left
+from dialer.planner import Hours, choose, seconds_until
+from dialer.reconcile import grace_ends, graces_left
 from dialer.results import Entry, require_results, utc_iso
 from dialer.sandboxmark import check_kind
 from dialer.sandboxmark import sandbox_store as sandbox_store  # for ``--sandbox``
@@ -218,35 +219,60 @@ def plan(
     the other kind (``sandbox``: a ``--sandbox`` run's; see ``dialer.sandboxmark``)."""
     check_kind(settings.output, sandbox=sandbox)
     loaded = load(settings)
-    again = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
-    now = (clock or (lambda: datetime.now(UTC)))()
+    clock = clock or (lambda: datetime.now(UTC))
+    now = clock()
     state = read_state(settings.output)
     changes = _changes(settings, loaded, state)
-    # Final or in doubt, and not a called lead the run would recycle for another call.
-    finished = {e.key for e in state.values() if e.status not in again
-                and due_under(settings, e, now=now.timestamp()) is None}  # fmt: skip
-    dialable = loaded.counts().get(Status.PENDING.value, 0)
-    to_dial = Subset(loaded.leads, (i for i, key in loaded.pending_keys() if key not in finished))
+    choice = choose(loaded, open_key=lambda key: _open_in(state, settings, key, now.timestamp()),
+                    due=lambda index, key: _due_in(state, settings, key, now.timestamp()),
+                    closed=Hours(settings, lambda: now),
+                    max_calls=settings.max_calls,
+                    until=seconds_until(settings, now))  # fmt: skip
+    to_dial = choice.to_dial
     call = call_settings(settings)
     sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
     window = window_from(settings.calling_hours, settings.calling_days)
+    # The forecast: when the leads of this run, and those waiting for their hours, are dialed.
+    waiting = Subset(loaded.leads, sorted(i for i, _ in choice.deferred))
     groups: Counter[tuple[Any, ...]] = Counter()
     if window is None:
         groups[()] = len(to_dial)  # no calling hours: zones do not matter
     else:
         default = campaign_zone(settings.timezone)
         cache: dict[tuple[str, str | None], tuple[Any, ...]] = {}
-        for lead in to_dial:
+        for lead in [*to_dial, *waiting]:
             override = lead.params.get(settings.timezone_column or "") or None
-            # A forecast is an estimate: numbers sharing their first digits share zones.
-            key = (lead.phone[:8], override)
+            key = (lead.phone, override)
             if key not in cache:
                 cache[key] = lead_zones(lead.phone, override=override, default=default)
             groups[cache[key]] += 1
     rate = min(settings.max_per_minute, settings.max_per_second * 60)
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
-    return Plan(loaded, to_dial, dialable - len(to_dial), sample,
-                forecast=slots, never=never, rate=rate, changes=changes)  # fmt: skip
+    return Plan(loaded, to_dial, choice.already_done, sample, choice.held_count,
+                len(choice.deferred), forecast=slots, never=never, rate=rate,
+                changes=changes)  # fmt: skip
+
+
+def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> bool:
+    """The dry run's ``open_key``: no record, or one never sent; or (``--redial-in-doubt``) in
+    doubt with its grace over, as the run resolves it before choosing."""
+    entry = state.get(key)
+    if entry is None or entry.status in (Status.PENDING, Status.DEFERRED, Status.REMOVED):
+        return True
+    in_doubt = entry.status in (Status.IN_DOUBT, Status.DIALING)
+    return (
+        in_doubt
+        and settings.redial_in_doubt
+        and (grace_ends(entry, settings.in_doubt_grace) <= now)
+    )
+
+
+def _due_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> str | None:
+    """The dry run's ``due``: a called lead due another call under the recycling settings."""
+    entry = state.get(key)
+    if entry is None or entry.status is not Status.CALLED:
+        return None
+    return due_under(settings, entry, now=now)
 
 
 def _changes(settings: Settings, loaded: LoadResult, state: Mapping[str, Entry]) -> FileChanges:

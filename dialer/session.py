@@ -15,9 +15,8 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -29,6 +28,7 @@ from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.loader import LoadResult
 from dialer.model import Lead, Outcome, Status, Subset
+from dialer.planner import Hours, choose, seconds_until
 from dialer.reconcile import (
     UNSEEN_HORIZON,
     Absent,
@@ -40,7 +40,6 @@ from dialer.reconcile import (
     reconcile,
 )
 from dialer.results import Entry, utc_iso
-from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
 from dialer.sync import CallOutcome, SyncResult, due_under, sync_outcomes
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
@@ -80,9 +79,7 @@ class Session:
         self.ended_by = ""  # why the run ended early: signal, until, max_calls, window_closed
         self.deferred = 0  # leads outside their calling hours
         s = settings
-        self.hours = window_from(s.calling_hours, s.calling_days)
-        self.default_zone: Any = campaign_zone(s.timezone)
-        self._zone_cache: dict[str, tuple[Any, ...]] = {}
+        self.hours = Hours(s, clock)  # the calling-hours check, again before each dial
         self.left_for_later = 0  # leads held back by --max-calls or --until
         self.recycled = 0  # called leads due another call (retry_outcomes), made pending again
         self.synced: SyncResult | None = None  # what --sync found
@@ -143,34 +140,34 @@ class Session:
                 self.ledger.resolve(entry.key, Status.PENDING, error=why)
         if self.settings.sync:
             await self._sync()
-        # Leads are kept as indices into the loaded rows: a million of them stay small.
+        # Who is dialed now: the planner the dry run uses too.
+        ledger, now = self.ledger, self.clock().timestamp()
+        until = seconds_until(self.settings, self.clock())
+
+        def due(index: int, key: str) -> str | None:
+            if ledger.status_of(key) is not Status.CALLED:
+                return None
+            entry = ledger.get(key)
+            return None if entry is None else due_under(self.settings, entry, now=now)
+
+        choice = choose(self.loaded, open_key=ledger.open_key,
+                        due=due if self.settings.retry_outcomes else None,
+                        closed=self.hours if self.hours.window else None,
+                        max_calls=self.settings.max_calls, until=until)  # fmt: skip
         leads = self.loaded.leads
-        dialable = self.loaded.counts().get(Status.PENDING.value, 0)
-        # Each dialable lead is judged by its key; a Lead is built only for one that may be due
-        # another call.
-        recycling, ledger = bool(self.settings.retry_outcomes), self.ledger
-        self.to_dial = Subset(leads, (
-            i for i, key in self.loaded.pending_keys()
-            if ledger.open_key(key) or (recycling and ledger.status_of(key) is Status.CALLED
-                                        and self._recycle(leads[i]))
-        ))  # fmt: skip
-        self.skipped = dialable - len(self.to_dial)
-        if self.hours is not None and self.to_dial:
-            self.to_dial = self.to_dial.filter(self._inside)
-            if not self.to_dial:
-                self.ended_by = "window_closed"
-        cap = self.settings.max_calls
-        until = _until(self.settings, self.clock())
-        if until is not None and until <= 0:
-            cap = 0  # --until has passed today: nothing to start now
-            self.ended_by = "until"
-        if cap is not None and len(self.to_dial) > cap:
-            self.left_for_later = len(self.to_dial) - cap
-            held = "held for a later run (--until)" if cap == 0 else "held for the next batch"
-            for lead in self.to_dial[cap:]:
-                self.ledger.defer(lead, held, Status.PENDING)
-            self.to_dial = self.to_dial[:cap]
-            self.ended_by = self.ended_by or "max_calls"
+        for index, why in choice.recycled:
+            ledger.recycle(leads[index].key, why)
+        self.recycled += len(choice.recycled)
+        for index, why in choice.deferred:
+            ledger.defer(leads[index], why)
+        self.deferred += len(choice.deferred)
+        if choice.held is not None:
+            for lead in choice.held:
+                ledger.defer(lead, choice.held_reason, Status.PENDING)
+        self.to_dial = choice.to_dial
+        self.skipped = choice.already_done
+        self.left_for_later = choice.held_count
+        self.ended_by = self.ended_by or choice.ended_by
         if until is not None and until > 0:
             asyncio.get_running_loop().call_later(until, self._until_reached)
         if on_start is not None:
@@ -223,18 +220,6 @@ class Session:
         return [leads[i] for i, key in self.loaded.pending_keys()
                 if key in keys and self.ledger.should_dial(leads[i])]  # fmt: skip
 
-    def _recycle(self, lead: Lead) -> bool:
-        """True when a called ``lead`` is due another call: it is made pending again."""
-        entry = self.ledger.get(lead.key)
-        if entry is None:
-            return False
-        why = due_under(self.settings, entry, now=self.clock().timestamp())
-        if why is None:
-            return False
-        self.ledger.recycle(entry.key, why)
-        self.recycled += 1
-        return True
-
     async def _sync(self) -> None:
         """Record the outcome of every earlier call not synced yet (``--sync``)."""
 
@@ -246,33 +231,6 @@ class Session:
             stop=self.stop,
             concurrency=min(5, self.settings.concurrency),
         )
-
-    def _inside(self, lead: Lead) -> bool:
-        """True when ``lead`` may be called now; else it is recorded deferred."""
-        if (reason := self._closed(lead)) is None:
-            return True
-        self.ledger.defer(lead, reason)
-        self.deferred += 1
-        return False
-
-    def _closed(self, lead: Lead) -> str | None:
-        """Why ``lead`` may not be called now (outside its calling hours), or None."""
-        if self.hours is None:
-            return None
-        override = lead.params.get(self.settings.timezone_column or "") or None
-        key = f"{lead.phone}|{override}"
-        zones = self._zone_cache.get(key)
-        if zones is None:
-            zones = lead_zones(lead.phone, override=override, default=self.default_zone)
-            self._zone_cache[key] = zones
-        now = self.clock()
-        if is_open(self.hours, zones, now):
-            return None
-        opening = next_opening(self.hours, zones, now)
-        if opening is None:
-            return "outside calling hours: its time zones share no open hour in 14 days"
-        when = opening.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
-        return f"outside calling hours; next opening {when}"
 
     def _until_reached(self) -> None:
         if not self.stop.is_set():
@@ -299,7 +257,7 @@ class Session:
         result = await dispatch(leads, send, ledger=self.ledger, limiter=self.limiter,
                                 concurrency=self.settings.concurrency, retry=self.retry,
                                 stop=self.stop, on_outcome=seen,
-                                admit=self._closed if self.hours else None)  # fmt: skip
+                                admit=self.hours if self.hours.window else None)  # fmt: skip
         self.sent += result.sent
         self.first_send = self.first_send or result.first_send
         self.last_send = result.last_send or self.last_send
@@ -439,15 +397,3 @@ async def _sleep_unless(stop: asyncio.Event, sleeping: Awaitable[None]) -> None:
 def _cause(error: str) -> str:
     """The first cause in an in-doubt lead's error, without what earlier look-ups added."""
     return error.split("; not in GET /calls yet", 1)[0]
-
-
-def _until(settings: Settings, now: datetime) -> float | None:
-    """Seconds from ``now`` until ``--until`` today in the campaign's time zone (<= 0: passed)."""
-    if settings.until is None:
-        return None
-    zone = ZoneInfo(settings.timezone) if settings.timezone else None
-    local = now.astimezone(zone)
-    hour, minute = (int(part) for part in settings.until.split(":"))
-    return (
-        local.replace(hour=hour, minute=minute, second=0, microsecond=0) - local
-    ).total_seconds()
