@@ -36,7 +36,7 @@ from tenacity import (
 
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
 from dialer.ledger import Ledger
-from dialer.limits import SlidingWindows
+from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Lead, Outcome, Status
 
 # Every this many 429s in one run, the windows' limits are lowered by this factor.
@@ -44,7 +44,6 @@ SLOW_DOWN_EVERY = 3
 SLOW_DOWN_FACTOR = 0.75
 
 Send = Callable[[Lead], Awaitable[str]]  # returns the call id, or raises a SendError
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,22 @@ class Status(enum.StrEnum):
     DEFERRED = "deferred"  # outside its calling hours now: a later run dials it
     REMOVED = "removed"  # no longer in the leads file: never sent (pending again if put back)
 
-    @property
-    def is_final(self) -> bool:
-        """Final statuses are never dialed again by a rerun."""
-        return self in _FINAL
-
 
 LOAD_TIME = frozenset({Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM})
-_FINAL = frozenset({Status.CALLED, Status.FAILED}) | LOAD_TIME
+
+
+def ledger_key(row: int, phone: str, status: Status) -> str:
+    """The key a lead has in the ledger: its E.164 phone when dialable (one person, one key),
+    ``row:<n>`` for a row rejected at load time (its phone may be empty or repeated)."""
+    return f"row:{row}" if status in LOAD_TIME else phone
+
+
+# The order statuses are listed in, wherever counts are shown (terminal lines, the report).
+STATUS_ORDER = tuple(s.value for s in (
+    Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.DIALING, Status.PENDING,
+    Status.DEFERRED, Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM,
+    Status.REMOVED,
+))  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +65,7 @@ class Lead:
     @property
     def key(self) -> str:
         """The ledger key: the E.164 phone for a dialable lead, the row for a load-time reject."""
-        if self.status in LOAD_TIME:
-            return f"row:{self.row}"
-        return self.phone
+        return ledger_key(self.row, self.phone, self.status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,12 +37,11 @@ from typing import Any
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from dialer.errors import NotSent, RateLimited, SendError
-from dialer.limits import SlidingWindows
+from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Status
 from dialer.results import Entry, parse_utc, utc_iso
 
 ListCalls = Callable[[Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
-Sleep = Callable[[float], Awaitable[None]]
 
 # How far apart the API's clock and ours may read a naive time (the widest UTC offsets).
 TZ_SLACK = 14 * 3600.0

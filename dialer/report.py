@@ -21,17 +21,14 @@ from dialer.errors import ConfigError
 from dialer.files import output_file
 from dialer.ledger import read_runs, read_state_noted
 from dialer.loader import REJECTS_COLUMNS, LoadResult
-from dialer.model import Lead, Status
+from dialer.model import STATUS_ORDER, Lead, Status
 from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
 from dialer.run import Plan, RunSummary, SyncSummary
 from dialer.stop import StopResult
-from dialer.terminal import visible_lines
+from dialer.terminal import plural, visible_lines
 
 # The order statuses are listed in, most interesting first.
-STATUS_ORDER = [s.value for s in (Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.PENDING,
-                                  Status.DIALING, Status.INVALID, Status.DUPLICATE, Status.DNC,
-                                  Status.MISSING_PARAM, Status.REMOVED)]  # fmt: skip
 REJECTS_SHOWN = 10
 EMPTY = '""'  # how an empty phone cell is shown
 
@@ -42,11 +39,6 @@ def counts_phrase(counts: Mapping[str, int]) -> str:
     other = sorted((s, n) for s, n in counts.items() if s not in ["dialable", *STATUS_ORDER])
     parts = [f"{n:,} {s}" for s, n in known + other if n]
     return ", ".join(parts) if parts else "no leads"
-
-
-def plural(count: int, noun: str) -> str:
-    """``"1 lead"``, ``"2 leads"``, ``"1,000 leads"``."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _people(count: int) -> str:

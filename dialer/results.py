@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dialer.errors import ConfigError, LedgerError, write_failed
 from dialer.files import atomic_file
-from dialer.model import LOAD_TIME, Status
+from dialer.model import Status, ledger_key
 
 RESULT_COLUMNS = [
     "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
@@ -191,7 +191,7 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
                 tries = int(attempts or 0)
             except (KeyError, ValueError) as exc:
                 raise LedgerError(f"{path.name} row {line} cannot be read: {exc}") from exc
-            key = f"row:{number}" if state in LOAD_TIME else phone
+            key = ledger_key(number, phone, state)
             entries[key] = Entry(key, number, phone, state, call_id, tries, error, updated_at,
                                  crm_id=crm_id, outcome=outcome, duration=duration,
                                  summary=_unsafe(summary), outcome_at=outcome_at,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ import httpx
 
 from dialer.cache import (
     LedgerState,
+    file_digest,
     leads_key,
     read_leads_cache,
     read_leads_mark,
@@ -463,14 +463,11 @@ def run_record(
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The leads file's SHA-256 for the run record, "" when it cannot be read any more."""
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_digest(path)
     except OSError:
         return ""
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from dialer.errors import LeadsFileError, LedgerError
 from dialer.files import PRIVATE_FILE
-from dialer.model import LOAD_TIME, Status
+from dialer.model import LOAD_TIME, Status, ledger_key
 from dialer.phones import normalize
 from dialer.results import RESULT_COLUMNS, Entry, safe_cell
 
@@ -313,7 +313,7 @@ def _entry(cells: list[str], columns: dict[str, int], status: Status | None = No
                              for name in _FIELDS)  # fmt: skip
     status = status or _STATUS[state]
     number = int(_number(row))
-    key = f"row:{number}" if status in LOAD_TIME else phone
+    key = ledger_key(number, phone, status)
     if summary.startswith("'") and summary[1:2] and safe_cell(summary[1:]) != summary[1:]:
         summary = summary[1:]  # the guard was the dialer's, not the API's
     return Entry(key, number, phone, status, call_id, int(_number(attempts or "0")), error,

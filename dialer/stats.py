@@ -20,10 +20,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dialer.ledger import read_state
-from dialer.report import plural
+from dialer.model import STATUS_ORDER
 from dialer.results import Entry, parse_utc, require_results
 from dialer.schedule import lead_zones
-from dialer.terminal import visible_lines
+from dialer.terminal import plural, visible_lines
 
 ANSWERED = "closed"  # the API's status for a call that was answered and talked through
 NO_OUTCOME = "no outcome yet"  # a call not synced yet, or still in progress
@@ -31,8 +31,6 @@ NO_OUTCOME = "no outcome yet"  # a call not synced yet, or still in progress
 OUTCOME_ORDER = ("closed", "no-answer", "voicemail", "busy", "recall-scheduled", "failed",
                  "wrong-phone-format")  # fmt: skip
 # Lead statuses in the order they are listed, most interesting first (as ``dialer status``).
-STATUS_ORDER = ("called", "failed", "in_doubt", "dialing", "pending", "deferred", "invalid",
-                "duplicate", "dnc", "missing_param", "removed")  # fmt: skip
 HOURLY_BELOW = timedelta(days=2)  # a campaign shorter than this is charted per hour, not per day
 
 

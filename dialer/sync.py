@@ -25,13 +25,12 @@ from typing import Any
 
 from dialer.campaign import Settings
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, SendError
-from dialer.limits import SlidingWindows
+from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Status
 from dialer.reconcile import created_at, paced_get
 from dialer.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
 
 GetCall = Callable[[str], Awaitable[Mapping[str, Any]]]
-Sleep = Callable[[float], Awaitable[None]]
 
 LOOKUP_TRIES = 4  # per call and sync; a call still unknown after them waits for the next sync
 SUMMARY_MAX = 2000  # characters of a call's summary kept in the results

@@ -5,7 +5,8 @@ such as ESC, BEL, CR, backspace; DEL; C1 controls; the bidirectional overrides a
 that reorder what is shown; line and paragraph separators) is written as an escape
 (``\\x1b``, ``\\u202e``), so an error message, a lead cell or a column name can neither set the
 window title, clear the screen, move the cursor nor disguise itself. Everything else, accents
-and other scripts included, is left as it is. Imports nothing of the dialer.
+and other scripts included, is left as it is. Also ``plural``, the one word-count helper of
+every line the dialer prints. Imports nothing of the dialer.
 """
 
 from __future__ import annotations
@@ -33,3 +34,8 @@ def visible(text: str) -> str:
 def visible_lines(lines: list[str]) -> list[str]:
     """Each line ``visible``: for the lists of lines the CLI prints."""
     return [visible(line) for line in lines]
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 lead"``, ``"2 leads"``, ``"1,000 leads"``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
