@@ -61,7 +61,10 @@ def make_done_campaign(results: Path, leads: Path, phones: list[tuple[int, str]]
     """Results and journal as a finished campaign leaves them: every phone called once, on
     the row the leads file has it (a resume then has no row numbers to update)."""
     seen = set()
-    journal = results.with_name(results.name + ".journal")
+    journal = results.with_name(results.name + ".dialer") / "journal"  # the state folder
+    journal.parent.mkdir(mode=0o700, exist_ok=True)
+    # Resumed with --sandbox: marked as the sandbox's, as a --sandbox run marks its campaign.
+    (journal.parent / "sandbox").write_bytes(b"This campaign was run with --sandbox.\n")
     with open(results, "w", encoding="utf-8-sig", newline="") as out, open(journal, "w") as log:
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(["row", "crm_id", "phone", "status", "call_id", "attempts", "error",
@@ -110,8 +113,9 @@ def main() -> None:
         make_done_campaign(results, leads, phones)
         pristine = folder / "pristine"
         pristine.mkdir()
-        for path in folder.glob("done.results.csv*"):
-            shutil.copy(path, pristine / path.name)
+        for path in folder.glob("done.results.csv*"):  # the results and its state folder
+            copy = shutil.copytree if path.is_dir() else shutil.copy
+            copy(path, pristine / path.name)
 
         shifted = folder / "shifted.csv"  # one row inserted on top: every row number moves
         with open(leads, encoding="utf-8") as source, open(shifted, "w", encoding="utf-8") as out:
@@ -124,9 +128,10 @@ def main() -> None:
 
         def fresh() -> None:  # the finished campaign as first made: no snapshot, no cache
             for path in folder.glob("done.results.csv*"):
-                path.unlink()
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
             for path in pristine.iterdir():
-                shutil.copy(path, folder / path.name)
+                copy = shutil.copytree if path.is_dir() else shutil.copy
+                copy(path, folder / path.name)
 
         # (command, stdout marker to time to or None for the end, set-up before each run)
         cases = {

@@ -35,7 +35,7 @@ from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
 
-from dialer.files import atomic_file
+from dialer.files import atomic_file, make_folder, state_file
 from dialer.journal import from_record
 from dialer.leadrows import LeadRows
 from dialer.loader import LoadResult
@@ -50,15 +50,15 @@ _SOURCES = ("loader.py", "leadrows.py", "phones.py", "sheets.py", "workbook.py",
 
 
 def leads_cache_path(results: Path) -> Path:
-    return results.with_name(results.name + ".leads-cache")
+    return state_file(results, "leads-cache")
 
 
 def state_path(results: Path) -> Path:
-    return results.with_name(results.name + ".state")
+    return state_file(results, "state")
 
 
 def leads_mark_path(results: Path) -> Path:
-    return results.with_name(results.name + ".leads-mark")
+    return state_file(results, "leads-mark")
 
 
 # --- the file: a header, parts, a checksum ---------------------------------------------------
@@ -182,6 +182,7 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
             "delimiter", "warnings", "id_column", "sheet")}  # fmt: skip
     header = {"kind": "leads", "key": loaded.cache_key, "load": info}
     try:
+        make_folder(leads_cache_path(results).parent)
         write_parts(leads_cache_path(results), header, loaded.leads.dump(), durable)
     except OSError:  # a full disk, say: no cache, and the stale one goes (it saves nothing)
         with contextlib.suppress(OSError):

@@ -55,10 +55,10 @@ from dialer.report import (
 from dialer.run import (
     Plan,
     RunSummary,
+    open_sandbox_store,
     plan,
     run_campaign,
     sandbox,
-    sandbox_store,
     sync_campaign,
 )
 from dialer.schedule import check_timezone
@@ -277,7 +277,7 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
         return EXIT_OK
     out = _Output(quiet=quiet or log_format == "json", every=progress_every, rejects=rejects)
     if use_sandbox:
-        with sandbox(store=str(sandbox_store(settings.output))) as (url, token):
+        with sandbox(store=str(open_sandbox_store(settings.output))) as (url, token):
             out.say(f"Sandbox: a simulated Meetzy API on {url}; no real phone rings.")
             summary = _dial(settings, url, token, out, sandbox=True)
     else:
@@ -438,7 +438,7 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
     args = dict(max_per_second=max_per_second, max_per_minute=max_per_minute,
                 concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
     if use_sandbox:
-        with sandbox(store=str(sandbox_store(results))) as (url, token):
+        with sandbox(store=str(open_sandbox_store(results))) as (url, token):
             summary = sync_campaign(results, api_url=url, token=token, sandbox=True, **args)
     else:
         token = token_from_env(token_file=token_file)

@@ -35,6 +35,50 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+# Everything a campaign keeps besides its results CSV lives in one folder beside it:
+# ``leads.results.csv`` and ``leads.results.csv.dialer/``. These are the names inside it; a
+# campaign from before that folder kept each as ``<results>.<name>`` beside the results.
+STATE_FOLDER_SUFFIX = ".dialer"
+STATE_NAMES = ("journal", "state", "leads-cache", "leads-mark", "runs.jsonl", "lock",
+               "lock.info", "sandbox", "sandbox-calls.jsonl")  # fmt: skip
+
+
+def state_folder(results: Path) -> Path:
+    """The campaign's state folder: ``<results>.dialer`` beside the results CSV."""
+    return results.with_name(results.name + STATE_FOLDER_SUFFIX)
+
+
+def state_file(results: Path, name: str) -> Path:
+    """The campaign file ``name`` (one of ``STATE_NAMES``) in its state folder; for a campaign
+    in the layout before that folder, not opened by a run since, the file beside the results,
+    where it still is (read-only commands read it there; a run moves it first)."""
+    folder = state_folder(results)
+    if not folder.is_dir():
+        old = results.with_name(f"{results.name}.{name}")
+        if os.path.lexists(old):
+            return old
+    return folder / name
+
+
+def move_into_state_folder(results: Path) -> list[str]:
+    """Move the campaign's files from beside ``results`` (the layout before the state folder)
+    into its state folder, which is created; returns the names moved. A name already in the
+    folder is left where it is. The caller holds the campaign's lock. Raises ``OSError``."""
+    folder = state_folder(results)
+    make_folder(folder)
+    moved = []
+    for name in STATE_NAMES:
+        old = results.with_name(f"{results.name}.{name}")
+        if name == "lock" or not os.path.lexists(old) or os.path.lexists(folder / name):
+            continue
+        os.rename(old, folder / name)
+        moved.append(name)
+    if moved:
+        sync_folder(folder)
+        sync_folder(results.parent)
+    return moved
+
+
 def make_folder(path: Path) -> None:
     """Create ``path`` and any missing parent, each ``0700``; an existing one is left as is."""
     missing = []

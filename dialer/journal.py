@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from dialer.errors import LedgerError
+from dialer.files import state_file
 from dialer.model import Status
 from dialer.results import Entry
 
 
 def journal_path(results: Path) -> Path:
-    return results.with_name(results.name + ".journal")
+    return state_file(results, "journal")
 
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # made once

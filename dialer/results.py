@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dialer.errors import ConfigError, LedgerError, write_failed
-from dialer.files import atomic_file
+from dialer.files import atomic_file, state_file
 from dialer.model import Status, ledger_key
 
 RESULT_COLUMNS = [
@@ -209,6 +209,6 @@ def require_results(path: str | Path) -> Path:
     """``path`` as a results file that exists (or whose journal does: the results are rebuilt
     from it), else the one line that says what to do."""
     path = Path(path)
-    if not path.is_file() and not path.with_name(path.name + ".journal").is_file():
+    if not path.is_file() and not state_file(path, "journal").is_file():
         raise ConfigError(f"no results file {path}: run 'dialer run' first, or check the path")
     return path

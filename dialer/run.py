@@ -44,7 +44,7 @@ from dialer.planner import Hours, choose, seconds_until
 from dialer.reconcile import grace_ends, graces_left
 from dialer.results import Entry, require_results, utc_iso
 from dialer.sandboxmark import check_kind
-from dialer.sandboxmark import sandbox_store as sandbox_store  # for ``--sandbox``
+from dialer.sandboxmark import open_sandbox_store as open_sandbox_store  # for ``--sandbox``
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.session import Session, sync_ledger
 from dialer.sync import due_under

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from dialer.errors import ConfigError, write_failed
-from dialer.files import sync_folder
+from dialer.files import make_folder, state_file, state_folder, sync_folder
 
 SANDBOX = "sandbox"
 REAL = "real"
@@ -31,15 +31,29 @@ _MARK_TEXT = (
 
 
 def mark_path(results: str | Path) -> Path:
-    """``<results>.sandbox``: present when the campaign's calls are the sandbox's."""
-    results = Path(results)
-    return results.with_name(results.name + ".sandbox")
+    """``sandbox`` in the campaign's state folder: present when its calls are the sandbox's."""
+    return state_file(Path(results), "sandbox")
 
 
 def sandbox_store(output: str | Path) -> Path:
     """Where ``--sandbox`` keeps its simulated calls, so a later ``sync --sandbox`` finds them."""
+    return state_file(Path(output), "sandbox-calls.jsonl")
+
+
+def open_sandbox_store(output: str | Path) -> Path:
+    """``sandbox_store`` for a ``--sandbox`` run or sync about to start its simulator: always in
+    the state folder (created), a store of the layout before it moved there first (the
+    simulator appends to the path it is given, so it must not move under it later)."""
     output = Path(output)
-    return output.with_name(output.name + ".sandbox-calls.jsonl")
+    folder = state_folder(output)
+    try:
+        make_folder(folder)
+        old = output.with_name(output.name + ".sandbox-calls.jsonl")
+        if old.exists() and not (folder / "sandbox-calls.jsonl").exists():
+            os.rename(old, folder / "sandbox-calls.jsonl")
+    except OSError as exc:
+        raise write_failed(folder, exc, doing="prepare") from exc
+    return folder / "sandbox-calls.jsonl"
 
 
 def campaign_kind(results: str | Path) -> str | None:
@@ -47,7 +61,7 @@ def campaign_kind(results: str | Path) -> str | None:
     results = Path(results)
     if mark_path(results).exists() or sandbox_store(results).exists():
         return SANDBOX
-    journal = results.with_name(results.name + ".journal")
+    journal = state_file(results, "journal")
     with contextlib.suppress(OSError):
         if journal.stat().st_size > 0:
             return REAL

@@ -84,7 +84,7 @@ class DiskFull:
 
 def _named(suffix: str) -> str:
     """The file a write point's ``suffix`` is about (its temp file's pattern cut off)."""
-    return suffix.removesuffix(".*.tmp")
+    return suffix.removesuffix(".*.tmp").removesuffix(".????????.tmp")
 
 
 def _fd_path(fd: int) -> str:
@@ -131,12 +131,12 @@ def _assert_finished_once(sim, out: Path, phones: list[str]) -> None:
 # Each write point of a run that must stop it: (what, op, file suffix, which call fails).
 STOPS = [
     ("results header", "write", "leads.results.csv", 1),
-    ("journal line", "write", ".journal", 7),
-    ("journal fsync", "fsync", ".journal", 4),
+    ("journal line", "write", "/journal", 7),
+    ("journal fsync", "fsync", "/journal", 4),
     ("results row", "write", "leads.results.csv", 5),
-    ("results compaction", "fsync", "leads.results.csv.*.tmp", 1),
-    ("results compaction rename", "replace", "leads.results.csv.*.tmp", 1),
-    ("runs log", "write", ".runs.jsonl", 1),
+    ("results compaction", "fsync", "leads.results.csv.????????.tmp", 1),
+    ("results compaction rename", "replace", "leads.results.csv.????????.tmp", 1),
+    ("runs log", "write", "/runs.jsonl", 1),
 ]
 
 
@@ -168,8 +168,8 @@ def test_a_full_disk_at_each_write_point_is_one_ledger_error_and_a_rerun_finishe
 
 # Derived files and the lock's note only save time or inform: refusing them is no error.
 DERIVED = [
-    ("snapshot", "fsync", "leads.results.csv.state.*.tmp", 1),
-    ("parse cache", "fsync", "leads.results.csv.leads-cache.*.tmp", 1),
+    ("snapshot", "fsync", "leads.results.csv.dialer/state.*.tmp", 1),
+    ("parse cache", "fsync", "leads.results.csv.dialer/leads-cache.*.tmp", 1),
 ]
 
 
@@ -181,12 +181,13 @@ def test_a_full_disk_for_a_derived_file_is_no_error(
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
     stale = tmp_path / _named(suffix)
+    stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"dialer-cache 1\n{}\n")  # an old one: it must go, not stay stale
     disk = DiskFull(monkeypatch, op, suffix, at)
     summary = _run(sim, settings)
     assert disk.refused, f"the {what} was never written"
     assert not stale.exists()
-    assert not list(tmp_path.glob(stale.name + ".*.tmp"))  # the temp file went
+    assert not list(stale.parent.glob(stale.name + ".*.tmp"))  # the temp file went
     assert summary.counts == {"called": LEADS}
     _assert_whole_and_unlocked(settings.output)
     disk.active = False
@@ -198,14 +199,15 @@ def test_a_lock_note_that_cannot_be_written_is_no_error(sim, tmp_path, monkeypat
     sim.config.per_second = sim.config.per_minute = None
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
-    note = tmp_path / "leads.results.csv.lock.info"
+    note = tmp_path / "leads.results.csv.dialer" / "lock.info"
+    note.parent.mkdir()
     note.write_text('{"pid": 1, "host": "old", "since": "2020-01-01T00:00:00Z"}')  # stale
-    disk = DiskFull(monkeypatch, "replace", "leads.results.csv.lock.info.*.tmp", 1)
+    disk = DiskFull(monkeypatch, "replace", "leads.results.csv.dialer/lock.info.*.tmp", 1)
     summary = _run(sim, settings)
     assert disk.refused
     assert summary.counts == {"called": LEADS}
     assert not note.exists()  # a stale note would name the wrong holder
-    assert not list(tmp_path.glob("*.tmp"))  # nor is a half-written one left
+    assert not list(tmp_path.glob("**/*.tmp"))  # nor is a half-written one left
     _assert_finished_once(sim, settings.output, phones)
 
 
@@ -213,7 +215,7 @@ def test_a_read_only_disk_says_so_and_what_to_do(sim, tmp_path, monkeypatch):
     sim.config.per_second = sim.config.per_minute = None
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
-    disk = DiskFull(monkeypatch, "write", ".journal", 5, code=errno.EROFS)
+    disk = DiskFull(monkeypatch, "write", "/journal", 5, code=errno.EROFS)
     with pytest.raises(LedgerError, match=r"Read-only file system: make it writable and run the "
                        r"same command again; nobody is dialed twice"):  # fmt: skip
         _run(sim, settings)
@@ -230,7 +232,7 @@ def test_after_a_refused_write_nothing_more_is_written_nor_dialed(sim, tmp_path,
     sim.config.latency = 0.05  # leads in flight when the write fails
     phones = mobiles(LEADS)
     settings = _settings(tmp_path, phones)
-    disk = DiskFull(monkeypatch, "write", ".journal", 4)
+    disk = DiskFull(monkeypatch, "write", "/journal", 4)
     refuse = disk._refuse
     # The disk takes writes again right after refusing one (space freed by someone else).
     monkeypatch.setattr(disk, "_refuse", lambda op, path: refuse(op, path) and disk.refused <= 2)
@@ -380,7 +382,7 @@ def test_a_disk_gone_read_only_between_runs_exits_4_and_says_what_to_do(sim, tmp
     proc = run_cli("run", str(leads), *flags, url=sim.url)
     assert proc.returncode == EXIT_LEDGER, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: cannot lock {out}.lock: Read-only file system: make it writable and run the "
+        f"error: cannot lock {out}.dialer/lock: Read-only file system: make it writable and run the "
         "same command again; nobody is dialed twice (calls that may have started are looked "
         "up first)"
     ]

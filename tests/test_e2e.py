@@ -322,7 +322,7 @@ def test_a_second_signal_aborts_at_once_and_the_rerun_settles_what_was_in_flight
     phones = mobiles(12)
     leads = write_leads(tmp_path / "l.csv", phones)
     child = start_run(sim, leads, "--timeout", "10")
-    journal = tmp_path / "l.results.csv.journal"
+    journal = tmp_path / "l.results.csv.dialer" / "journal"
     deadline = time.monotonic() + 20
     while not journal.exists() or journal.read_text().count('"status":"dialing"') < 10:
         assert time.monotonic() < deadline, "no intents after 20 s"
@@ -356,7 +356,7 @@ def test_overlapping_runs_the_second_is_refused_at_once_and_touches_nothing(sim,
     leads = write_leads(tmp_path / "l.csv", phones)
     first = start_run(sim, leads, "--max-per-second", "3")
     wait_for_calls(sim, 1)
-    journal = tmp_path / "l.results.csv.journal"
+    journal = tmp_path / "l.results.csv.dialer" / "journal"
     started = time.monotonic()
     second = run_cli("run", str(leads), "--playbook", "pb", url=sim.url)
     assert time.monotonic() - started < 5  # refused at once, never waiting
@@ -431,7 +431,7 @@ def test_status_matches_the_results_file(sim, tmp_path):
     assert lines[2] == "Outcomes of the last calls: 5 not synced yet"
     assert lines[3] == "In doubt, a person should check (1):"
     assert lines[4].startswith(f"  row 2     {phones[0]}: could not list calls to check (HTTP 404")
-    runs = (tmp_path / "l.results.csv.runs.jsonl").read_text().splitlines()
+    runs = (tmp_path / "l.results.csv.dialer" / "runs.jsonl").read_text().splitlines()
     record = json.loads(runs[-1])
     assert record["counts"] == dict(counts) and record["sent"] == 6
     assert record["settings"]["playbook"] == "pb" and TOKEN not in runs[-1]

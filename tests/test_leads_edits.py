@@ -104,7 +104,9 @@ def test_called_leads_no_longer_in_the_file_keep_their_results(sim, tmp_path):
     lines = status(results)
     assert lines[0] == "l.results.csv: 4 leads: 4 called"
     assert "Not in the leads file at the last run, results kept: 2 called" in lines
-    record = json.loads((tmp_path / "l.results.csv.runs.jsonl").read_text().splitlines()[-1])
+    record = json.loads(
+        (tmp_path / "l.results.csv.dialer" / "runs.jsonl").read_text().splitlines()[-1]
+    )
     assert record["leads_file_changes"]["kept"] == {"called": 2}
 
 

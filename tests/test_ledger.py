@@ -157,7 +157,7 @@ def test_the_lock_dies_with_its_process(tmp_path):
     assert child.stdout.strip() == "locked"
     with Ledger(out):  # the dead holder left the lock file, not the lock
         pass
-    assert (tmp_path / "r.csv.lock").exists()
+    assert (tmp_path / "r.csv.dialer" / "lock").exists()
 
 
 # --- property: any prefix of a journal, plus a torn tail, reads back consistently ----------
@@ -339,9 +339,12 @@ def replayed(out):
     copy = out.parent / "truth"
     shutil.rmtree(copy, ignore_errors=True)
     copy.mkdir()
-    for path in (out, journal_path(out)):
-        if path.exists():
-            shutil.copy(path, copy / path.name)
+    if out.exists():
+        shutil.copy(out, copy / out.name)
+    if journal_path(out).exists():
+        journal = journal_path(copy / out.name)
+        journal.parent.mkdir(exist_ok=True)
+        shutil.copy(journal_path(out), journal)
     ledger = Ledger(copy / out.name, durable=False)
     ledger.open()
     try:
@@ -434,7 +437,8 @@ def test_every_open_from_the_snapshot_equals_a_full_replay_whatever_crashed(
                 ledger.close()
             steps["crash_at"] = None
             if rng.random() < 0.5:  # a temp file a crash left behind, half written
-                out.with_name(out.name + ".state.tmp").write_bytes(b"dialer-cache 1\n{")
+                torn = out.with_name(out.name + ".dialer") / "state.tmp"
+                torn.write_bytes(b"dialer-cache 1\n{")
     assert view(Ledger(out).__enter__()) == replayed(out)
     assert used  # some opens did start from a snapshot
 

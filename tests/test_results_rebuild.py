@@ -164,7 +164,7 @@ def test_a_missing_results_file_is_rebuilt_from_the_journal(sim, tmp_path):
 def test_with_the_journal_gone_a_resaved_file_is_read_leniently(sim, tmp_path):
     leads, out = campaign(sim, tmp_path)
     journal_path(out).unlink()
-    out.with_name(out.name + ".state").unlink()
+    (out.with_name(out.name + ".dialer") / "state").unlink()
     resaved = excel_europe(out.read_bytes())
     out.write_bytes(resaved)
 

@@ -52,14 +52,22 @@ def test_every_file_and_folder_a_run_creates_is_the_owners_only_whatever_the_uma
         report = run_cli("report", str(out), "--html", str(tmp_path / "report.html"))
         assert report.returncode == 0, report.stderr
     assert mode(tmp_path / "new") == mode(out.parent) == 0o700
-    written = [p for p in out.parent.iterdir()]
+    # Beside each results CSV, one more entry: the campaign's state folder.
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "leads.results.csv", "leads.results.csv.dialer", "sb.results.csv", "sb.results.csv.dialer",
+    ]  # fmt: skip
+    state, sandbox_state = (
+        out.parent / "leads.results.csv.dialer",
+        out.parent / "sb.results.csv.dialer",
+    )
+    assert mode(state) == mode(sandbox_state) == 0o700
+    names = {p.name for p in state.iterdir()}
+    assert {"journal", "lock", "lock.info", "state", "leads-cache", "runs.jsonl"} <= names
+    assert "sandbox-calls.jsonl" in {p.name for p in sandbox_state.iterdir()}  # the call store
+    written = [out, out.with_name("sb.results.csv"), *state.iterdir(), *sandbox_state.iterdir()]
     written += [tmp_path / "rejects.csv", tmp_path / "run.log", tmp_path / "report.html"]
-    names = {p.name for p in written}
-    for suffix in (".journal", ".lock", ".lock.info", ".state", ".leads-cache", ".runs.jsonl"):
-        assert "leads.results.csv" + suffix in names, suffix
-    assert "sb.results.csv.sandbox-calls.jsonl" in names  # the sandbox's call store
-    assert {p.name: oct(mode(p)) for p in written} == {p.name: "0o600" for p in written}
-    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+    assert {str(p): oct(mode(p)) for p in written} == {str(p): "0o600" for p in written}
+    assert not [p for p in out.parent.rglob("*.tmp")]
 
 
 def test_a_rewrite_keeps_the_mode_the_user_gave_the_results(sim, tmp_path):
@@ -80,14 +88,19 @@ def test_planted_symlinks_never_make_the_dialer_overwrite_another_file(sim, tmp_
     victim.write_text("precious\n")
     leads = write_leads(tmp_path / "leads.csv", mobiles(3))
     out = tmp_path / "leads.results.csv"
-    # The old fixed temp name, the lock's note, the snapshot and the parse cache.
-    for suffix in (".tmp", ".lock.info", ".state.tmp", ".state", ".leads-cache"):
+    # The old fixed temp name, the lock's note, the snapshot and the parse cache, in the state
+    # folder, and where a campaign of the layout before it kept them (moved in at its open).
+    folder = out.with_name(out.name + ".dialer")
+    folder.mkdir(mode=0o700)
+    for name in ("lock.info", "state.tmp", "state", "leads-cache"):
+        (folder / name).symlink_to(victim)
+    for suffix in (".tmp", ".lock.info", ".state"):
         out.with_name(out.name + suffix).symlink_to(victim)
     proc = run_cli("run", str(leads), *RUN, url=sim.url)
     assert proc.returncode == 0, proc.stderr
     assert victim.read_text() == "precious\n"
     assert collections.Counter(c.phone for c in sim.calls) == collections.Counter(mobiles(3))
-    assert not out.with_name(out.name + ".lock.info").is_symlink()  # replaced, not followed
+    assert not (folder / "lock.info").is_symlink()  # replaced, not followed
 
 
 def test_a_symlink_planted_at_the_journal_or_the_lock_stops_the_run_before_any_call(sim, tmp_path):
@@ -95,8 +108,10 @@ def test_a_symlink_planted_at_the_journal_or_the_lock_stops_the_run_before_any_c
     victim.write_text("precious\n")
     leads = write_leads(tmp_path / "leads.csv", mobiles(3))
     out = tmp_path / "leads.results.csv"
-    for suffix in (".lock", ".journal"):
-        link = out.with_name(out.name + suffix)
+    folder = out.with_name(out.name + ".dialer")
+    folder.mkdir(mode=0o700)
+    for name in ("lock", "journal"):
+        link = folder / name
         link.symlink_to(victim)
         proc = run_cli("run", str(leads), *RUN, url=sim.url)
         assert proc.returncode == 4, proc.stdout + proc.stderr

@@ -67,7 +67,7 @@ def test_two_stops_at_once_leave_nothing_in_doubt(sim, tmp_path):
     leads = write_leads(tmp_path / "l.csv", mobiles(12))
     results = tmp_path / "l.results.csv"
     child = start_run(sim, leads, "--timeout", "10")
-    _in_flight_journaled(tmp_path / "l.results.csv.journal", 10)
+    _in_flight_journaled(tmp_path / "l.results.csv.dialer" / "journal", 10)
     stops = [
         subprocess.Popen(
             ["dialer", "stop", str(results)],
