@@ -288,11 +288,13 @@ class _Wide:
             )
         self.rows[row] = reason
 
-    def finish(self, total: int) -> None:
-        """Refuse the file when more than half of its ``total`` data rows are wide."""
-        if 2 * len(self.rows) > total:
+    def finish(self, total: int, wide: int | None = None, which: str = "") -> None:
+        """Refuse the file when more than half of its ``total`` data rows are wide (or ``wide``
+        of the ``total`` rows of a part of it ``which`` names)."""
+        wide = len(self.rows) if wide is None else wide
+        if 2 * wide > total:
             raise LeadsFileError(
-                f"{self.name}: {len(self.rows):,} of {total:,} rows have more fields than the "
+                f"{self.name}: {wide:,} of {which}{total:,} rows have more fields than the "
                 f"header on row {self.header_row} ({self.width} fields): if the column names "
                 "are on another row, name it with --header-row N; if the values are not "
                 f"separated by '{self.delimiter}', pass --delimiter"
@@ -367,6 +369,10 @@ def _open_delimited(
     width = len(header)
     wide = _Wide(name, width, at + 1, used, keep_wide)
     below = [cells for _, cells in top[at + 1 :]]
+    if keep_wide:  # most of the rows read so far too wide: say so before the columns are mapped
+        filled = [cells for cells in below if any(cell.strip() for cell in cells)]
+        wider = sum(1 for cells in filled if any(cell.strip() for cell in cells[width:]))
+        wide.finish(len(filled), wider, "the first ")
     if _size(handle) < PANDAS_FROM_BYTES:
         chunks = _csv_chunks(chain(below, records), at + 2, width, chunk_rows, wide)
     else:
@@ -434,7 +440,7 @@ def _csv_chunks(
             if size < width:
                 cells += [""] * (width - size)
             else:
-                if any(cell.strip() for cell in cells[width:]):
+                if "".join(cells[width:]).strip():  # (faster than any(): a trailing delimiter)
                     wide.add(first + len(chunk), cells)
                 del cells[width:]
         chunk.append(cells)
@@ -513,10 +519,11 @@ def _pandas_chunks(
         if not len(frame):
             continue
         if columns > width:
-            extra = frame.iloc[:, width:].apply(lambda cells: cells.str.strip() != "")
             full = frame.to_numpy(dtype=object)
-            for index in extra.to_numpy().any(axis=1).nonzero()[0].tolist():
-                wide.add(row + index, full[index].tolist())
+            cut = full[:, width:]
+            for index in (cut != "").any(axis=1).nonzero()[0].tolist():  # then blanks aside
+                if "".join(cut[index]).strip():
+                    wide.add(row + index, full[index].tolist())
             rows = full[:, :width].tolist()
         else:
             rows = frame.to_numpy(dtype=object).tolist()
