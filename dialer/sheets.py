@@ -369,15 +369,18 @@ def _open_delimited(
     width = len(header)
     wide = _Wide(name, width, at + 1, used, keep_wide)
     below = [cells for _, cells in top[at + 1 :]]
+    after = next(records, None)  # None: the whole file is read
+    if after is not None:
+        below.append(after)
     if keep_wide:  # most of the rows read so far too wide: say so before the columns are mapped
         filled = [cells for cells in below if any(cell.strip() for cell in cells)]
         wider = sum(1 for cells in filled if any(cell.strip() for cell in cells[width:]))
-        wide.finish(len(filled), wider, "the first ")
+        wide.finish(len(filled), wider, "" if after is None else "the first ")
     if _size(handle) < PANDAS_FROM_BYTES:
         chunks = _csv_chunks(chain(below, records), at + 2, width, chunk_rows, wide)
     else:
         text.detach()  # pandas reads the file from its start
-        columns = max(len(cells) for _, cells in top)  # the rows above the header too
+        columns = max(len(cells) for cells in chain((c for _, c in top), below))  # all read
         chunks = _pandas_chunks(
             name, handle, codec, errors, used, chunk_rows, skip=at + 1, width=width,
             columns=columns, wide=wide,

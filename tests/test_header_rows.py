@@ -172,10 +172,15 @@ def test_most_rows_wide_is_refused_with_a_hint(tmp_path: Path, engine: str) -> N
     with pytest.raises(LeadsFileError) as info:
         load_leads(path, delimiter=",", header_row=2)
     assert str(info.value) == (
-        "leads.csv: 5 of the first 5 rows have more fields than the header on row 2 (1 fields): "
+        "leads.csv: 5 of 5 rows have more fields than the header on row 2 (1 fields): "
         "if the column names are on another row, name it with --header-row N; if the values "
         "are not separated by ',', pass --delimiter"
     )
+    # In a longer file, the first rows are enough to tell (before the columns are mapped).
+    schools = [_school(i, f"91{i:07d}") for i in range(50)]
+    longer = write(tmp_path, "\r\n".join(["Title", _MADRID_HEADER, *schools]).encode(), "l.csv")
+    with pytest.raises(LeadsFileError, match=r"^l\.csv: 21 of the first 21 rows have more"):
+        load_leads(longer, delimiter=",", header_row=2)
 
 
 def test_most_rows_wide_further_down_is_refused_too(
