@@ -38,6 +38,7 @@ class Settings:
     encoding: str | None = None  # None: detected
     delimiter: str | None = None  # None: sniffed
     sheet: str | None = None  # an .xlsx sheet; None: the first
+    header_row: int | None = None  # the header's row (1-based, the spreadsheet's); None: found
     id_column: str | None = None  # the CRM id, carried into the results
     require: tuple[str, ...] = ()  # params that must not be empty (else missing_param)
     dnc: str | None = None  # a do-not-call list file
@@ -88,6 +89,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "encoding": str,
     "delimiter": str,
     "sheet": str,
+    "header_row": int,
     "id_column": str,
     "require": list,
     "dnc": str,
@@ -271,6 +273,16 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         not isinstance(v["max_calls"], int) or v["max_calls"] < 0
     ):
         raise bad("max_calls", f"must be a whole number of at least 0, not {v['max_calls']!r}")
+    if v.get("header_row") is not None and (
+        isinstance(v["header_row"], bool)
+        or not isinstance(v["header_row"], int)
+        or v["header_row"] < 1
+    ):
+        raise bad(
+            "header_row",
+            f"must be a row number of at least 1 (rows are numbered as in a spreadsheet), "
+            f"not {v['header_row']!r}",
+        )
     if v.get("until") is not None:
         match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(v["until"]).strip())
         if not match:

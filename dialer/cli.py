@@ -104,6 +104,13 @@ def cli() -> None:
 @click.option("--phone-column", help="Column with the phone (default: detected by name).")
 @click.option("--sheet", help="Sheet of an .xlsx LEADS file (default: the first).")
 @click.option("--delimiter", help="Force the CSV delimiter: , ; or tab (default: sniffed).")
+@click.option(
+    "--header-row",
+    type=int,
+    metavar="N",
+    help="Row holding the column names, as numbered in a spreadsheet (default: found, "
+    "skipping title and blank lines above it).",
+)
 @click.option("--id-column", metavar="COL", help="Column with the CRM id, copied to the results.")
 @click.option(
     "--require",

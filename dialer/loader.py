@@ -6,7 +6,8 @@ files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
 
 A row's status, decided in this order (the first that applies wins):
 
-1. ``invalid``: the phone cell is empty or not a dialable number (``Lead.phone`` keeps the cell);
+1. ``invalid``: the phone cell is empty or not a dialable number (``Lead.phone`` keeps the cell),
+   or the row has more filled fields than the header (an unquoted delimiter in a value);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
 4. ``missing_param``: a required param is empty;
@@ -36,7 +37,7 @@ import os
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -177,13 +178,15 @@ def load_leads(
     sheet: str | None = None,
     dnc: DncList | Collection[str] | None = None,
     allow_possible: bool = False,
+    header_row: int | None = None,
 ) -> LoadResult:
     """Read a leads file (.csv, .txt, .xlsx) into one ``Lead`` per data row.
 
     ``encoding`` and ``delimiter`` (``,`` ``;`` ``tab``) override detection for text files;
-    ``sheet`` names a workbook's sheet (default: the first). ``dnc`` holds E.164 numbers never
-    to call (``load_dnc``). ``allow_possible`` accepts numbers of a possible length that
-    phonenumbers does not know as valid.
+    ``sheet`` names a workbook's sheet (default: the first); ``header_row`` the header's row
+    (default: found, ``dialer.sheets``). ``dnc`` holds E.164 numbers never to call
+    (``load_dnc``). ``allow_possible`` accepts numbers of a possible length that phonenumbers
+    does not know as valid. A row with more filled fields than the header is ``invalid``.
     """
     path = Path(path)
     name = path.name
@@ -192,8 +195,9 @@ def load_leads(
     if blocked is not None and not isinstance(blocked, set | frozenset):
         blocked = frozenset(blocked)
     with open_sheet(
-        path, encoding=encoding, delimiter=delimiter, sheet=sheet, chunk_rows=_CHUNK_ROWS
-    ) as table:
+        path, encoding=encoding, delimiter=delimiter, sheet=sheet, chunk_rows=_CHUNK_ROWS,
+        header_row=header_row, keep_wide=True,
+    ) as table:  # fmt: skip
         headers = [cell.replace("\ufeff", "").strip() for cell in table.header]
         if not any(headers):
             if all(not any(c.strip() for c in row) for _, rows in table.chunks for row in rows):
@@ -213,12 +217,14 @@ def load_leads(
         def prepared() -> Iterator[tuple[list[tuple[int, list[str]]], list[str]]]:
             nonlocal blank_rows
             for first_row, rows in table.chunks:
-                kept, blank = _clean(first_row, rows, plan.unnamed, unnamed_values)
+                kept, blank = _clean(first_row, rows, plan.unnamed, unnamed_values, table.wide)
                 blank_rows += blank
                 yield kept, [values[plan.phone] for _, values in kept]
 
         with _PhoneParser(region, allow_possible) as parser:
             for kept, verdicts in parser.ordered(prepared()):
+                if table.wide:
+                    _reject_wide(kept, verdicts, table.wide)
                 leads._add_chunk(kept, verdicts, plan, blocked)
         leads._settle()
 
@@ -373,14 +379,19 @@ def _worker_count() -> int:
 
 
 def _clean(
-    first_row: int, rows: Rows, unnamed: Sequence[int], unnamed_values: set[int]
+    first_row: int,
+    rows: Rows,
+    unnamed: Sequence[int],
+    unnamed_values: set[int],
+    wide: Mapping[int, str],
 ) -> tuple[list[tuple[int, list[str]]], int]:
-    """(row number, trimmed cells) of each non-empty row, and how many rows were empty."""
+    """(row number, trimmed cells) of each non-empty row, and how many rows were empty (a
+    ``wide`` row is kept even when the cells left of its cut are empty: it is rejected)."""
     kept: list[tuple[int, list[str]]] = []
     blank = 0
     for offset, cells in enumerate(rows):
         values = [cell.replace("\r\n", "\n").strip() for cell in cells]
-        if not any(values):
+        if not any(values) and first_row + offset not in wide:
             blank += 1
             continue
         for index in unnamed:
@@ -388,6 +399,17 @@ def _clean(
                 unnamed_values.add(index)
         kept.append((first_row + offset, values))
     return kept, blank
+
+
+def _reject_wide(
+    kept: list[tuple[int, list[str]]], verdicts: list[str], wide: Mapping[int, str]
+) -> None:
+    """Make each row that had more filled fields than the header invalid, with the reason
+    (``Sheet.wide``), whatever its phone cell held: its cells past the cut are lost."""
+    for index, (row, _) in enumerate(kept):
+        reason = wide.get(row)
+        if reason is not None:
+            verdicts[index] = reason
 
 
 # --- mapping --------------------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def load(settings: Settings) -> LoadResult:
     options = {"mapping": dataclasses.asdict(mapping), "region": settings.default_region,
                "encoding": settings.encoding, "delimiter": settings.delimiter,
                "sheet": settings.sheet, "allow_possible": settings.allow_possible,
-               "dnc": settings.dnc}  # fmt: skip
+               "dnc": settings.dnc, "header_row": settings.header_row}  # fmt: skip
     dnc_file = Path(settings.dnc) if settings.dnc else None
     key = leads_key(Path(settings.leads), dnc_file, options)
     if key is not None:
@@ -207,6 +207,7 @@ def load(settings: Settings) -> LoadResult:
         sheet=settings.sheet,
         dnc=dnc,
         allow_possible=settings.allow_possible,
+        header_row=settings.header_row,
     )
     return dataclasses.replace(loaded, cache_key=key or "")
 

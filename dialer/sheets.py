@@ -15,6 +15,15 @@ million-row file is never held whole:
   would expect (``dialer.workbook``). ``.xls`` (Excel 97-2003) is refused with a message
   saying to save it as ``.xlsx``.
 
+The header is the first row that looks like one (``find_header``): among the first
+``HEADER_SEARCH_ROWS`` rows with a value, the first with at least two filled cells and at least
+half as many as the fullest of the rows after it, so title and blank lines above it are skipped
+(and named in a warning); ``header_row`` forces it. Row numbers stay the spreadsheet's. A text
+row with more fields than the header is cut to the header's width when its extra cells are
+empty (a trailing delimiter on every row); when they hold values it is a *wide* row: refused as
+a file error, or, with ``keep_wide``, handed over in ``Sheet.wide`` (row -> reason) for the
+loader to reject alone, unless most rows are wide (then the header or the delimiter is wrong).
+
 Every failure is a one-line ``LeadsFileError`` starting with the file's name (or a
 ``ConfigError`` for a bad option value). Nothing here knows what a phone or a lead is.
 """
@@ -25,16 +34,26 @@ import codecs
 import csv
 import io
 import os
-import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO, TypeVar
 
 from dialer.errors import ConfigError, LeadsFileError
 
-__all__ = ["DELIMITERS", "Sheet", "check_delimiter", "one_line", "open_sheet"]
+__all__ = [
+    "DELIMITERS",
+    "Sheet",
+    "check_delimiter",
+    "check_header_row",
+    "find_header",
+    "locate_header",
+    "one_line",
+    "open_sheet",
+]
 
 # What --delimiter accepts, and what each means.
 DELIMITERS = {",": ",", ";": ";", "\t": "\t", "tab": "\t", "\\t": "\t"}
@@ -62,13 +81,19 @@ _CP1252_TOLERANCE = 0.02
 
 Rows = list[list[str]]
 
+# The header is searched among this many rows with a value at the top of a file, each compared
+# with the rows after it, up to _LOOK_AHEAD of them.
+HEADER_SEARCH_ROWS = 20
+_LOOK_AHEAD = 20
+
 
 @dataclass
 class Sheet:
     """An open file: its header row, then the rows below it in chunks of ``(first row, rows)``.
 
-    Row numbers are the spreadsheet's: the header of a CSV is row 1. Every row has as many
-    cells as the header (CSV rows that are short are padded with empty cells).
+    Row numbers are the spreadsheet's: a CSV's first line is row 1, whichever row holds the
+    header. Every row has as many cells as the header (CSV rows that are short are padded with
+    empty cells, wide ones cut).
     """
 
     name: str  # the file's name, to start messages with
@@ -79,7 +104,10 @@ class Sheet:
     header_row: int
     first_column: int  # 0-based column of the first cell (a sheet's data may start right of A)
     chunks: Iterator[tuple[int, Rows]]
-    warnings: list[str] = field(default_factory=list)  # options that do not apply to the file
+    warnings: list[str] = field(default_factory=list)  # the header's row; options that do not apply
+    # With keep_wide: row -> why it was cut (more filled fields than the header), filled in as
+    # the chunks are read (a row is here before its chunk is handed over).
+    wide: dict[int, str] = field(default_factory=dict)
 
 
 def check_delimiter(value: str | None) -> str | None:
@@ -100,10 +128,18 @@ def open_sheet(
     delimiter: str | None = None,
     sheet: str | None = None,
     chunk_rows: int = 10_000,
+    header_row: int | None = None,
+    keep_wide: bool = False,
 ) -> Iterator[Sheet]:
-    """Open ``path`` (.csv, .txt, .xlsx) and yield it as a ``Sheet``; closed on leaving."""
+    """Open ``path`` (.csv, .txt, .xlsx) and yield it as a ``Sheet``; closed on leaving.
+
+    ``header_row`` (1-based, the spreadsheet's row) forces the header's row, else it is found.
+    ``keep_wide``: a text row with more filled fields than the header is cut and listed in
+    ``Sheet.wide`` instead of refusing the file (unless most rows are).
+    """
     name = path.name
     forced = check_delimiter(delimiter)
+    check_header_row(header_row)
     suffix = path.suffix.lower()
     if suffix == ".xls":
         raise LeadsFileError(
@@ -112,7 +148,10 @@ def open_sheet(
     if suffix in _TEXT_SUFFIXES:
         handle = _open(path)
         try:
-            opened = _open_delimited(handle, name, encoding, forced, chunk_rows)
+            opened = _open_delimited(
+                handle, name, encoding, forced, chunk_rows, header_row=header_row,
+                keep_wide=keep_wide,
+            )  # fmt: skip
             if sheet is not None:
                 opened.warnings.append(f"--sheet {sheet} ignored: {name} is not a workbook")
             yield opened
@@ -121,7 +160,7 @@ def open_sheet(
     elif suffix in _XLSX_SUFFIXES:
         from dialer.workbook import open_xlsx  # here: a text file never needs it
 
-        opened = open_xlsx(path, name, sheet, chunk_rows)
+        opened = open_xlsx(path, name, sheet, chunk_rows, header_row=header_row)
         if encoding is not None:
             opened.warnings.append(
                 f"--encoding {encoding} ignored: a workbook has no text encoding"
@@ -132,6 +171,134 @@ def open_sheet(
     else:
         shown = f"'{path.suffix}'" if path.suffix else "(no extension)"
         raise LeadsFileError(f"{name}: unsupported file type {shown} (use .csv, .txt or .xlsx)")
+
+
+def check_header_row(value: int | None) -> None:
+    """``ConfigError`` unless ``value`` is None or a row number (1 or more)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"--header-row {value!r}: rows are numbered from 1, as in a spreadsheet")
+
+
+# --- the header -----------------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def find_header(filled: Sequence[int]) -> int | None:
+    """Which row is the header, given how many filled cells each of the top rows has.
+
+    Among the first ``HEADER_SEARCH_ROWS`` rows with a value, the first with at least two
+    filled cells and at least half as many as the fullest of the ``_LOOK_AHEAD`` rows after it
+    (a title has one, or a few against many); else the first row with a value. None: no value.
+    """
+    seen = 0
+    for index, count in enumerate(filled):
+        if not count:
+            continue
+        seen += 1
+        if seen > HEADER_SEARCH_ROWS:
+            break
+        after = max(filled[index + 1 : index + 1 + _LOOK_AHEAD], default=0)
+        if count >= 2 and 2 * count >= after:
+            return index
+    return next((index for index, count in enumerate(filled) if count), None)
+
+
+def locate_header(
+    name: str,
+    records: Iterator[_T],
+    cells: Callable[[_T], list[str]],
+    row: Callable[[_T], int],
+    header_row: int | None,
+    empty: str = "the file is empty",
+) -> tuple[list[_T], int, list[str]]:
+    """Read the top of a file: (the records read, the header's index among them, warnings).
+
+    ``records`` is left just after the last record read, which may be past the header; ``cells``
+    and ``row`` give a record's cells and its spreadsheet row number. ``LeadsFileError`` when the
+    file has no value (``empty`` says so), or when ``header_row`` is past the end or names an
+    empty row.
+    """
+    head: list[_T] = []
+    filled: list[int] = []
+    seen = 0
+    for record in records:
+        head.append(record)
+        count = sum(1 for cell in cells(record) if cell.strip())
+        filled.append(count)
+        if header_row is None:
+            seen += count > 0
+            if seen >= HEADER_SEARCH_ROWS + _LOOK_AHEAD:
+                break
+        elif row(record) >= header_row + _LOOK_AHEAD:
+            break
+    if header_row is None:
+        found = find_header(filled)
+        if found is None:
+            raise LeadsFileError(f"{name}: {empty}")
+        above = [row(record) for record, count in zip(head[:found], filled, strict=False) if count]
+        warnings = []
+        if above:
+            number = row(head[found])
+            skipped = (
+                f"row {above[0]}" if above[0] == number - 1 else f"rows {above[0]}-{number - 1}"
+            )
+            warnings.append(
+                f"header found on row {number}: {skipped} above it skipped "
+                "(name another with --header-row N)"
+            )
+        return head, found, warnings
+    at = next((i for i, record in enumerate(head) if row(record) == header_row), None)
+    if at is None:
+        last = row(head[-1]) if head else 0
+        raise LeadsFileError(
+            f"{name}: --header-row {header_row} is past the end: the file has {last} rows"
+        )
+    if not filled[at]:
+        raise LeadsFileError(
+            f"{name}: --header-row {header_row}: row {header_row} is empty; "
+            "name the row that holds the column names"
+        )
+    return head, at, []
+
+
+class _Wide:
+    """Rows with more filled fields than the header: refused, or kept in ``rows`` as
+    row -> reason (``keep``), unless more than half of all rows are."""
+
+    def __init__(self, name: str, width: int, header_row: int, delimiter: str, keep: bool):
+        self.name, self.width, self.header_row, self.keep = name, width, header_row, keep
+        self.delimiter = "tab" if delimiter == "\t" else delimiter
+        self.rows: dict[int, str] = {}
+        self._reasons: dict[int, str] = {}
+
+    def add(self, row: int, cells: Sequence[str]) -> None:
+        fields = max(i for i, cell in enumerate(cells) if cell.strip()) + 1
+        if not self.keep:
+            raise LeadsFileError(
+                f"{self.name}: row {row} has {fields} fields but the header has {self.width} "
+                "(an unquoted delimiter in a value?)"
+            )
+        reason = self._reasons.get(fields)
+        if reason is None:
+            reason = self._reasons[fields] = (
+                f"row has {fields} fields but the header has {self.width} (an unquoted "
+                f"'{self.delimiter}' in a value?): quote the value or remove the delimiter, "
+                "then rerun"
+            )
+        self.rows[row] = reason
+
+    def finish(self, total: int, wide: int | None = None, which: str = "") -> None:
+        """Refuse the file when more than half of its ``total`` data rows are wide (or ``wide``
+        of the ``total`` rows of a part of it ``which`` names)."""
+        wide = len(self.rows) if wide is None else wide
+        if 2 * wide > total:
+            raise LeadsFileError(
+                f"{self.name}: {wide:,} of {which}{total:,} rows have more fields than the "
+                f"header on row {self.header_row} ({self.width} fields): if the column names "
+                "are on another row, name it with --header-row N; if the values are not "
+                f"separated by '{self.delimiter}', pass --delimiter"
+            )
 
 
 SHOWN_CHARS = 200  # of a header or another file's text quoted in a message; longer is cut
@@ -176,7 +343,14 @@ def _read(name: str, handle: BinaryIO, size: int = -1) -> bytes:
 
 
 def _open_delimited(
-    handle: BinaryIO, name: str, encoding: str | None, delimiter: str | None, chunk_rows: int
+    handle: BinaryIO,
+    name: str,
+    encoding: str | None,
+    delimiter: str | None,
+    chunk_rows: int,
+    *,
+    header_row: int | None = None,
+    keep_wide: bool = False,
 ) -> Sheet:
     codec, errors = _choose_encoding(name, handle, encoding)
     handle.seek(0)
@@ -186,21 +360,40 @@ def _open_delimited(
         raise LeadsFileError(f"{name}: the file is empty")
     used = delimiter or _sniff_delimiter(sample)
     handle.seek(0)
+    text = io.TextIOWrapper(handle, encoding=codec, errors=errors, newline="")
+    records = _records(name, text, used)
+    top, at, warnings = locate_header(
+        name, enumerate(records, 1), itemgetter(1), itemgetter(0), header_row
+    )
+    header = top[at][1]
+    width = len(header)
+    wide = _Wide(name, width, at + 1, used, keep_wide)
+    below = [cells for _, cells in top[at + 1 :]]
+    after = next(records, None)  # None: the whole file is read
+    if after is not None:
+        below.append(after)
+    if keep_wide:  # most of the rows read so far too wide: say so before the columns are mapped
+        filled = [cells for cells in below if any(cell.strip() for cell in cells)]
+        wider = sum(1 for cells in filled if any(cell.strip() for cell in cells[width:]))
+        wide.finish(len(filled), wider, "" if after is None else "the first ")
     if _size(handle) < PANDAS_FROM_BYTES:
-        chunks = _csv_chunks(name, handle, codec, errors, used, chunk_rows)
+        chunks = _csv_chunks(chain(below, records), at + 2, width, chunk_rows, wide)
     else:
-        chunks = _pandas_chunks(name, handle, codec, errors, used, chunk_rows)
-    first_row, rows = next(chunks, (1, []))
-    if not rows:
-        raise LeadsFileError(f"{name}: the file is empty")
-    header = rows[0]
+        text.detach()  # pandas reads the file from its start
+        columns = max(len(cells) for cells in chain((c for _, c in top), below))  # all read
+        chunks = _pandas_chunks(
+            name, handle, codec, errors, used, chunk_rows, skip=at + 1, width=width,
+            columns=columns, wide=wide,
+        )  # fmt: skip
 
     def body() -> Iterator[tuple[int, Rows]]:
-        if len(rows) > 1:
-            yield first_row + 1, rows[1:]
-        yield from chunks
+        total = 0
+        for first, rows in chunks:
+            total += len(rows)
+            yield first, rows
+        wide.finish(total)
 
-    return Sheet(name, "", codec, used, header, 1, 0, body())
+    return Sheet(name, "", codec, used, header, at + 1, 0, body(), warnings, wide.rows)
 
 
 def _size(handle: BinaryIO) -> int:
@@ -210,70 +403,94 @@ def _size(handle: BinaryIO) -> int:
         return PANDAS_FROM_BYTES  # not a plain file: the parser that streams any size
 
 
-def _csv_chunks(
-    name: str, handle: BinaryIO, codec: str, errors: str, delimiter: str, chunk_rows: int
-) -> Iterator[tuple[int, Rows]]:
-    """Python's csv module, made to split exactly as pandas' C parser does (a property test
-    checks it): rows are padded to the first row's width, a row wider than it is refused, a
-    blank first line reads as an empty file and a quote left open at the end is refused."""
+def _records(name: str, text: io.TextIOWrapper, delimiter: str) -> Iterator[list[str]]:
+    """Every record of a text file as its fields (Python's csv module), one per spreadsheet row.
+
+    Made to split exactly as pandas' C parser does (a property test checks it); a quote left
+    open at the end is refused.
+    """
     if csv.field_size_limit() < PANDAS_FROM_BYTES:
         # Pandas has no limit on a value; csv's default (128 Ki characters) would turn a quote
         # left open early in the file into a vaguer error. No value of a smaller file is longer.
         csv.field_size_limit(PANDAS_FROM_BYTES)
-    text = io.TextIOWrapper(handle, encoding=codec, errors=errors, newline="")
     end = f"\x00dialer-end-{os.getpid()}-{id(text)}"  # a record of its own, unless a quote is open
     reader = csv.reader(_with_end_mark(text, end), delimiter=delimiter, strict=False)
-    width, rows, first, number = 0, [], 1, 0
+    number = 0
     try:
         for cells in reader:
             number += 1
             if cells == [end]:
-                if number == 1:
-                    raise LeadsFileError(f"{name}: the file is empty")
-                break
+                return
             if cells and end in cells[-1]:  # the mark swallowed by a quote left open
                 raise LeadsFileError(
                     f"{name}: a quoted value starting in row {number} is never closed"
                 )
-            if number == 1:
-                width = len(cells)
-                if not width:
-                    raise LeadsFileError(f"{name}: the file is empty")
-            elif len(cells) > width:
-                raise LeadsFileError(
-                    f"{name}: row {number} has {len(cells)} fields but the header has {width} "
-                    "(an unquoted delimiter in a value?)"
-                )
-            elif len(cells) < width:
-                cells += [""] * (width - len(cells))
-            rows.append(cells)
-            if len(rows) == chunk_rows:
-                yield first, rows
-                first, rows = first + len(rows), []
+            yield cells
     except (csv.Error, UnicodeError, OSError) as exc:
         raise LeadsFileError(f"{name}: cannot parse the file ({one_line(exc)})") from exc
-    if rows:
-        yield first, rows
+
+
+def _csv_chunks(
+    rows: Iterator[list[str]], first: int, width: int, chunk_rows: int, wide: _Wide
+) -> Iterator[tuple[int, Rows]]:
+    """The data rows from spreadsheet row ``first`` on, each made ``width`` cells wide: a short
+    row padded with empty cells, a longer one cut (and given to ``wide`` when a cut cell holds
+    a value), in chunks of ``chunk_rows``."""
+    chunk: Rows = []
+    for cells in rows:
+        size = len(cells)
+        if size != width:
+            if size < width:
+                cells += [""] * (width - size)
+            else:
+                if "".join(cells[width:]).strip():  # (faster than any(): a trailing delimiter)
+                    wide.add(first + len(chunk), cells)
+                del cells[width:]
+        chunk.append(cells)
+        if len(chunk) == chunk_rows:
+            yield first, chunk
+            first, chunk = first + len(chunk), []
+    if chunk:
+        yield first, chunk
 
 
 def _with_end_mark(lines: Iterator[str], end: str) -> Iterator[str]:
     """The file's lines, then a line holding only ``end`` (csv ends a record at the end of
     each line it is given, so a last line without a newline stays a record of its own)."""
-    yield from lines
+    for line in lines:  # noqa: UP028 (yield from would close the file with this generator)
+        yield line
     yield end + "\n"
 
 
 def _pandas_chunks(
-    name: str, handle: BinaryIO, codec: str, errors: str, delimiter: str, chunk_rows: int
+    name: str,
+    handle: BinaryIO,
+    codec: str,
+    errors: str,
+    delimiter: str,
+    chunk_rows: int,
+    *,
+    skip: int,
+    width: int,
+    columns: int,
+    wide: _Wide,
 ) -> Iterator[tuple[int, Rows]]:
-    """Pandas' C parser (``dtype=object``, no NA conversion), in chunks of text rows."""
+    """The data rows after the first ``skip`` records, split by pandas' C parser (``dtype=object``,
+    no NA conversion) ``columns`` wide, then cut to ``width`` as ``_csv_chunks`` does. The
+    file is read from its start (pandas' ``skiprows`` loses a last record after a lone CR).
+
+    A record the C parser refuses (wider than ``columns``, a quote left open) hands the rest of
+    the file, from the chunk it is in, over to the csv module: the same rows, or the same error.
+    """
     import pandas as pd  # here, not at the top: a small file or a cached resume never pays it
 
+    handle.seek(0)
     with _parse_errors(name):
         reader = pd.read_csv(
             handle,
             sep=delimiter,
             header=None,
+            names=range(columns),
             index_col=False,
             dtype=object,
             keep_default_na=False,
@@ -283,33 +500,56 @@ def _pandas_chunks(
             encoding_errors=errors,
             chunksize=chunk_rows,
         )
-    yield from _frames(name, reader)
-
-
-def _frames(name: str, reader: Iterator[Any]) -> Iterator[tuple[int, Rows]]:
-    """Pandas' chunks as lists of text rows, numbered from 1; its errors as LeadsFileError."""
     row = 1
     while True:
-        with _parse_errors(name):
-            frame = next(reader, None)
+        try:
+            with _parse_errors(name):
+                frame = next(reader, None)
+        except _Refused:
+            reader.close()
+            handle.seek(0)
+            text = io.TextIOWrapper(handle, encoding=codec, errors=errors, newline="")
+            records = _records(name, text, delimiter)
+            next(islice(records, row - 1, row - 1), None)  # past the records already read
+            yield from _csv_chunks(records, row, width, chunk_rows, wide)
+            return
         if frame is None:
             return
-        rows = frame.to_numpy(dtype=object).tolist()
+        if row <= skip:  # the header and the rows above it
+            drop = min(skip + 1 - row, len(frame))
+            frame = frame.iloc[drop:]
+            row += drop
+        if not len(frame):
+            continue
+        if columns > width:
+            full = frame.to_numpy(dtype=object)
+            cut = full[:, width:]
+            for index in (cut != "").any(axis=1).nonzero()[0].tolist():  # then blanks aside
+                if "".join(cut[index]).strip():
+                    wide.add(row + index, full[index].tolist())
+            rows = full[:, :width].tolist()
+        else:
+            rows = frame.to_numpy(dtype=object).tolist()
         yield row, rows
         row += len(rows)
 
 
+class _Refused(Exception):
+    """Pandas' C parser refused a record: the csv module reads the rest."""
+
+
 @contextmanager
 def _parse_errors(name: str) -> Iterator[None]:
-    """Pandas' errors while splitting rows, as one-line LeadsFileError."""
+    """Pandas' errors while splitting rows: ``_Refused`` for a record its C parser refuses,
+    else a one-line LeadsFileError."""
     import pandas as pd
 
     try:
         yield
+    except pd.errors.ParserError as exc:
+        raise _Refused from exc
     except pd.errors.EmptyDataError as exc:
         raise LeadsFileError(f"{name}: the file is empty") from exc
-    except pd.errors.ParserError as exc:
-        raise LeadsFileError(f"{name}: {_parser_problem(str(exc))}") from exc
     except (ValueError, MemoryError, UnicodeError) as exc:
         raise LeadsFileError(f"{name}: cannot parse the file ({one_line(exc)})") from exc
 
@@ -399,18 +639,3 @@ def _sniff_delimiter(sample: str) -> str:
     widths = {d: len(next(csv.reader([first_line], delimiter=d), [])) for d in _SNIFF_CANDIDATES}
     best = max(_SNIFF_CANDIDATES, key=lambda d: widths[d])
     return best if widths[best] > 1 else ","
-
-
-def _parser_problem(message: str) -> str:
-    """Pandas' tokenizer error as one line in spreadsheet rows (its "line N" counts records)."""
-    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-    if ragged:
-        want, row, saw = ragged.groups()
-        return (
-            f"row {row} has {saw} fields but the header has {want} "
-            "(an unquoted delimiter in a value?)"
-        )
-    unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
-    if unclosed:
-        return f"a quoted value starting in row {int(unclosed.group(1)) + 1} is never closed"
-    return f"cannot parse the file ({one_line(message)})"

@@ -7,9 +7,9 @@ Python's shortest form (``0.5``, ``1.2345678901234567e+18``: the phone rules rej
 number formatted as scientific in the workbook (``0.00E+00``, what Excel applies when it parses
 ``3,46123456E+10`` from a CSV: the digits are gone) as it displays, ``3.46E+10``; dates as ISO
 text (``2024-03-05``, ``2024-03-05T10:30:00``); booleans as ``TRUE``/``FALSE``; error values
-and formulas without a cached value as empty. Rows keep the sheet's own numbers; blank rows
-above the header row are skipped. Every failure is a one-line ``LeadsFileError`` starting with
-the file's name.
+and formulas without a cached value as empty. Rows keep the sheet's own numbers; the header
+is found as in a text file (title and blank rows above it skipped), or named by its row.
+Every failure is a one-line ``LeadsFileError`` starting with the file's name.
 
 A workbook is a zip: before anything unpacks it, the members' declared sizes are checked (at
 most ``MAX_UNPACKED`` in all, none unpacking to more than ``MAX_RATIO`` times its packed size:
@@ -25,12 +25,14 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from xml.etree import ElementTree
 
 from dialer.errors import LeadsFileError
-from dialer.sheets import Rows, Sheet, _open, _read, one_line
+from dialer.sheets import Rows, Sheet, _open, _read, locate_header, one_line
 
 __all__ = ["open_xlsx"]
 
@@ -53,7 +55,11 @@ _NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}
 _NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 
 
-def open_xlsx(path: Path, name: str, sheet: str | None, chunk_rows: int) -> Sheet:
+def open_xlsx(
+    path: Path, name: str, sheet: str | None, chunk_rows: int, *, header_row: int | None = None
+) -> Sheet:
+    """The sheet ``sheet`` (default: the first) of workbook ``path`` as a ``Sheet``; its header
+    found as in a text file (``dialer.sheets.locate_header``), or on row ``header_row``."""
     with _open(path) as handle:
         magic = _read(name, handle, 4)
     if magic == _OLE_MAGIC:
@@ -79,13 +85,12 @@ def open_xlsx(path: Path, name: str, sheet: str | None, chunk_rows: int) -> Shee
     first_column = data.start[1]
     scientific = _scientific_cells(path, name, title, first_column)
     rows = _workbook_rows(data.iter_rows(), scientific)
-    # The header is the first row with a value: blank rows above it are skipped.
-    found = next((row for row in rows if any(cell.strip() for cell in row[1])), None)
-    if found is None:
-        raise LeadsFileError(f"{name}: sheet '{title}' is empty")
-    header_row, header = found
-    chunks = _batched(rows, chunk_rows)
-    return Sheet(name, title, "xlsx", "", header, header_row, first_column, chunks)
+    top, at, warnings = locate_header(
+        name, rows, itemgetter(1), itemgetter(0), header_row, f"sheet '{title}' is empty"
+    )
+    number, header = top[at]
+    chunks = _batched(chain(top[at + 1 :], rows), chunk_rows)
+    return Sheet(name, title, "xlsx", "", header, number, first_column, chunks, warnings)
 
 
 def _check_package(path: Path, name: str) -> None:

@@ -136,9 +136,18 @@ def test_a_dnc_list_with_one_number_per_line_in_any_format(sim, tmp_path):
         ("nophone.csv", b"name,email\nA,a@x\n", (),
          "error: {name}: no phone column found (columns: name, email); name it with "
          "--phone-column\n"),
-        ("ragged.csv", b"phone,name\n612345678,A\n612345679,B,extra\n", (),
-         "error: {name}: row 3 has 3 fields but the header has 2 (an unquoted delimiter in a "
-         "value?)\n"),
+        ("ragged.csv", b"phone,name\n612345678,A,x\n612345679,B,extra\n", (),
+         "error: {name}: 2 of 2 rows have more fields than the header on row 1 (2 fields): if "
+         "the column names are on another row, name it with --header-row N; if the values are "
+         "not separated by ',', pass --delimiter\n"),
+        ("l.csv", b"phone\n612345678\n", ("--header-row", "9"),
+         "error: l.csv: --header-row 9 is past the end: the file has 2 rows\n"),
+        ("l.csv", b"phone\n612345678\n", ("--header-row", "0"),
+         "error: --header-row must be a row number of at least 1 (rows are numbered as in a "
+         "spreadsheet), not 0\n"),
+        ("l.csv", b"title\n\nphone\n612345678\n", ("--header-row", "2"),
+         "error: l.csv: --header-row 2: row 2 is empty; name the row that holds the column "
+         "names\n"),
         ("l.csv", b"phone\n612345678\n", ("--phone-column", "Tel"),
          "error: {name}: no column 'Tel' (columns: phone)"),
         ("l.csv", b"phone\n612345678\n", ("--encoding", "bogus"),

@@ -394,9 +394,10 @@ def test_empty_file(tmp_path: Path, text: str) -> None:
     assert str(info.value) == "leads.csv: the file is empty"
 
 
-def test_header_with_no_names(tmp_path: Path) -> None:
-    with pytest.raises(LeadsFileError, match=r"^leads\.csv: the first row has no column names$"):
-        load_leads(write(tmp_path, ",,\n1,2,3\n"))
+def test_a_first_row_with_no_names_is_skipped(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, ",,\nphone,name\n612345678,Ana\n"))
+    assert statuses(result) == [(3, "+34612345678", Status.PENDING)]
+    assert result.warnings == []  # nothing but blank rows above the header
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -447,14 +448,17 @@ def test_unsupported_suffix(tmp_path: Path, name: str, message: str) -> None:
 
 
 def test_ragged_row(tmp_path: Path, engine: str) -> None:
+    # One row with an unquoted delimiter is rejected alone; the others load.
     path = write(tmp_path, 'name,phone\n"Ana\nMaría",612345678\nLuis, Gil,622111222\n')
-    with pytest.raises(LeadsFileError) as info:
-        load_leads(path)
-    assert str(info.value) == (
-        "leads.csv: row 3 has 3 fields but the header has 2 (an unquoted delimiter in a value?)"
+    result = load_leads(path)
+    assert statuses(result) == [
+        (2, "+34612345678", Status.PENDING),
+        (3, "Gil", Status.INVALID),  # the cell where the phone should be, trimmed
+    ]
+    assert result.leads[1].reason == (
+        "row has 3 fields but the header has 2 (an unquoted ',' in a value?): "
+        "quote the value or remove the delimiter, then rerun"
     )
-    if engine == "pandas":
-        assert info.value.__cause__ is not None  # pandas' own error, kept as the cause
 
 
 def test_unclosed_quote(tmp_path: Path, engine: str) -> None:
