@@ -213,10 +213,11 @@ def load_leads(
         headers = _distinct(headers, table.first_column, warnings)
         chunks: Iterator[tuple[int, Rows]] = iter(table.chunks)
         first = next(chunks, None)  # the first chunk tells which phone columns are filled
-        if first is not None:
-            chunks = chain([first], chunks)
+        second = next(chunks, None) if first is not None else None
+        chunks = chain([c for c in (first, second) if c is not None], chunks)
         sample = first[1][:_SAMPLE_ROWS] if first is not None else []
-        plan = _plan(name, headers, mapping, warnings, sample, table.first_column)
+        more = second is not None or len(sample) < (len(first[1]) if first else 0)
+        plan = _plan(name, headers, mapping, warnings, sample, table.first_column, more)
         leads = LeadRows(plan.param_names, has_id=plan.id_index is not None)
         blank_rows = 0
         unnamed_values: set[int] = set()
@@ -434,8 +435,9 @@ def _plan(
     warnings: list[str],
     sample: Rows = (),  # type: ignore[assignment]
     first_column: int = 0,
+    more: bool = False,  # the file has more rows than ``sample``
 ) -> _Plan:
-    phones = _phone_columns(name, headers, mapping, sample, first_column, warnings)
+    phones = _phone_columns(name, headers, mapping, sample, first_column, warnings, more)
     id_index = None
     if mapping.id_column is not None:
         id_index = _find(headers, mapping.id_column, first_column)
@@ -562,20 +564,25 @@ def _columns_named(
         found = _find(headers, text, first_column)
         return aliases.get(text.strip()) if found is None else found
 
-    whole = one(spec)
-    if whole is not None:
-        return [whole]
+    pieces = spec.split(",")
     found: list[int] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
+    start = 0
+    while start < len(pieces):
+        if not pieces[start].strip():
+            start += 1
             continue
-        index = one(part)
-        if index is None:
+        for end in range(len(pieces), start, -1):  # the longest run naming a column
+            index = one(",".join(pieces[start:end]))
+            if index is not None:
+                break
+        else:
+            part = one_line(pieces[start].strip())
             raise ColumnError(
-                f"{name}: no column '{one_line(part)}' for {flag} (columns: {_listing(headers)})"
+                f"{name}: no column '{part}' for {flag} (columns: {_listing(headers)})"
             )
         if index not in found:
             found.append(index)
+        start = end
     if not found:
         raise ConfigError(f"{flag}: no column named")
     return found
@@ -750,6 +757,7 @@ def _phone_columns(
     sample: Rows,
     first_column: int,
     warnings: list[str],
+    more: bool = False,
 ) -> tuple[int, ...]:
     """The phone columns, in the order each row tries them (see the module's docstring)."""
     if mapping.phone_column is not None:
@@ -761,7 +769,7 @@ def _phone_columns(
     if len(found) == 1:
         return (found[0],)
     counts = {index: _numbers_in(index, sample) for index in found}
-    where = f" in the first {len(sample):,} rows" if len(sample) >= _SAMPLE_ROWS else ""
+    where = f" in the first {len(sample):,} rows" if more else ""
     filled = [index for index in found if counts[index]] or found
 
     def shown(columns: Iterable[int]) -> str:
