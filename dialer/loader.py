@@ -664,6 +664,8 @@ _SAMPLE_ROWS = 10_000  # rows looked at to count the numbers in each phone colum
 def _words(header: str) -> tuple[str, ...]:
     """A header as lower-case words without accents: camelCase, digits, punctuation and known
     compounds split ("MobilePhone 2" -> mobile, phone, 2; "telefonnummer" -> telefon, nummer)."""
+    if len(header) > 80:  # no phone's name is that long (and a 5 MB "header" must stay cheap)
+        return ()
     text = unicodedata.normalize("NFKD", header)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     found: list[str] = []
