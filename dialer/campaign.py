@@ -2,8 +2,10 @@
 
 A flag overrides the file; the file overrides the defaults. Every setting has one name, the
 same in the file as the flag's long name with ``_`` for ``-`` (``--max-per-minute`` is
-``max_per_minute``). An unknown key or a bad value is a ``ConfigError`` naming the file and
-the key. Relative paths in a campaign file are read from the file's own folder.
+``max_per_minute``), but for ``--params COL,...`` (the columns sent), ``params_only``:
+``params`` is the table of ``--param COL=NAME`` renames. An unknown key or a bad value is a
+``ConfigError`` naming the file and the key. Relative paths in a campaign file are read from
+the file's own folder.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Settings:
     default_region: str = "ES"
     params: dict[str, str] = field(default_factory=dict)  # column -> custom param name
     exclude: tuple[str, ...] = ()
+    params_only: tuple[str, ...] | None = None  # --params: only these columns are sent; None: all
     # pacing
     max_per_second: int = 10
     max_per_minute: int = 100
@@ -97,6 +100,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "default_region": str,
     "params": dict,
     "exclude": list,
+    "params_only": list,
     "max_per_second": int,
     "max_per_minute": int,
     "concurrency": int,
@@ -153,7 +157,7 @@ def read_campaign_file(path: str | Path) -> dict[str, Any]:
         if key in ("output", "dnc"):
             value = str((path.parent / value).resolve())
         values[key] = value
-    for key in ("params", "exclude", "require", "retry_outcomes"):
+    for key in ("params", "exclude", "require", "retry_outcomes", "params_only"):
         items = values.get(key, {})
         pairs = items.items() if isinstance(items, dict) else [(v, v) for v in items]
         if any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs):
@@ -189,7 +193,7 @@ def build_settings(
     for key, value in flags.items():
         if key not in _NAMES:
             raise ConfigError(f"unknown setting '{key}'")
-        if value is None or (key in ("params", "exclude", "require") and not value):
+        if value is None or (key in ("params", "exclude", "require", "params_only") and not value):
             continue
         if key == "params":
             value = {**merged.get("params", {}), **value}
@@ -342,6 +346,8 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
                 raise bad(key, "is empty")
     v["params"] = dict(v.get("params") or {})
     v["exclude"] = tuple(v.get("exclude") or ())
+    if v.get("params_only") is not None:  # split on commas by the loader (a header may hold one)
+        v["params_only"] = tuple(item.strip() for item in v["params_only"] if item.strip())
     v["require"] = tuple(
         name.strip() for item in v.get("require") or () for name in item.split(",") if name.strip()
     )

@@ -101,7 +101,12 @@ def cli() -> None:
     default=None,
     help="May the callee interrupt the AI (API default: no).",
 )
-@click.option("--phone-column", help="Column with the phone (default: detected by name).")
+@click.option(
+    "--phone-column",
+    metavar="COL,...",
+    help="Column with the phone (default: detected by name); several, comma-separated, "
+    "are tried in order in each row (the next where one is empty or invalid).",
+)
 @click.option("--sheet", help="Sheet of an .xlsx LEADS file (default: the first).")
 @click.option("--delimiter", help="Force the CSV delimiter: , ; or tab (default: sniffed).")
 @click.option(
@@ -145,6 +150,14 @@ def cli() -> None:
     multiple=True,
     metavar="COL=NAME",
     help="Send column COL as custom param NAME. Repeatable.",
+)
+@click.option(
+    "--params",
+    "params_only",
+    multiple=True,
+    metavar="COL,...",
+    help="Send only these columns as custom params (with their --param names); "
+    "--exclude still leaves out. Repeatable.",
 )
 @click.option("--exclude", multiple=True, metavar="COL", help="Do not send column COL. Repeatable.")
 @click.option("--max-per-second", type=int, help="Sends in any 1 s window (default 10).")
@@ -259,6 +272,10 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     A rerun of the same command dials only the leads without a final result. The API token
     comes from $MEETZY_API_TOKEN (never from a flag); the API address from $MEETZY_API_URL
     (default https://api.meetzy.io).
+
+    COL is a column's header as the dry run shows it (a repeated header's copies are
+    'Name', 'Name (2)', ...), its spreadsheet letter (C, AB) or its position (#3); a header
+    that matches exactly, or in any case, always wins.
     """
     flags["params"] = parse_param_flags(params)
     flags["exclude"] = list(exclude)

@@ -1,8 +1,33 @@
 """The leads file: mapping its columns and turning each row into a ``Lead``; the do-not-call list.
 
-This module owns the column mapping (the phone column, detected or named; the CRM id column;
-custom params renamed or left out; required params) and each row's load-time status. Reading
-files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
+This module owns the column mapping (the phone columns, detected or named; the CRM id column;
+custom params renamed, chosen or left out; required params) and each row's load-time status.
+Reading files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
+
+Columns. A repeated header is made distinct: its copies are ``Phone``, ``Phone (2)``, ... (a
+warning names them); those are the names every flag takes and the params they are sent as. A
+flag names a column by its header (exactly, else in any case), else by its spreadsheet letter
+(``C``, ``AB``: capitals only) or position (``#3``), both counted as the spreadsheet does; a
+header always wins, so a column named "C" is never taken for the third one.
+
+The phone column. A header names a phone by its words (camelCase, digits and punctuation split:
+``MobilePhone``, ``Phone 1 - Value``, ``Business Phone 2``, ``Teléfono móvil``, ``Handy``,
+``telemóvel``...), never a fax, pager, toll-free line, extension, label (``Phone 1 - Type``) or
+somebody else's phone (assistant, mother, spouse, emergency contact, ship-to...). Each is a
+*mobile* (mobile, cell, móvil, Handy...), the *primary* phone (a plain ``Phone``, ``Phone 1``,
+``Phone Number``, ``Primary Phone``, ``Teléfono``) or *another* (``Home Phone``, ``Phone 2``,
+``Billing Phone``...); "Number" alone counts only when no header names a phone. With several,
+the first 10,000 rows tell which hold numbers (cells of 7 to 15 digits, whatever their country):
+
+* one holds numbers: it is the phone column;
+* otherwise, among those holding numbers (or all, when none does), at most one mobile and at
+  most one primary, and one of them at least: the mobile, then the primary where the mobile is
+  empty or invalid; the others are not dialed, and a warning says which were chosen and why;
+* otherwise the load stops and asks for ``--phone-column``, listing how many numbers each holds.
+
+``--phone-column A,B`` names them (tried in that order in each row); a header with a comma in
+it is matched whole first. Phone columns are never sent as params. ``--params A,B`` sends only
+those columns (by column, or by the name ``--param`` gives them); ``--exclude`` still removes.
 
 A row's status, decided in this order (the first that applies wins):
 
@@ -35,6 +60,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import unicodedata
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
@@ -69,20 +95,6 @@ RESERVED = frozenset(
     {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
 )
 
-# Header names recognised as the phone column, after _fold(). Weak names are used only when no
-# strong name is present, so "id, number, phone" picks "phone".
-_PHONE_NAMES = frozenset(
-    {
-        "phone", "phonenumber", "phoneno", "phonenum", "telephone", "telephonenumber",
-        "tel", "telno", "telf", "tlf", "tfno", "telefono", "numerotelefono",
-        "numerodetelefono", "telefonomovil", "telefonocelular", "telefone", "telefon",
-        "mobile", "mobilephone", "mobilenumber", "mobileno", "phonemobile", "movil",
-        "numeromovil", "cell", "cellphone", "cellnumber", "cellular", "celular", "handy",
-        "whatsapp", "whatsappnumber", "msisdn", "contactnumber", "contactphone",
-    }
-)  # fmt: skip
-_WEAK_PHONE_NAMES = frozenset({"number", "numero"})
-
 # The first columns of a rejects file (``dialer.report.write_rejects``). A file starting with them
 # is refused as a leads file: imported as a new campaign, its duplicates would be called again.
 REJECTS_COLUMNS = ("row", "status", "reason", "to do")
@@ -96,12 +108,13 @@ class ColumnMapping:
     """How columns map to the call: which holds the phone and the CRM id, which params are
     renamed or left out, and which must not be empty."""
 
-    phone_column: str | None = None  # None: detect
+    phone_column: str | None = None  # None: detect; "A,B": several, tried in order per row
     rename: dict[str, str] = field(default_factory=dict)  # column -> custom param name
     exclude: frozenset[str] = frozenset()  # columns not sent
     id_column: str | None = None  # its cell becomes Lead.crm_id; never sent as a param
     country_column: str | None = None  # None: detect by name
     require: tuple[str, ...] = ()  # params (final name, or column header) that must have a value
+    send_only: tuple[str, ...] | None = None  # columns sent as params ("A,B" too); None: all
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,8 @@ class LoadResult:
     # The parse cache's key for this load ("" when none) and whether the cache gave it.
     cache_key: str = field(default="", compare=False, repr=False)
     from_cache: bool = field(default=False, compare=False, repr=False)
+    # Every phone column, tried in this order in each row (``phone_column`` is the first).
+    phone_columns: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Number of leads per status value, e.g. ``{"pending": 10, "invalid": 1, ...}``."""
@@ -209,14 +224,21 @@ def load_leads(
                 "rows in the original leads file and rerun that file"
             )
         warnings = list(table.warnings)
-        plan = _plan(name, headers, mapping, warnings)
+        headers = _distinct(headers, table.first_column, warnings)
+        chunks: Iterator[tuple[int, Rows]] = iter(table.chunks)
+        first = next(chunks, None)  # the first chunk tells which phone columns are filled
+        second = next(chunks, None) if first is not None else None
+        chunks = chain([c for c in (first, second) if c is not None], chunks)
+        sample = first[1][:_SAMPLE_ROWS] if first is not None else []
+        more = second is not None or len(sample) < (len(first[1]) if first else 0)
+        plan = _plan(name, headers, mapping, warnings, sample, table.first_column, more)
         leads = LeadRows(plan.param_names, has_id=plan.id_index is not None)
         blank_rows = 0
         unnamed_values: set[int] = set()
 
         def prepared() -> Iterator[tuple[list[tuple[int, list[str]]], list[str]]]:
             nonlocal blank_rows
-            for first_row, rows in table.chunks:
+            for first_row, rows in chunks:
                 kept, blank = _clean(first_row, rows, plan.unnamed, unnamed_values, table.wide)
                 blank_rows += blank
                 yield kept, [values[plan.phone] for _, values in kept]
@@ -243,6 +265,7 @@ def load_leads(
         warnings=warnings,
         id_column=headers[plan.id_index] if plan.id_index is not None else "",
         sheet=table.title,
+        phone_columns=[headers[i] for i in plan.phones],
     )
 
 
@@ -437,21 +460,29 @@ class _Plan:
         return [param for _, param in self.params]
 
 
-def _plan(name: str, headers: list[str], mapping: ColumnMapping, warnings: list[str]) -> _Plan:
-    phone = _phone_index(name, headers, mapping)
+def _plan(
+    name: str,
+    headers: list[str],
+    mapping: ColumnMapping,
+    warnings: list[str],
+    sample: Rows = (),  # type: ignore[assignment]
+    first_column: int = 0,
+    more: bool = False,  # the file has more rows than ``sample``
+) -> _Plan:
+    phones = _phone_columns(name, headers, mapping, sample, first_column, warnings, more)
     id_index = None
     if mapping.id_column is not None:
-        id_index = _find(headers, mapping.id_column)
+        id_index = _find(headers, mapping.id_column, first_column)
         if id_index is None:
             raise ColumnError(
                 f"{name}: no column '{mapping.id_column}' for --id-column "
                 f"(columns: {_listing(headers)})"
             )
-    params = _params(name, headers, phone, id_index, mapping, warnings)
-    required = _required(name, headers, params, mapping)
+    params = _params(name, headers, phones, id_index, mapping, warnings, first_column)
+    required = _required(name, headers, params, mapping, first_column)
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
-    return _Plan((phone,), id_index, params, required, unnamed, sent)
+    return _Plan(phones, id_index, params, required, unnamed, sent)
 
 
 def _fold(header: str) -> str:
@@ -461,73 +492,381 @@ def _fold(header: str) -> str:
     return re.sub(r"[\s_\-.]+", "", text)
 
 
-def _listing(headers: Iterable[str]) -> str:
-    """The headers for a message, cut after about ``SHOWN_CHARS`` characters."""
+def _listing(headers: Iterable[str], limit: int = SHOWN_CHARS) -> str:
+    """The headers for a message, cut after about ``limit`` characters."""
     shown: list[str] = []
     size = 0
     for header in headers:
         if not header:
             continue
-        if size >= SHOWN_CHARS:
+        if size >= limit:
             shown.append("...")
             break
-        shown.append(one_line(header, SHOWN_CHARS - size if size else SHOWN_CHARS))
+        shown.append(one_line(header, limit - size if size else limit))
         size += len(shown[-1]) + 2
     return ", ".join(shown)
 
 
-def _find(headers: list[str], wanted: str) -> int | None:
-    """Index of the column named ``wanted``: exact after trimming, else case-insensitive."""
+def _quoted(headers: Iterable[str], most: int = 6) -> str:
+    """``'A', 'B'`` for a message; after ``most`` of them, "and N more"."""
+    items = [f"'{one_line(header, 60)}'" for header in headers]
+    if len(items) > most:
+        items = [*items[:most], f"and {len(items) - most} more"]
+    return ", ".join(items)
+
+
+# --- naming a column: its header, its letter or its position -------------------------------------
+
+_LETTERS = re.compile(r"[A-Z]{1,3}")
+_POSITION = re.compile(r"#(\d{1,5})")
+
+
+def letter(column: int) -> str:
+    """The spreadsheet letter of a 0-based sheet column: 0 -> "A", 27 -> "AB"."""
+    text = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        text = chr(ord("A") + rest) + text
+    return text
+
+
+def _distinct(headers: list[str], first_column: int, warnings: list[str]) -> list[str]:
+    """The headers with each repeated one made distinct: "Phone", "Phone (2)", ...; a warning
+    says which columns were renamed, so that every flag can name each of them."""
+    taken = set(headers)
+    seen: dict[str, list[int]] = {}
+    names = list(headers)
+    for index, header in enumerate(headers):
+        if not header:
+            continue
+        copies = seen.setdefault(header, [])
+        copies.append(index)
+        if len(copies) > 1:
+            n = len(copies)
+            while f"{header} ({n})" in taken:
+                n += 1
+            names[index] = f"{header} ({n})"
+            taken.add(names[index])
+    for header, copies in seen.items():
+        if len(copies) > 1:
+            where = ", ".join(letter(first_column + i) for i in copies)
+            warnings.append(
+                f"{len(copies)} columns ({where}) are named '{one_line(header, 60)}': "
+                f"they are {_quoted(names[i] for i in copies)} in flags and params"
+            )
+    return names
+
+
+def _find(headers: list[str], wanted: str, first_column: int = 0) -> int | None:
+    """Index of the column named ``wanted``: its header exactly (after trimming), else its
+    header in any case, else a spreadsheet letter ("C", "AB": capitals only) or a position
+    ("#3"), counted as the spreadsheet does. A header always wins over a letter or position."""
     target = wanted.replace("\ufeff", "").strip()
     if target in headers:
         return headers.index(target)
     folded = [h.casefold() for h in headers]
-    return folded.index(target.casefold()) if target.casefold() in folded else None
+    if target.casefold() in folded:
+        return folded.index(target.casefold())
+    number = None
+    if match := _POSITION.fullmatch(target):
+        number = int(match[1])
+    elif _LETTERS.fullmatch(target):
+        number = 0
+        for ch in target:
+            number = number * 26 + ord(ch) - ord("A") + 1
+    if number is not None and 0 <= number - 1 - first_column < len(headers):
+        return number - 1 - first_column
+    return None
+
+
+def _columns_named(
+    name: str,
+    headers: list[str],
+    spec: str,
+    flag: str,
+    first_column: int,
+    aliases: dict[str, int] | None = None,
+) -> list[int]:
+    """The columns ``spec`` names: one column (a header with a comma in it is matched whole
+    first), else a comma-separated list; ``aliases`` are further names (renamed params)."""
+    aliases = aliases or {}
+
+    def one(text: str) -> int | None:
+        found = _find(headers, text, first_column)
+        return aliases.get(text.strip()) if found is None else found
+
+    pieces = spec.split(",")
+    found: list[int] = []
+    start = 0
+    while start < len(pieces):
+        if not pieces[start].strip():
+            start += 1
+            continue
+        for end in range(len(pieces), start, -1):  # the longest run naming a column
+            index = one(",".join(pieces[start:end]))
+            if index is not None:
+                break
+        else:
+            part = one_line(pieces[start].strip())
+            raise ColumnError(
+                f"{name}: no column '{part}' for {flag} (columns: {_listing(headers)})"
+            )
+        if index not in found:
+            found.append(index)
+        start = end
+    if not found:
+        raise ConfigError(f"{flag}: no column named")
+    return found
+
+
+# --- which columns hold the phone -------------------------------------------------------------
+
+# Header words, after _words() (accents removed, lower case, camelCase and compounds split).
+_PHONE_WORDS = frozenset(
+    {
+        "phone", "phones", "telephone", "telephones", "telephon", "tel", "telf", "tlf", "tfno",
+        "tfn", "telefono", "telefonos", "telefone", "telefones", "telefon", "telefoon",
+        "landline", "festnetz", "msisdn", "fon",
+    }
+)  # fmt: skip
+_MOBILE_WORDS = frozenset(
+    {
+        "mobile", "mobil", "cell", "cellular", "celular", "cellulare", "cel", "movil", "moviles",
+        "movel", "telemovel", "handy", "portable", "gsm", "whatsapp", "natel",
+    }
+)  # fmt: skip
+_NUMBER_WORDS = frozenset(
+    {"number", "numbers", "no", "num", "nr", "nro", "numero", "numeros", "nummer", "value"}
+)
+# Words that add nothing to a phone's name: "Phone Number", "Número de teléfono".
+_FILLER_WORDS = frozenset({"de", "del", "da", "do", "di", "du", "of", "the", "contact",
+                           "contacto", "contato", "kontakt", "lead", "customer", "client",
+                           "cliente", "kunde"})  # fmt: skip
+_PRIMARY_WORDS = frozenset({"primary", "main", "principal", "default", "preferred"})
+# A header with one of these is never the number to dial: a fax or pager, a toll-free line,
+# an extension, a label, a flag about the phone, or somebody else's phone.
+_NOT_DIALED_WORDS = frozenset(
+    {
+        # fax, pager, lines that are not a person's phone
+        "fax", "faxes", "telefax", "telecopie", "telecopieur", "facsimile", "pager", "beeper",
+        "buscapersonas", "cercapersone", "piepser", "toll", "tollfree", "video", "telex", "tty",
+        "tdd", "isdn",
+        # parts of a number, labels and flags about it
+        "ext", "extn", "extension", "extensions", "durchwahl", "anexo", "type", "types", "label",
+        "kind", "tipo", "typ", "status", "verified", "valid", "validated", "opt", "opted",
+        "optout", "optin", "consent", "dnc", "country", "code", "prefix", "prefijo",
+        "indicativo", "vorwahl", "date", "count",
+        # somebody else's phone
+        "assistant", "assistants", "asistente", "assistente", "secretary", "secretaria", "mum",
+        "mom", "mother", "mama", "madre", "mere", "mutter", "father", "dad", "padre", "pere",
+        "vater", "sister", "brother", "hermana", "hermano", "sibling", "spouse", "wife",
+        "husband", "partner", "esposa", "esposo", "conjuge", "parent", "parents", "guardian",
+        "tutor", "emergency", "emergencia", "notfall", "urgence", "manager", "boss",
+        "supervisor", "referrer", "referral", "related", "relative", "relation", "kin",
+        "child", "son", "daughter", "ship", "shipping", "spedizione", "envio",
+    }
+)  # fmt: skip
+# The other words a phone's header may hold ("Home Phone", "homephone", "Teléfono fijo"); a
+# header with a word not known here names something else ("Phone Verified", "name;phone").
+_QUALIFIER_WORDS = frozenset(
+    {
+        "home", "work", "business", "office", "other", "personal", "private", "company", "car",
+        "direct", "billing", "day", "daytime", "evening", "alt", "alternate", "alternative",
+        "secondary", "additional", "casa", "trabajo", "oficina", "empresa", "particular",
+        "domicilio", "fijo", "domicile", "bureau", "travail", "perso", "professionnel", "pro",
+        "fixe", "privat", "privado", "geschaftlich", "dienstlich", "arbeit", "buro", "lavoro",
+        "ufficio", "fisso", "abitazione", "trabalho", "residencial", "comercial", "fixo",
+        "pessoal",
+    }
+)  # fmt: skip
+_VOCABULARY = (
+    _PHONE_WORDS | _MOBILE_WORDS | _NUMBER_WORDS | _FILLER_WORDS | _PRIMARY_WORDS
+    | _NOT_DIALED_WORDS | _QUALIFIER_WORDS
+)  # fmt: skip
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)")
+# A cell that holds a phone-like number, whatever its country: 7 to 15 digits with phone
+# punctuation, maybe an extension. Only counts which phone columns are filled.
+_NUMBER_LIKE = re.compile(
+    r"^\+?[\d\s().\-/]+(?:\s*(?:x|ext\.?|extension|#)\s*\d{1,6})?$", re.IGNORECASE
+)
+_SAMPLE_ROWS = 10_000  # rows looked at to count the numbers in each phone column
+
+
+def _words(header: str) -> tuple[str, ...]:
+    """A header as lower-case words without accents: camelCase, digits, punctuation and known
+    compounds split ("MobilePhone 2" -> mobile, phone, 2; "telefonnummer" -> telefon, nummer)."""
+    if len(header) > 80:  # no phone's name is that long (and a 5 MB "header" must stay cheap)
+        return ()
+    text = unicodedata.normalize("NFKD", header)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    found: list[str] = []
+    for part in re.findall(r"[A-Za-z0-9]+", text):
+        if part.lower() not in _VOCABULARY:  # "WhatsApp" is one word, "MobilePhone" two
+            part = _CAMEL.sub(" ", part)
+        for word in re.findall(r"[a-z]+|\d+", part.lower()):
+            found.extend(_compound(word))
+    return tuple(found)
+
+
+def _compound(word: str) -> list[str]:
+    """``word`` split into known words if it is a run of them ("mobilephone"), else itself."""
+    if word in _VOCABULARY or len(word) < 5 or not word.isalpha():
+        return [word]
+    best: list[list[str] | None] = [[]] + [None] * len(word)  # best[i]: a split of word[:i]
+    for end in range(2, len(word) + 1):
+        for start in range(end - 2, -1, -1):
+            before = best[start]
+            if before is None or word[start:end] not in _VOCABULARY:
+                continue
+            if best[end] is None or len(before) + 1 < len(best[end] or ()):
+                best[end] = [*before, word[start:end]]
+    return best[-1] or [word]
+
+
+@dataclass(frozen=True)
+class _PhoneKind:
+    """What a header says about the phone it holds."""
+
+    rank: str  # "mobile", "primary" or "other" (Home Phone, Phone 2, Billing Phone...)
+    weak: bool = False  # only "Number": used when no column is named as a phone
+
+
+def _phone_kind(header: str) -> _PhoneKind | None:
+    """The kind of phone a header names, or None when it names none or one never dialed."""
+    words = _words(header)
+    if not words or any(word in _NOT_DIALED_WORDS for word in words):
+        return None
+    digits = [int(word) for word in words if word.isdigit()]
+    secondary = any(n > 1 for n in digits)
+    rest = {w for w in words if not w.isdigit() and len(w) > 1} - _NUMBER_WORDS - _FILLER_WORDS
+    if rest - _PHONE_WORDS - _MOBILE_WORDS - _PRIMARY_WORDS - _QUALIFIER_WORDS:
+        return None
+    if rest & _MOBILE_WORDS:
+        return _PhoneKind("other" if secondary else "mobile")
+    if rest & _PHONE_WORDS:
+        plain = not (rest - _PHONE_WORDS - _PRIMARY_WORDS)
+        return _PhoneKind("primary" if plain and not secondary else "other")
+    if not rest and not digits and set(words) & _NUMBER_WORDS - {"value", "no"}:
+        if "contact" in words:  # "Contact Number"
+            return _PhoneKind("primary")
+        if len(words) == 1:  # "Number", "Número": only when no column is named as a phone
+            return _PhoneKind("primary", weak=True)
+    return None
 
 
 def _named_phone_columns(headers: list[str]) -> list[int]:
-    """Columns whose header names a phone; a strong name beats "number"."""
-    for names in (_PHONE_NAMES, _WEAK_PHONE_NAMES):
-        found = [i for i, h in enumerate(headers) if h and _fold(h) in names]
-        if found:
-            return found
-    return []
+    """Columns whose header names a phone that may be dialed; a phone's name beats "Number"."""
+    kinds = {i: _phone_kind(h) for i, h in enumerate(headers) if h}
+    strong = [i for i, kind in kinds.items() if kind is not None and not kind.weak]
+    return strong or [i for i, kind in kinds.items() if kind is not None]
 
 
-def _phone_index(name: str, headers: list[str], mapping: ColumnMapping) -> int:
+def _not_dialed(headers: list[str]) -> list[int]:
+    """Columns named as a phone that is never dialed (a fax, a pager, somebody else's)."""
+    near = _PHONE_WORDS | _MOBILE_WORDS | {"fax", "telefax", "telecopie", "pager"}
+    found = []
+    for index, header in enumerate(headers):
+        words = set(_words(header))
+        if words & near and words & _NOT_DIALED_WORDS:
+            found.append(index)
+    return found
+
+
+def _numbers_in(column: int, rows: Rows) -> int:
+    """How many cells of ``column`` hold a phone-like number (7 to 15 digits)."""
+    count = 0
+    for row in rows:
+        cell = row[column].strip() if column < len(row) else ""
+        if cell and _NUMBER_LIKE.match(cell):
+            digits = sum(ch.isdigit() for ch in cell.split("x")[0].split("X")[0].split("#")[0])
+            count += 7 <= digits <= 15
+    return count
+
+
+def _phone_columns(
+    name: str,
+    headers: list[str],
+    mapping: ColumnMapping,
+    sample: Rows,
+    first_column: int,
+    warnings: list[str],
+    more: bool = False,
+) -> tuple[int, ...]:
+    """The phone columns, in the order each row tries them (see the module's docstring)."""
     if mapping.phone_column is not None:
-        index = _find(headers, mapping.phone_column)
-        if index is None:
-            raise ColumnError(
-                f"{name}: no column '{mapping.phone_column}' (columns: {_listing(headers)})"
-            )
-        return index
+        spec = mapping.phone_column
+        return tuple(_columns_named(name, headers, spec, "--phone-column", first_column))
     found = _named_phone_columns(headers)
-    if len(found) > 1:
-        shown = _listing(headers[i] for i in found)
-        raise ColumnError(
-            f"{name}: several phone columns ({shown}); choose one with --phone-column"
-        )
     if not found:
-        raise ColumnError(
-            f"{name}: no phone column found (columns: {_listing(headers)}); "
-            "name it with --phone-column"
+        raise ColumnError(_no_phone_column(name, headers))
+    if len(found) == 1:
+        return (found[0],)
+    counts = {index: _numbers_in(index, sample) for index in found}
+    where = f" in the first {len(sample):,} rows" if more else ""
+    filled = [index for index in found if counts[index]] or found
+
+    def shown(columns: Iterable[int]) -> str:
+        return ", ".join(f"'{one_line(headers[i], 60)}' ({counts[i]:,})" for i in columns)
+
+    empty = [index for index in found if index not in filled]
+    if len(filled) == 1:
+        warnings.append(
+            f"phone column '{one_line(headers[filled[0]], 60)}': the only phone column holding "
+            f"numbers{where} (empty: {_quoted(headers[i] for i in empty)})"
         )
-    return found[0]
+        return (filled[0],)
+    ranks = {index: _phone_kind(headers[index]) for index in filled}
+    mobiles = [i for i in filled if (kind := ranks[i]) is not None and kind.rank == "mobile"]
+    primaries = [i for i in filled if (kind := ranks[i]) is not None and kind.rank == "primary"]
+    choose = "choose with --phone-column (several, comma-separated, are tried in order)"
+    if len(mobiles) > 1 or len(primaries) > 1 or not (mobiles or primaries):
+        raise ColumnError(
+            f"{name}: several phone columns hold numbers{where}: {shown(filled)}; {choose}"
+        )
+    chosen = (*mobiles, *primaries)
+    if len(chosen) == 2:
+        rule = (
+            f"dialing {shown(mobiles)}, else {shown(primaries)} where it is empty or invalid "
+            "(the mobile first, then the primary phone)"
+        )
+    else:
+        rule = f"dialing {shown(chosen)} (the {'mobile' if mobiles else 'primary'} phone)"
+    unused = [index for index in filled if index not in chosen]
+    rule += f"; not dialed: {shown(unused)}" if unused else ""
+    held = "several phone columns hold" if counts[chosen[0]] else "no phone column holds"
+    warnings.append(f"{held} numbers{where}: {rule}; or {choose}")
+    return chosen
+
+
+def _no_phone_column(name: str, headers: list[str]) -> str:
+    """The "no phone column found" message: the columns (with many, how many and the first
+    few), and the phone-like columns never dialed (a fax, a pager, somebody else's phone)."""
+    named = [header for header in headers if header]
+    never = _not_dialed(headers)
+    note = f"; never dialed: {_quoted(headers[i] for i in never)}" if never else ""
+    if len(named) <= 12:
+        columns = f"columns: {_listing(headers)}"
+    else:
+        columns = f"{len(named):,} columns: {_listing(headers, 60)}"
+    return f"{name}: no phone column found ({columns}{note}); name it with --phone-column"
 
 
 def _params(
     name: str,
     headers: list[str],
-    phone: int,
+    phones: tuple[int, ...],
     id_index: int | None,
     mapping: ColumnMapping,
     warnings: list[str],
+    first_column: int = 0,
 ) -> list[tuple[int, str]]:
-    """(column index, param name) of every column sent as a custom param, in column order."""
+    """(column index, param name) of every column sent as a custom param, in column order:
+    every named column but the phone columns and the id column, or only those ``send_only``
+    names (``--params``), less those ``--exclude`` names."""
     renamed: dict[int, str] = {}
     for column, new in mapping.rename.items():
-        index = _find(headers, column)
+        index = _find(headers, column, first_column)
         if index is None:
             raise ColumnError(
                 f"{name}: no column '{column}' for --param {column}={new} "
@@ -538,32 +877,43 @@ def _params(
         renamed[index] = new.strip()
     excluded: set[int] = set()
     for column in sorted(mapping.exclude):
-        index = _find(headers, column)
+        index = _find(headers, column, first_column)
         if index is None:
             raise ColumnError(
                 f"{name}: no column '{column}' for --exclude (columns: {_listing(headers)})"
             )
         excluded.add(index)
-    if phone in renamed:
-        warnings.append(
-            f"column '{one_line(headers[phone])}' is the phone column: --param for it is ignored"
-        )
-    if id_index is not None and id_index in renamed and id_index != phone:
-        warnings.append(
-            f"column '{one_line(headers[id_index])}' is the id column: --param for it is ignored"
-        )
+    wanted: set[int] | None = None
+    if mapping.send_only is not None:
+        aliases = {new: index for index, new in renamed.items()}
+        wanted = set()
+        for spec in mapping.send_only:
+            wanted.update(_columns_named(name, headers, spec, "--params", first_column, aliases))
+    for index in sorted(set(renamed) | (wanted or set())):
+        if index in phones:
+            flag = "--param" if index in renamed else "--params"
+            warnings.append(
+                f"column '{one_line(headers[index])}' is a phone column: {flag} for it is ignored"
+            )
+        elif index == id_index:
+            flag = "--param" if index in renamed else "--params"
+            warnings.append(
+                f"column '{one_line(headers[index])}' is the id column: {flag} for it is ignored"
+            )
 
     chosen: list[tuple[int, str]] = []
     owner: dict[str, int] = {}
     for index, header in enumerate(headers):
-        if index in (phone, id_index) or index in excluded or not header:
+        if index in phones or index == id_index or index in excluded or not header:
+            continue
+        if wanted is not None and index not in wanted:
             continue
         param = renamed.get(index, header)
         if param.lower() in RESERVED:
             hint = (
                 "choose another name with --param"
                 if index in renamed
-                else f"rename it with --param {one_line(header)}=NAME"
+                else f"rename it with --param {shlex.quote(one_line(header) + '=NAME')}"
             )
             warnings.append(
                 f"column '{one_line(header)}' ignored: '{param}' is a call setting; {hint}"
@@ -581,9 +931,13 @@ def _params(
 
 
 def _required(
-    name: str, headers: list[str], params: list[tuple[int, str]], mapping: ColumnMapping
+    name: str,
+    headers: list[str],
+    params: list[tuple[int, str]],
+    mapping: ColumnMapping,
+    first_column: int = 0,
 ) -> list[tuple[int, str]]:
-    """(column, label) of each required param: by its final param name, else by its header."""
+    """(column, label) of each required param: by its final param name, else by its column."""
     by_param = {param: index for index, param in params}
     by_folded = {param.casefold(): index for index, param in reversed(params)}
     labels = dict(params)
@@ -596,7 +950,7 @@ def _required(
         if index is None:
             index = by_folded.get(key.casefold())
         if index is None:
-            index = _find(headers, key)
+            index = _find(headers, key, first_column)
         if index is None:
             raise ColumnError(
                 f"{name}: no param or column '{wanted}' for --require "

@@ -54,7 +54,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
     lines = [
         "Dry run: nobody dialed, no token used.",
         f"Leads file:    {load.path} ({load.encoding}, delimiter {_delimiter(load.delimiter)})",
-        f"Phone column:  {load.phone_column}",
+        f"Phone column:  {_phone_columns(load)}",
         f"Custom params: {', '.join(load.param_names) or '(none)'}",
         f"Rows:          {len(load.leads):,} ({counts_phrase(counts)})",
         f"To dial now:   {len(plan.to_dial):,}"
@@ -76,6 +76,13 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         body = json.dumps(plan.sample_body, ensure_ascii=False, indent=2)
         lines += ["  " + line for line in body.splitlines()]
     return visible_lines(lines)
+
+
+def _phone_columns(load: LoadResult) -> str:
+    """The phone column, or the phone columns in the order each row tries them."""
+    if len(load.phone_columns) > 1:
+        return ", then ".join(load.phone_columns) + " (where the one before is empty or invalid)"
+    return load.phone_column
 
 
 def forecast_lines(plan: Plan) -> list[str]:

@@ -186,6 +186,7 @@ def load(settings: Settings) -> LoadResult:
         exclude=frozenset(settings.exclude),
         id_column=settings.id_column,
         require=settings.require,
+        send_only=settings.params_only,
     )
     options = {"mapping": dataclasses.asdict(mapping), "region": settings.default_region,
                "encoding": settings.encoding, "delimiter": settings.delimiter,

@@ -149,7 +149,7 @@ def test_a_dnc_list_with_one_number_per_line_in_any_format(sim, tmp_path):
          "error: l.csv: --header-row 2: row 2 is empty; name the row that holds the column "
          "names\n"),
         ("l.csv", b"phone\n612345678\n", ("--phone-column", "Tel"),
-         "error: {name}: no column 'Tel' (columns: phone)"),
+         "error: {name}: no column 'Tel' for --phone-column (columns: phone)"),
         ("l.csv", b"phone\n612345678\n", ("--encoding", "bogus"),
          "error: --encoding is not an encoding Python knows: 'bogus'\n"),
         ("l.pdf", b"%PDF-1.4", (), "error: l.pdf: unsupported file type '.pdf' (use .csv, .txt "

@@ -293,11 +293,24 @@ def test_no_phone_column(tmp_path: Path) -> None:
     )
 
 
-def test_several_phone_columns(tmp_path: Path) -> None:
+def test_several_phone_columns_mobile_first_then_the_primary(tmp_path: Path) -> None:
+    result = load_leads(write(tmp_path, "name,mobile,phone\nAna,612345678,622111222\n"))
+    assert result.phone_columns == ["mobile", "phone"]
+    assert result.leads[0].phone == "+34612345678"
+    assert result.warnings == [
+        "several phone columns hold numbers: dialing 'mobile' (1), else 'phone' (1) where it is "
+        "empty or invalid (the mobile first, then the primary phone); or choose with "
+        "--phone-column (several, comma-separated, are tried in order)"
+    ]
+
+
+def test_several_phone_columns_with_no_rule_ask_with_counts(tmp_path: Path) -> None:
+    text = "name,Home Phone,Work Phone\nAna,612345678,622111222\nEva,633444555,\n"
     with pytest.raises(ColumnError) as info:
-        load_leads(write(tmp_path, "name,mobile,phone\nAna,612345678,622111222\n"))
+        load_leads(write(tmp_path, text))
     assert str(info.value) == (
-        "leads.csv: several phone columns (mobile, phone); choose one with --phone-column"
+        "leads.csv: several phone columns hold numbers: 'Home Phone' (2), 'Work Phone' (1); "
+        "choose with --phone-column (several, comma-separated, are tried in order)"
     )
 
 
@@ -317,7 +330,7 @@ def test_phone_column_missing(tmp_path: Path) -> None:
     path = write(tmp_path, "a,b,c\n1,2,3\n")
     with pytest.raises(ColumnError) as info:
         load_leads(path, ColumnMapping(phone_column="X"))
-    assert str(info.value) == "leads.csv: no column 'X' (columns: a, b, c)"
+    assert str(info.value) == "leads.csv: no column 'X' for --phone-column (columns: a, b, c)"
 
 
 def test_rename_and_exclude(tmp_path: Path) -> None:
