@@ -382,9 +382,9 @@ def test_a_disk_gone_read_only_between_runs_exits_4_and_says_what_to_do(sim, tmp
     proc = run_cli("run", str(leads), *flags, url=sim.url)
     assert proc.returncode == EXIT_LEDGER, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: cannot lock {out}.dialer/lock: Read-only file system: make it writable and run the "
-        "same command again; nobody is dialed twice (calls that may have started are looked "
-        "up first)"
+        f"error: cannot lock {out}.dialer/lock: Read-only file system: make it writable and "
+        "run the same command again; nobody is dialed twice (calls that may have started are "
+        "looked up first)"
     ]
     assert len(sim.calls) == 3
     status = run_cli("status", str(out))
