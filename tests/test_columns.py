@@ -123,8 +123,8 @@ def test_asking_lists_only_phone_columns_with_counts_in_the_first_10000_rows(tmp
     with pytest.raises(ColumnError) as info:
         load_leads(write(tmp_path, "Name,Home Phone,Work Phone\n" + rows))
     assert str(info.value) == (
-        "leads.csv: several phone columns hold numbers in the first 9,999 rows: "
-        "'Home Phone' (9,999), 'Work Phone' (3); choose with --phone-column (several, "
+        "leads.csv: several phone columns hold numbers in the first 10,000 rows: "
+        "'Home Phone' (10,000), 'Work Phone' (3); choose with --phone-column (several, "
         "comma-separated, are tried in order)"
     )
 
