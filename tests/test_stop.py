@@ -118,6 +118,7 @@ class _Clock:
 
 def _held(tmp_path: Path, note: dict | None) -> tuple[Path, RunLock]:
     results = tmp_path / "l.results.csv"
+    lock_path(results).parent.mkdir()
     lock = RunLock(lock_path(results))
     assert lock.acquire()
     if note is not None:
