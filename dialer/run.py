@@ -184,6 +184,7 @@ def load(settings: Settings) -> LoadResult:
         rename=dict(settings.params),
         exclude=frozenset(settings.exclude),
         id_column=settings.id_column,
+        country_column=settings.country_column,
         require=settings.require,
     )
     options = {"mapping": dataclasses.asdict(mapping), "region": settings.default_region,
