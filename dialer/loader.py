@@ -32,6 +32,7 @@ file's name) and ``ConfigError`` (a bad region, encoding, delimiter or param nam
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import unicodedata
@@ -465,7 +466,8 @@ class _Plan:
 
 
 def _plan(name: str, headers: list[str], mapping: ColumnMapping, warnings: list[str]) -> _Plan:
-    phone = _phone_index(name, headers, mapping)
+    phones = _phone_list(name, headers, mapping)
+    phone = phones[0]
     id_index = None
     if mapping.id_column is not None:
         id_index = _find(headers, mapping.id_column)
@@ -479,7 +481,22 @@ def _plan(name: str, headers: list[str], mapping: ColumnMapping, warnings: list[
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
     country = _country_index(name, headers, mapping)
-    return _Plan((phone,), id_index, params, required, unnamed, sent, country)
+    return _Plan(phones, id_index, params, required, unnamed, sent, country)
+
+
+def _phone_list(name: str, headers: list[str], mapping: ColumnMapping) -> tuple[int, ...]:
+    """The phone columns, tried in this order in each row: ``--phone-column A,B`` (when no
+    column is named so), else the one ``_phone_index`` finds. (A minimal stand-in: the
+    "columns" work of issue 14 owns parsing the flag.)"""
+    wanted = mapping.phone_column
+    if wanted is None or "," not in wanted or _find(headers, wanted) is not None:
+        return (_phone_index(name, headers, mapping),)
+    found: list[int] = []
+    for part in wanted.split(","):
+        index = _phone_index(name, headers, dataclasses.replace(mapping, phone_column=part))
+        if index not in found:
+            found.append(index)
+    return tuple(found)
 
 
 def _fold(header: str) -> str:
