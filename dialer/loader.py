@@ -1,12 +1,14 @@
 """The leads file: mapping its columns and turning each row into a ``Lead``; the do-not-call list.
 
-This module owns the column mapping (the phone column, detected or named; the CRM id column;
-custom params renamed or left out; required params) and each row's load-time status. Reading
+This module owns the column mapping (the phone column, detected or named; the country column,
+detected by name (``_COUNTRY_NAMES``) or named; the CRM id column; custom params renamed or left
+out; required params) and each row's load-time status. Reading
 files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
 
 A row's status, decided in this order (the first that applies wins):
 
-1. ``invalid``: the phone cell is empty or not a dialable number (``Lead.phone`` keeps the cell);
+1. ``invalid``: no phone cell gives a dialable number, read in the row's own country
+   (``dialer.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
 4. ``missing_param``: a required param is empty;
