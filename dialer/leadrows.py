@@ -119,8 +119,10 @@ class LeadRows(Sequence[Lead]):
 
     @property
     def has_extensions(self) -> bool:
-        """True when some row's phone had an extension (sent as the param ``extension``)."""
-        return bool(self._extensions)
+        """True when some dialable row's phone had an extension (sent as the param
+        ``extension``); a rejected or duplicate row's extension is never sent."""
+        codes = self._codes
+        return any(codes[i] == _PENDING for i in self._extensions)
 
     def counts(self) -> dict[str, int]:
         """Number of leads per status value, in status order, leaving out zeros."""

@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import phonenumbers
-import pycountry
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from dialer.errors import ConfigError
@@ -275,7 +274,10 @@ def fold_country(text: str) -> str:
 @functools.cache
 def _country_names() -> dict[str, str]:
     """Folded code or name -> ISO alpha-2, built once: codes first, then English names, the
-    aliases, then the translations (an earlier source wins a clash)."""
+    aliases, then the translations (an earlier source wins a clash). pycountry is imported
+    here, not at start-up: most commands never read a country."""
+    import pycountry
+
     table: dict[str, str] = {}
 
     def add(name: str | None, code: str) -> None:
