@@ -179,7 +179,8 @@ def save_leads_cache(results: Path, loaded: LoadResult, *, durable: bool = True)
     if loaded.from_cache or not loaded.cache_key or not isinstance(loaded.leads, LeadRows):
         return
     info = {name: getattr(loaded, name) for name in ("phone_column", "param_names", "encoding",
-            "delimiter", "warnings", "id_column", "sheet", "phone_columns")}  # fmt: skip
+            "delimiter", "warnings", "id_column", "sheet", "phone_columns", "country_column",
+            "countries")}  # fmt: skip
     header = {"kind": "leads", "key": loaded.cache_key, "load": info}
     try:
         make_folder(leads_cache_path(results).parent)

@@ -42,6 +42,7 @@ class Settings:
     sheet: str | None = None  # an .xlsx sheet; None: the first
     header_row: int | None = None  # the header's row (1-based, the spreadsheet's); None: found
     id_column: str | None = None  # the CRM id, carried into the results
+    country_column: str | None = None  # each row's country; None: detected by name
     require: tuple[str, ...] = ()  # params that must not be empty (else missing_param)
     dnc: str | None = None  # a do-not-call list file
     allow_possible: bool = False  # dial numbers phonenumbers calls possible, not only valid
@@ -94,6 +95,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "sheet": str,
     "header_row": int,
     "id_column": str,
+    "country_column": str,
     "require": list,
     "dnc": str,
     "allow_possible": bool,
@@ -339,7 +341,7 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
             v["encoding"] = codecs.lookup(str(v["encoding"]).strip()).name
         except LookupError:
             raise bad("encoding", f"is not an encoding Python knows: {v['encoding']!r}") from None
-    for key in ("playbook", "version_id", "phone_column"):
+    for key in ("playbook", "version_id", "phone_column", "country_column"):
         if v.get(key) is not None:
             v[key] = str(v[key]).strip()
             if not v[key]:

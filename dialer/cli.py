@@ -118,6 +118,12 @@ def cli() -> None:
 )
 @click.option("--id-column", metavar="COL", help="Column with the CRM id, copied to the results.")
 @click.option(
+    "--country-column",
+    metavar="COL",
+    help="Column with each row's country, which decides how its number is read "
+    "(default: detected by name, e.g. Country, MailingCountry, País).",
+)
+@click.option(
     "--require",
     "require",
     multiple=True,

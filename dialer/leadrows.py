@@ -1,7 +1,8 @@
 """``LeadRows``: the leads of one file, kept compactly, each ``Lead`` built on access.
 
 A million leads as ``Lead`` objects with their params dicts cost 600 bytes a row or more;
-here a row costs about 20 bytes plus its text. The loader appends rows chunk by chunk; the
+here a row costs about 20 bytes plus its text (one more when the file has several phone
+columns: which one gave the number). The loader appends rows chunk by chunk; the
 parse cache (``dialer.cache``) dumps and restores the whole table as bytes.
 """
 
@@ -34,14 +35,14 @@ def _marks(codes: bytes | bytearray, wanted: Collection[int]) -> bytes:
     return codes.translate(bytes(int(code in wanted) for code in range(256)))
 
 
-_FORMAT = 2  # of LeadRows.dump: bump it whenever the stored layout changes
+_FORMAT = 3  # of LeadRows.dump: bump it whenever the stored layout changes
 
 
 def _lead_setters() -> tuple[Callable[[Lead, object], None], ...] | None:
-    """The slot setters of ``Lead``'s six fields, to build one without its ``__init__`` (a
+    """The slot setters of ``Lead``'s seven fields, to build one without its ``__init__`` (a
     frozen dataclass's costs ~1 µs, a million times over on each pass over a big file); None
     (use ``Lead(...)``) unless ``Lead`` is exactly these fields with no ``__post_init__``."""
-    names = ("row", "phone", "params", "status", "reason", "crm_id")
+    names = ("row", "phone", "params", "status", "reason", "crm_id", "phone_column")
     if tuple(f.name for f in fields(Lead)) != names or "__post_init__" in vars(Lead):
         return None
     return tuple(getattr(Lead, name).__set__ for name in names)
@@ -51,11 +52,12 @@ _SETTERS = _lead_setters()
 
 
 def _make_lead(row: int, phone: str, params: dict[str, str], status: Status, reason: str,
-               crm_id: str) -> Lead:  # fmt: skip
+               crm_id: str, phone_column: str) -> Lead:  # fmt: skip
+    values = (row, phone, params, status, reason, crm_id, phone_column)
     if _SETTERS is None:
-        return Lead(row, phone, params, status, reason, crm_id)
+        return Lead(*values)
     lead = object.__new__(Lead)
-    for setter, value in zip(_SETTERS, (row, phone, params, status, reason, crm_id), strict=True):
+    for setter, value in zip(_SETTERS, values, strict=True):
         setter(lead, value)
     return lead
 
@@ -69,6 +71,11 @@ class LeadRows(Sequence[Lead]):
     about 20 bytes a row plus its text, where a list of ``Lead`` objects with their params
     dicts costs 600 bytes a row or more. Two accesses give equal, not identical, leads.
     ``dump`` and ``restore`` turn it into bytes and back (the parse cache, ``dialer.cache``).
+
+    With several phone columns each row keeps which one gave its number (or its reason):
+    ``Lead.phone_column``. A phone's extension becomes the param ``extension`` of its row, kept
+    aside (few rows have one); a row that already sends a non-empty ``extension`` from a column
+    keeps that one.
     """
 
     __slots__ = (
@@ -76,20 +83,28 @@ class LeadRows(Sequence[Lead]):
         "_codes",
         "_dup_rows",
         "_ends",
+        "_extensions",
         "_has_id",
         "_odd",
         "_params",
+        "_phone_columns",
         "_phones",
         "_reason_ids",
         "_reason_index",
         "_reasons",
         "_rows",
+        "_sources",
         "_starts",
     )
 
-    def __init__(self, params: Sequence[str], *, has_id: bool = False) -> None:
+    def __init__(
+        self, params: Sequence[str], *, has_id: bool = False, phone_columns: Sequence[str] = ()
+    ) -> None:
         self._params = tuple(params)
         self._has_id = has_id
+        self._phone_columns = tuple(phone_columns)  # named only when there are several
+        self._sources = bytearray()  # per row (several phone columns): the one it came from
+        self._extensions: dict[int, str] = {}  # row index -> its phone's extension
         self._rows = array("i")  # spreadsheet row numbers
         self._codes = bytearray()  # index into _CODES
         self._phones = array("q")  # E.164 digits; 0 for an invalid phone
@@ -101,6 +116,13 @@ class LeadRows(Sequence[Lead]):
         self._ends = array("I")  # per row: where its text ends in its chunk's blob
         self._odd: dict[int, tuple[str, ...]] = {}  # rows with the separator in a cell
         self._dup_rows = array("i")  # per row: the row a duplicate repeats (empty: none)
+
+    @property
+    def has_extensions(self) -> bool:
+        """True when some dialable row's phone had an extension (sent as the param
+        ``extension``); a rejected or duplicate row's extension is never sent."""
+        codes = self._codes
+        return any(codes[i] == _PENDING for i in self._extensions)
 
     def counts(self) -> dict[str, int]:
         """Number of leads per status value, in status order, leaving out zeros."""
@@ -152,7 +174,10 @@ class LeadRows(Sequence[Lead]):
         names, has_id, odd, reasons = self._params, self._has_id, self._odd, self._reasons
         codes, rows, phones, reason_ids = self._codes, self._rows, self._phones, self._reason_ids
         dup_rows, statuses, new, setters = self._dup_rows, _CODES, object.__new__, _SETTERS
-        set_row, set_phone, set_params, set_status, set_reason, set_crm = setters or [None] * 6
+        set_row, set_phone, set_params, set_status, set_reason, set_crm, set_column = (
+            setters or [None] * 7
+        )
+        extensions, sources, columns = self._extensions, self._sources, self._phone_columns
         width = len(names) + has_id
         starts = [*self._starts, len(self)]
         for chunk, blob in enumerate(self._blobs):
@@ -183,8 +208,11 @@ class LeadRows(Sequence[Lead]):
                 params = dict(zip(names, values, strict=True))
                 if "" in values:
                     params = {name: value for name, value in params.items() if value}
+                if extensions and i in extensions:
+                    params.setdefault("extension", extensions[i])
+                column = columns[sources[i]] if columns else ""
                 if setters is None:
-                    yield Lead(row, phone, params, _CODES[code], reason, crm_id)
+                    yield Lead(row, phone, params, _CODES[code], reason, crm_id, column)
                     continue
                 lead = new(Lead)
                 set_row(lead, row)
@@ -193,6 +221,7 @@ class LeadRows(Sequence[Lead]):
                 set_status(lead, statuses[code])
                 set_reason(lead, reason)
                 set_crm(lead, crm_id)
+                set_column(lead, column)
                 yield lead
 
     def __eq__(self, other: object) -> bool:
@@ -214,11 +243,14 @@ class LeadRows(Sequence[Lead]):
         phone = values.pop() if code == _INVALID else f"+{self._phones[i]}"
         crm_id = values.pop(0) if self._has_id else ""
         params = {name: value for name, value in zip(self._params, values, strict=True) if value}
+        if i in self._extensions:
+            params.setdefault("extension", self._extensions[i])
         if code == _DUPLICATE:
             reason = f"same phone as row {self._dup_rows[i]}"
         else:
             reason = self._reasons[self._reason_ids[i]]
-        return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id)
+        column = self._phone_columns[self._sources[i]] if self._phone_columns else ""
+        return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id, column)
 
     def _add_chunk(
         self,
@@ -226,22 +258,32 @@ class LeadRows(Sequence[Lead]):
         parsed: list[str],
         plan: _Plan,
         blocked: Collection[str] | None,
+        sources: bytes = b"",
     ) -> None:
         """Record a chunk of rows, before duplicates are known (``_settle`` decides those).
 
-        ``parsed`` holds, per row, the E.164 number or (not starting with "+") the reason.
+        ``parsed`` holds, per row, the E.164 number (then ``x`` and its extension's digits, when
+        it had one) or (not starting with "+") the reason; ``sources``, with several phone
+        columns, the index into ``plan.phones`` of the cell each verdict came from.
         """
         texts: list[bytes] = []
         end = 0
         first = len(self._rows)
-        sent, required, phone_at = plan.sent, plan.required, plan.phone
-        for (row, values), verdict in zip(kept, parsed, strict=True):
+        sent, required, phones = plan.sent, plan.required, plan.phones
+        if self._phone_columns:
+            self._sources += sources
+        else:
+            sources = bytes(len(kept))  # one phone column: each verdict is its cell's
+        for (row, values), verdict, source in zip(kept, parsed, sources, strict=True):
             cells = [values[i] for i in sent]
             reason = ""
             if verdict[0] != "+":
                 code, digits, reason = _INVALID, 0, verdict
-                cells.append(values[phone_at])
+                cells.append(values[phones[source]])
             else:
+                if "x" in verdict:
+                    verdict, extension = verdict.split("x")
+                    self._extensions[len(self._rows)] = extension
                 digits = int(verdict[1:])
                 if blocked is not None and verdict in blocked:
                     code, reason = _DNC, REASON_DNC
@@ -301,12 +343,14 @@ class LeadRows(Sequence[Lead]):
             "has_id": self._has_id,
             "reasons": self._reasons,
             "odd": [[i, list(cells)] for i, cells in self._odd.items()],
+            "phone_columns": list(self._phone_columns),
+            "extensions": [[i, extension] for i, extension in self._extensions.items()],
             "blobs": [len(blob) for blob in self._blobs],
             "arrays": [[a.typecode, a.itemsize, len(a)] for a in arrays],
             "codes": len(self._codes),
         }
         parts = [json.dumps(header, ensure_ascii=False).encode(), bytes(self._codes)]
-        return parts + [a.tobytes() for a in arrays] + self._blobs
+        return parts + [a.tobytes() for a in arrays] + [bytes(self._sources)] + self._blobs
 
     @classmethod
     def restore(cls, parts: Sequence[bytes | memoryview]) -> LeadRows:
@@ -314,7 +358,8 @@ class LeadRows(Sequence[Lead]):
         header = json.loads(bytes(parts[0]))
         if header.get("format") != _FORMAT:
             raise ValueError("another format")
-        rows = cls(header["params"], has_id=bool(header["has_id"]))
+        rows = cls(header["params"], has_id=bool(header["has_id"]),
+                   phone_columns=[str(name) for name in header["phone_columns"]])  # fmt: skip
         rows._codes = bytearray(parts[1])
         arrays = []
         for (typecode, itemsize, length), raw in zip(header["arrays"], parts[2:8], strict=True):
@@ -328,11 +373,15 @@ class LeadRows(Sequence[Lead]):
         rows._reasons = [str(reason) for reason in header["reasons"]]
         rows._reason_index = {reason: i for i, reason in enumerate(rows._reasons)}
         rows._odd = {int(i): tuple(cells) for i, cells in header["odd"]}
-        rows._blobs = [bytes(blob) for blob in parts[8:]]
+        rows._extensions = {int(i): str(extension) for i, extension in header["extensions"]}
+        rows._sources = bytearray(parts[8])
+        rows._blobs = [bytes(blob) for blob in parts[9:]]
         n = len(rows._rows)
         sizes = (len(rows._codes), len(rows._phones), len(rows._reason_ids), len(rows._ends))
         if sizes != (n, n, n, n) or [len(b) for b in rows._blobs] != header["blobs"]:
             raise ValueError("parts of another length")
         if len(rows._starts) != len(rows._blobs) or len(rows._dup_rows) not in (0, n):
             raise ValueError("chunks that do not fit")
+        if len(rows._sources) != (n if rows._phone_columns else 0):
+            raise ValueError("phone columns that do not fit")
         return rows

@@ -431,7 +431,8 @@ class Ledger:
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
                       crm_id=lead.crm_id, history=entry.history if entry else "",
-                      unseen=entry.unseen if entry else "")  # fmt: skip
+                      unseen=entry.unseen if entry else "",
+                      phone_column=lead.phone_column)  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -492,7 +493,8 @@ class Ledger:
         """A lead final at load time (invalid, duplicate): a results row, no journal record.
         A row the results CSV already holds for it, alike but for its time, is kept as is."""
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
-                      updated_at=utc_iso(), crm_id=lead.crm_id)  # fmt: skip
+                      updated_at=utc_iso(), crm_id=lead.crm_id,
+                      phone_column=lead.phone_column)  # fmt: skip
         before = self._load_rows.get(entry.key)
         if before is not None and replace(before, updated_at=entry.updated_at) == entry:
             self._entries[entry.key] = before
@@ -528,8 +530,8 @@ class Ledger:
                       (before.attempts if before else 0) + outcome.attempts, outcome.error,
                       utc_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
                       lead.crm_id, history=before.history if before else "",
-                      abandoned_at=abandoned,
-                      unseen=before.unseen if before else "")  # fmt: skip
+                      abandoned_at=abandoned, unseen=before.unseen if before else "",
+                      phone_column=lead.phone_column)  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -601,7 +603,8 @@ class Ledger:
                      attempts=before.attempts if before else 0, updated_at=utc_iso(),
                      sent_at=time.time(), crm_id=lead.crm_id,
                      history=before.history if before else "",
-                     unseen=before.unseen if before else "")  # fmt: skip
+                     unseen=before.unseen if before else "",
+                     phone_column=lead.phone_column)  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
         """Append one state line to the journal (written whole, not yet fsynced)."""

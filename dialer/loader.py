@@ -1,7 +1,8 @@
 """The leads file: mapping its columns and turning each row into a ``Lead``; the do-not-call list.
 
-This module owns the column mapping (the phone columns, detected or named; the CRM id column;
-custom params renamed, chosen or left out; required params) and each row's load-time status.
+This module owns the column mapping (the phone columns, detected or named; the country column,
+detected by name (``_COUNTRY_NAMES``) or named; the CRM id column; custom params renamed, chosen
+or left out; required params) and each row's load-time status.
 Reading files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
 
 Columns. A repeated header is made distinct: its copies are ``Phone``, ``Phone (2)``, ... (a
@@ -31,8 +32,9 @@ those columns (by column, or by the name ``--param`` gives them); ``--exclude`` 
 
 A row's status, decided in this order (the first that applies wins):
 
-1. ``invalid``: the phone cell is empty or not a dialable number (``Lead.phone`` keeps the cell),
-   or the row has more filled fields than the header (an unquoted delimiter in a value);
+1. ``invalid``: no phone cell gives a dialable number, read in the row's own country
+   (``dialer.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given), or
+   the row has more filled fields than the header (an unquoted delimiter in a value);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
 4. ``missing_param``: a required param is empty;
@@ -62,7 +64,7 @@ import os
 import re
 import shlex
 import unicodedata
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -74,7 +76,7 @@ from typing import TypeVar
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
 from dialer.leadrows import REASON_DNC, LeadRows
 from dialer.model import LOAD_TIME, Lead, Status
-from dialer.phones import check_region, normalize, normalize_many
+from dialer.phones import check_region, country_region, normalize, normalize_many, normalize_rows
 from dialer.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
 
 __all__ = [
@@ -98,6 +100,22 @@ RESERVED = frozenset(
 # The first columns of a rejects file (``dialer.report.write_rejects``). A file starting with them
 # is refused as a leads file: imported as a new campaign, its duplicates would be called again.
 REJECTS_COLUMNS = ("row", "status", "reason", "to do")
+
+# Header names of a country column, after _fold() and without punctuation, best first: a plain
+# "Country" beats a mailing or home address's, which beats billing/work, which beats shipping
+# and "other" ones. Only the best-ranked column is read (the first of its rank in the file); a
+# row whose cell there is empty uses --default-region. A relative's ("Mum-Country") never counts.
+_COUNTRY_NAMES = (
+    frozenset({"country", "countrycode", "countryname", "countryregion", "countryiso",
+               "isocountry", "pais", "codigopais", "pays", "codepays", "land", "landercode",
+               "paese", "nazione", "nation"}),
+    frozenset({"mailingcountry", "homecountry", "homecountryregion", "address1country",
+               "primarycountry", "contactcountry", "addresscountry"}),
+    frozenset({"billingcountry", "workcountry", "businesscountry", "businesscountryregion",
+               "companycountry"}),
+    frozenset({"shippingcountry", "shiptocountry", "othercountry", "othercountryregion",
+               "address2country"}),
+)  # fmt: skip
 
 _CHUNK_ROWS = 10_000  # rows read at a time, and the unit of work for the process pool
 _PARALLEL_MIN_ROWS = 20_000  # phones parsed in the process before a pool is worth starting
@@ -145,6 +163,10 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
     id_column: str = ""  # the CRM id column's header, "" when none
     sheet: str = ""  # the sheet read from a workbook, "" for a text file
+    country_column: str = ""  # the header of the column giving each row's country, "" none
+    # Rows per country read from it (ISO alpha-2; "" an empty cell: the default region;
+    # "?" a cell naming no country the dialer can dial).
+    countries: dict[str, int] = field(default_factory=dict)
     # The parse cache's key for this load ("" when none) and whether the cache gave it.
     cache_key: str = field(default="", compare=False, repr=False)
     from_cache: bool = field(default=False, compare=False, repr=False)
@@ -232,22 +254,33 @@ def load_leads(
         sample = first[1][:_SAMPLE_ROWS] if first is not None else []
         more = second is not None or len(sample) < (len(first[1]) if first else 0)
         plan = _plan(name, headers, mapping, warnings, sample, table.first_column, more)
-        leads = LeadRows(plan.param_names, has_id=plan.id_index is not None)
+        leads = LeadRows(
+            plan.param_names,
+            has_id=plan.id_index is not None,
+            phone_columns=[headers[i] for i in plan.phones] if len(plan.phones) > 1 else (),
+        )
         blank_rows = 0
         unnamed_values: set[int] = set()
+        country_cells: Counter[str] = Counter()
 
-        def prepared() -> Iterator[tuple[list[tuple[int, list[str]]], list[str]]]:
+        def prepared() -> Iterator[tuple[list[tuple[int, list[str]]], _Cells]]:
             nonlocal blank_rows
             for first_row, rows in chunks:
                 kept, blank = _clean(first_row, rows, plan.unnamed, unnamed_values, table.wide)
                 blank_rows += blank
-                yield kept, [values[plan.phone] for _, values in kept]
+                phones = [[values[i] for _, values in kept] for i in plan.phones]
+                countries = None
+                if plan.country is not None:
+                    countries = [values[plan.country] for _, values in kept]
+                    country_cells.update(countries)
+                yield kept, (phones, countries)
 
-        with _PhoneParser(region, allow_possible) as parser:
-            for kept, verdicts in parser.ordered(prepared()):
+        country_name = headers[plan.country] if plan.country is not None else ""
+        with _PhoneParser(region, allow_possible, one_line(country_name)) as parser:
+            for kept, (verdicts, sources) in parser.ordered(prepared()):
                 if table.wide:
                     _reject_wide(kept, verdicts, table.wide)
-                leads._add_chunk(kept, verdicts, plan, blocked)
+                leads._add_chunk(kept, verdicts, plan, blocked, sources)
         leads._settle()
 
     for index in sorted(unnamed_values):
@@ -255,10 +288,18 @@ def load_leads(
         warnings.append(f"column {column} has values but no header: its values are not sent")
     if blank_rows:
         warnings.append(f"{blank_rows} empty row(s) skipped")
+    countries: dict[str, int] = {}
+    for cell, count in country_cells.most_common():
+        code = country_region(cell, country_name)[0] if cell else ""
+        code = code or ("?" if cell else "")
+        countries[code] = countries.get(code, 0) + count
+    param_names = list(plan.param_names)
+    if leads.has_extensions and "extension" not in param_names:
+        param_names.append("extension")
     return LoadResult(
         path=path,
         phone_column=headers[plan.phone],
-        param_names=list(plan.param_names),
+        param_names=param_names,
         leads=leads,
         encoding=table.encoding,
         delimiter=table.delimiter,
@@ -266,6 +307,8 @@ def load_leads(
         id_column=headers[plan.id_index] if plan.id_index is not None else "",
         sheet=table.title,
         phone_columns=[headers[i] for i in plan.phones],
+        country_column=country_name,
+        countries=countries,
     )
 
 
@@ -297,12 +340,13 @@ def load_dnc(
         if header_is_data:
             chunks = chain([(table.header_row, [table.header])], chunks)
 
-        def cells() -> Iterator[tuple[None, list[str]]]:
+        def cells() -> Iterator[tuple[None, _Cells]]:
             for _, rows in chunks:
-                yield None, [row[column].strip() for row in rows if any(c.strip() for c in row)]
+                found = [row[column].strip() for row in rows if any(c.strip() for c in row)]
+                yield None, ([found], None)
 
         with _PhoneParser(region, allow_possible=True) as parser:
-            for _, verdicts in parser.ordered(cells()):
+            for _, (verdicts, _sources) in parser.ordered(cells()):
                 found = [verdict for verdict in verdicts if verdict[0] == "+"]
                 numbers.update(found)
                 skipped += len(verdicts) - len(found)
@@ -312,28 +356,45 @@ def load_dnc(
 # --- phone parsing, in order, on a pool for large files ---------------------------------------
 
 _T = TypeVar("_T")
+# A batch of rows' cells to read: one list of cells per phone column, and the country cells.
+_Cells = tuple[list[list[str]], list[str] | None]
+# Per row, its E.164 number (with "x" and the extension's digits when it had one: "+1201x89")
+# or the reason it has none (a reason never starts with "+"); and per row the index into the
+# plan's phone columns of the cell that gave it (empty when there is one phone column).
+_Verdicts = tuple[list[str], bytes]
 
 
-def _verdicts(cells: list[str], region: str, allow_possible: bool) -> list[str]:
-    """Per cell, its E.164 number or the reason it has none (a reason never starts with "+").
+def _verdicts(cells: _Cells, region: str, allow_possible: bool, country_column: str) -> _Verdicts:
+    """The verdicts of a batch of rows (``_Verdicts``).
 
     The unit of work of both paths: run in this process, or on the pool (plain strings are
-    cheaper to send back than ``ParsedPhone`` objects).
+    cheaper to send back than ``ParsedPhone`` objects). One phone column and no country column
+    take the per-cell path; otherwise each row is read by ``normalize_rows``.
     """
-    return [
-        parsed.e164 or parsed.reason
-        for parsed in normalize_many(cells, region, allow_possible=allow_possible)
+    phones, countries = cells
+    if len(phones) == 1 and countries is None:
+        parsed = normalize_many(phones[0], region, allow_possible=allow_possible)
+        sources = b""
+    else:
+        parsed, found = normalize_rows(
+            phones, countries, region, country_column=country_column,
+            allow_possible=allow_possible,
+        )  # fmt: skip
+        sources = bytes(found) if len(phones) > 1 else b""
+    verdicts = [
+        (f"{p.e164}x{p.extension}" if p.extension else p.e164) if p.e164 else p.reason
+        for p in parsed
     ]
+    return verdicts, sources
 
 
 class _PhoneParser:
-    """Parses batches of phone cells in order: in this process for the first
+    """Reads batches of rows' phone cells in order: in this process for the first
     ``_PARALLEL_MIN_ROWS``, then on a process pool (if there is more than one core). Any trouble
     with the pool falls back to this process: same function, same results."""
 
-    def __init__(self, region: str, allow_possible: bool) -> None:
-        self._region = region
-        self._allow_possible = allow_possible
+    def __init__(self, region: str, allow_possible: bool, country_column: str = "") -> None:
+        self._args = (region, allow_possible, country_column)
         self._pool: ProcessPoolExecutor | None = None
         self._workers = _worker_count()
         self._failed = False
@@ -346,19 +407,19 @@ class _PhoneParser:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def ordered(self, batches: Iterable[tuple[_T, list[str]]]) -> Iterator[tuple[_T, list[str]]]:
-        """(payload, verdicts) for each (payload, phone cells), in the order given."""
-        in_flight: deque[tuple[_T, list[str], Future[list[str]] | None]] = deque()
+    def ordered(self, batches: Iterable[tuple[_T, _Cells]]) -> Iterator[tuple[_T, _Verdicts]]:
+        """(payload, verdicts) for each (payload, cells), in the order given."""
+        in_flight: deque[tuple[_T, _Cells, Future[_Verdicts] | None]] = deque()
         seen = 0
         for payload, cells in batches:
-            seen += len(cells)
+            seen += len(cells[0][0]) if cells[0] else 0
             in_flight.append((payload, cells, self._submit(cells, seen)))
             while len(in_flight) > (2 * self._workers if self._pool is not None else 0):
                 yield self._result(*in_flight.popleft())
         while in_flight:
             yield self._result(*in_flight.popleft())
 
-    def _submit(self, cells: list[str], seen: int) -> Future[list[str]] | None:
+    def _submit(self, cells: _Cells, seen: int) -> Future[_Verdicts] | None:
         if self._pool is None:
             if self._failed or self._workers < 2 or seen <= _PARALLEL_MIN_ROWS:
                 return None
@@ -368,20 +429,20 @@ class _PhoneParser:
                 self._failed = True
                 return None
         try:
-            return self._pool.submit(_verdicts, cells, self._region, self._allow_possible)
+            return self._pool.submit(_verdicts, cells, *self._args)
         except (BrokenProcessPool, RuntimeError, OSError):
             self._give_up()
             return None
 
     def _result(
-        self, payload: _T, cells: list[str], future: Future[list[str]] | None
-    ) -> tuple[_T, list[str]]:
+        self, payload: _T, cells: _Cells, future: Future[_Verdicts] | None
+    ) -> tuple[_T, _Verdicts]:
         if future is not None:
             try:
                 return payload, future.result()
             except (BrokenProcessPool, OSError):
                 self._give_up()
-        return payload, _verdicts(cells, self._region, self._allow_possible)
+        return payload, _verdicts(cells, *self._args)
 
     def _give_up(self) -> None:
         self._failed = True
@@ -482,7 +543,8 @@ def _plan(
     required = _required(name, headers, params, mapping, first_column)
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
-    return _Plan(phones, id_index, params, required, unnamed, sent)
+    country = _country_index(name, headers, mapping, first_column)
+    return _Plan(phones, id_index, params, required, unnamed, sent, country)
 
 
 def _fold(header: str) -> str:
@@ -760,6 +822,27 @@ def _named_phone_columns(headers: list[str]) -> list[int]:
     kinds = {i: _phone_kind(h) for i, h in enumerate(headers) if h}
     strong = [i for i, kind in kinds.items() if kind is not None and not kind.weak]
     return strong or [i for i, kind in kinds.items() if kind is not None]
+
+
+def _country_index(
+    name: str, headers: list[str], mapping: ColumnMapping, first_column: int = 0
+) -> int | None:
+    """The column giving each row's country: ``--country-column``, else the best-ranked header
+    of ``_COUNTRY_NAMES`` (the first of its rank), else None (every row: the default region)."""
+    if mapping.country_column is not None:
+        index = _find(headers, mapping.country_column, first_column)
+        if index is None:
+            raise ColumnError(
+                f"{name}: no column '{mapping.country_column}' for --country-column "
+                f"(columns: {_listing(headers)})"
+            )
+        return index
+    folded = [re.sub(r"[^0-9a-z]", "", _fold(header)) for header in headers]
+    for names in _COUNTRY_NAMES:
+        for index, key in enumerate(folded):
+            if key and key in names:
+                return index
+    return None
 
 
 def _not_dialed(headers: list[str]) -> list[int]:

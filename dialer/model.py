@@ -61,6 +61,9 @@ class Lead:
     status: Status = Status.PENDING
     reason: str = ""
     crm_id: str = ""  # the CRM's id for the row (--id-column), carried into the results
+    # The phone column the number (or the invalid cell) came from, when the file has several
+    # (--phone-column Mobile,Phone); "" with one.
+    phone_column: str = ""
 
     @property
     def key(self) -> str:

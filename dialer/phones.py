@@ -1,7 +1,26 @@
 """Phone numbers: turning a spreadsheet cell into a dialable E.164 number, or a reason why not.
 
-This module owns E.164 parsing and validity (through ``phonenumbers``) and the check of the
-``--default-region`` code. It is pure: no network, no files, no printing.
+This module owns E.164 parsing and validity (through ``phonenumbers``), reading a row's country
+cell (ISO codes and country names in English, Spanish, French, German, Italian and Portuguese,
+through ``pycountry`` and its translations), the per-row fallback over several phone columns,
+and the check of the ``--default-region`` code. It is pure: no network, no files, no printing.
+
+Which country a row's number belongs to (``normalize_rows``), first rule that applies:
+
+* an explicit international prefix (``+``, or ``00``) wins over everything: ``+1 201 555 0123``
+  is a US number in any row;
+* a row whose country cell names a country reads its number in that country's region: with
+  Country=US, ``612345678`` is "invalid number for US", never the Spanish number it would be
+  under ``--default-region ES``; nobody is dialed abroad by a guess;
+* a row whose country cell is empty (or a file with no country column) uses ``--default-region``;
+* a country cell that names no country ("Narnia") rejects the row with the reason, and a country
+  ``phonenumbers`` has no numbering for (Antarctica) too: the row is never guessed into another
+  region. A number with an explicit prefix in such a row is still read (the prefix says it all).
+
+A country cell is an ISO 3166 alpha-2 or alpha-3 code, a country name (official, common or
+translated), folded (case, accents, punctuation: "U.S.", "USA", "États-Unis", "España" all
+read), a name with a parenthesised remark ("Slovakia (Slovak Republic)"), a dialing code
+("+34", "34"), or one of a tiny list of common aliases (``_ALIASES``: UK, England...).
 
 Rules, in the order they apply to a cell:
 
@@ -14,12 +33,23 @@ Rules, in the order they apply to a cell:
 * the number must be valid for its region (``phonenumbers.is_valid_number``), not just plausible;
   with ``allow_possible=True`` a number of a possible length for its region
   (``phonenumbers.is_possible_number``) is accepted too, but a valid reading always wins;
-* the result is E.164, which never carries an extension: the dialer calls the main number.
+* Excel damage is named, not read: a short negative integer (``-2237``, what Excel makes of
+  ``+1-532-344-1362`` taken as a formula) or an error value (``#NAME?``) where a phone was;
+* the result is E.164, which never carries an extension: the dialer calls the main number, and
+  the extension (``555-867-5309 x89``, ``ext. 12``) is kept in ``ParsedPhone.extension`` (the
+  loader sends it as the custom param ``extension``).
+
+Several phone columns (``--phone-column Mobile,Phone``): in each row the first cell that gives a
+dialable number is used; when none does, the row's reason is the first non-empty cell's (or
+"empty phone"), and ``normalize_rows`` says which cell that was.
 """
 
 from __future__ import annotations
 
+import functools
+import gettext
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +58,14 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResu
 
 from dialer.errors import ConfigError
 
-__all__ = ["ParsedPhone", "check_region", "normalize", "normalize_many"]
+__all__ = [
+    "ParsedPhone",
+    "check_region",
+    "country_region",
+    "normalize",
+    "normalize_many",
+    "normalize_rows",
+]
 
 REASON_EMPTY = "empty phone"
 REASON_SCIENTIFIC = (
@@ -39,6 +76,10 @@ REASON_EXCEL_NUMBER = (
     "phone stored as a number (ends in '.0'): "
     "format the column as text in the spreadsheet and export again"
 )
+REASON_FORMULA = (
+    "Excel evaluated this number as a formula: "
+    "format the column as text before saving, and export again"
+)
 REASON_NOT_A_NUMBER = "not a phone number"
 REASON_TOO_SHORT = "not a phone number (too few digits)"
 REASON_TOO_LONG = "not a phone number (too many digits)"
@@ -48,6 +89,11 @@ REASON_SEVERAL = "several numbers in one cell: keep one phone per cell"
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+$")
 # A numeric cell exported as a float: digits, then ".0" (or ",0" in comma-decimal locales).
 _EXCEL_FLOAT = re.compile(r"^\+?\d+[.,]0+$")
+# What Excel leaves of a phone it took for a formula: "+1-532-344-1362" becomes -2237, or an
+# error value when the formula could not be computed.
+_FORMULA_DAMAGE = re.compile(
+    r"^(?:-\d{1,6}|#(?:NAME\?|VALUE!|REF!|ERROR!|N/A|NUM!|NULL!|DIV/0!))$", re.IGNORECASE
+)
 # "00" international prefix, possibly inside a leading bracket: "0034 ...", "(0034) ...".
 _DOUBLE_ZERO = re.compile(r"^(\(?\s*)00(?=\d)")
 # Real extensions are short; a long "extension" is a second number after a comma or ";".
@@ -57,10 +103,12 @@ _POSSIBLE = phonenumbers.is_possible_number_with_reason
 
 @dataclass(frozen=True, slots=True)
 class ParsedPhone:
-    """A cell's verdict: ``e164`` when dialable, else ``None`` and a one-sentence ``reason``."""
+    """A cell's verdict: ``e164`` when dialable (and its ``extension``, digits, when the cell
+    had one), else ``None`` and a one-sentence ``reason``."""
 
     e164: str | None
     reason: str = ""
+    extension: str = ""
 
     @property
     def ok(self) -> bool:
@@ -92,6 +140,8 @@ def normalize(raw: str, default_region: str = "ES", *, allow_possible: bool = Fa
         return ParsedPhone(None, REASON_SCIENTIFIC)
     if _EXCEL_FLOAT.match(text):
         return ParsedPhone(None, REASON_EXCEL_NUMBER)
+    if _FORMULA_DAMAGE.match(text):
+        return ParsedPhone(None, REASON_FORMULA)
 
     region = default_region.upper()
     try:
@@ -129,7 +179,8 @@ def normalize(raw: str, default_region: str = "ES", *, allow_possible: bool = Fa
     if sum(ch.isdigit() for ch in extension) > _MAX_EXTENSION_DIGITS:
         return ParsedPhone(None, REASON_SEVERAL)
     number.extension = None
-    return ParsedPhone(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return ParsedPhone(e164, extension="".join(ch for ch in extension if ch.isdigit()))
 
 
 def normalize_many(
@@ -184,7 +235,11 @@ def _parse_failure(error: NumberParseException | None) -> str:
 
 
 def _region_label(number: phonenumbers.PhoneNumber, default_region: str) -> str:
-    """The region a number claims (``US`` for +1, ``GB`` for +44...), else the default."""
+    """The region a number claims (``US`` for +1, ``GB`` for +44...), else the default; a
+    number read in ``default_region`` with its country code is that region's (a Bahamas row's
+    invalid number is "invalid number for BS", not for US)."""
+    if number.country_code == phonenumbers.country_code_for_region(default_region):
+        return default_region
     region = phonenumbers.region_code_for_number(number)
     if not region or region in ("ZZ", "001"):
         region = phonenumbers.region_code_for_country_code(number.country_code or 0)
@@ -193,3 +248,150 @@ def _region_label(number: phonenumbers.PhoneNumber, default_region: str) -> str:
     if region == "001":
         return f"+{number.country_code}"
     return region
+
+
+# --- each row's country ---------------------------------------------------------------------
+
+# Names people write that ISO 3166 does not: a deliberately tiny list on top of pycountry.
+_ALIASES = {
+    "uk": "GB", "greatbritain": "GB", "britain": "GB", "england": "GB", "scotland": "GB",
+    "wales": "GB", "northernireland": "GB", "usofa": "US", "america": "US",
+    "holland": "NL", "southkorea": "KR", "northkorea": "KP", "russia": "RU",
+}  # fmt: skip
+# Languages whose country names are read (pycountry's gettext catalogs), besides English.
+_LANGUAGES = ("es", "fr", "de", "it", "pt", "pt_BR")
+_REMARK = re.compile(r"\s*\([^)]*\)\s*")
+_DIALING_CODE = re.compile(r"^\+?\d{1,3}$")
+_SHOWN = 40  # characters of a cell quoted in a reason
+
+
+def fold_country(text: str) -> str:
+    """Case, accents, punctuation and spaces folded away: "États-Unis" -> "etatsunis"."""
+    text = unicodedata.normalize("NFKD", text.casefold().replace("&", " and "))
+    return "".join(ch for ch in text if ch.isalnum() and not unicodedata.combining(ch))
+
+
+@functools.cache
+def _country_names() -> dict[str, str]:
+    """Folded code or name -> ISO alpha-2, built once: codes first, then English names, the
+    aliases, then the translations (an earlier source wins a clash). pycountry is imported
+    here, not at start-up: most commands never read a country."""
+    import pycountry
+
+    table: dict[str, str] = {}
+
+    def add(name: str | None, code: str) -> None:
+        key = fold_country(name or "")
+        if key and key not in table:
+            table[key] = code
+
+    countries = list(pycountry.countries)
+    for country in countries:
+        add(country.alpha_2, country.alpha_2)
+    for country in countries:
+        add(country.alpha_3, country.alpha_2)
+    english = [
+        (name, country.alpha_2)
+        for country in countries
+        for name in (
+            getattr(country, "common_name", None),
+            country.name,
+            getattr(country, "official_name", None),
+        )
+        if name
+    ]
+    for name, code in english:
+        add(name, code)
+    for alias, code in _ALIASES.items():
+        add(alias, code)
+    for language in _LANGUAGES:
+        catalog = gettext.translation(
+            "iso3166-1", pycountry.LOCALES_DIR, languages=[language], fallback=True
+        )
+        for name, code in english:
+            add(catalog.gettext(name), code)
+    return table
+
+
+@functools.lru_cache(maxsize=65536)
+def country_region(cell: str, column: str = "Country") -> tuple[str, str]:
+    """``(region, "")`` when ``cell`` names a country whose numbers ``phonenumbers`` reads,
+    ``("", "")`` for an empty cell, else ``("", reason)``; ``column`` is named in the reason.
+    Cached per distinct cell: a million rows hold a few hundred countries."""
+    text = cell.strip()
+    if not text:
+        return "", ""
+    names = _country_names()
+    code = names.get(fold_country(text))
+    if code is None and "(" in text:
+        code = names.get(fold_country(_REMARK.sub(" ", text)))
+    if code is None and _DIALING_CODE.match(text):
+        region = phonenumbers.region_code_for_country_code(int(text.lstrip("+")))
+        code = region if region in phonenumbers.SUPPORTED_REGIONS else None
+    shown = text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
+    if code is None:
+        return "", (
+            f"unknown country '{shown}' in column {column}: "
+            "write an ISO code such as US, or fix the cell"
+        )
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        return "", (
+            f"no phone numbers known for country '{shown}' ({code}) in column {column}: "
+            "write the number with its + country code"
+        )
+    return code, ""
+
+
+def _explicit_prefix(text: str) -> bool:
+    """True when the cell carries its own country code (``+`` or ``00``)."""
+    return text.lstrip("( ").startswith(("+", "00"))
+
+
+def normalize_rows(
+    columns: Sequence[Sequence[str]],
+    countries: Sequence[str] | None,
+    default_region: str = "ES",
+    *,
+    country_column: str = "Country",
+    allow_possible: bool = False,
+) -> tuple[list[ParsedPhone], bytearray]:
+    """Read a batch of rows: per row, its verdict and which of ``columns`` it came from.
+
+    ``columns`` holds one sequence of cells per phone column, tried in that order in each row;
+    ``countries`` the rows' country cells (None: no country column). The rules are the module's:
+    a country cell decides the region, the default region only fills in for an empty one. A
+    row's verdict is its first dialable cell's, else its first non-empty cell's reason (else
+    "empty phone"); the index says which cell that was (0 for an empty row).
+    """
+    default = default_region.upper()
+    seen: dict[tuple[str, str], ParsedPhone] = {}
+    out: list[ParsedPhone] = []
+    sources = bytearray()
+    for i in range(len(columns[0])):
+        region, why = default, ""
+        if countries is not None and countries[i]:
+            region, why = country_region(countries[i], country_column)
+        chosen: ParsedPhone | None = None
+        source = 0
+        for k, column in enumerate(columns):
+            raw = column[i]
+            if not raw.strip():
+                continue
+            key = (raw, why or region)
+            parsed = seen.get(key)
+            if parsed is None:
+                if not why:
+                    parsed = normalize(raw, region, allow_possible=allow_possible)
+                elif _explicit_prefix(raw.strip()):
+                    parsed = normalize(raw, default, allow_possible=allow_possible)
+                else:
+                    parsed = ParsedPhone(None, why)
+                seen[key] = parsed
+            if parsed.ok:
+                chosen, source = parsed, k
+                break
+            if chosen is None:
+                chosen, source = parsed, k
+        out.append(chosen or ParsedPhone(None, REASON_EMPTY))
+        sources.append(source)
+    return out, sources

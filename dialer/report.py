@@ -45,6 +45,18 @@ def _people(count: int) -> str:
     return f"{count:,} {'person' if count == 1 else 'people'}"
 
 
+def country_lines(load: LoadResult, shown: int = 4) -> list[str]:
+    """The dry run's line on where each row's country came from, e.g. ``Country: from column
+    'MailingCountry' (US 102)``; none when the file has no country column."""
+    if not load.country_column:
+        return []
+    labels = {"": "empty: default region", "?": "unknown"}
+    parts = [f"{labels.get(code, code)} {n:,}" for code, n in load.countries.items()]
+    if len(parts) > shown:
+        parts = [*parts[:shown], f"{len(parts) - shown} more"]
+    return [f"Country:       from column '{load.country_column}' ({', '.join(parts)})"]
+
+
 def plan_lines(plan: Plan, *, output: str) -> list[str]:
     """The dry run's preview: what was read, what would be sent, what was rejected and why."""
     load = plan.load
@@ -55,6 +67,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
         "Dry run: nobody dialed, no token used.",
         f"Leads file:    {load.path} ({load.encoding}, delimiter {_delimiter(load.delimiter)})",
         f"Phone column:  {_phone_columns(load)}",
+        *country_lines(load),
         f"Custom params: {', '.join(load.param_names) or '(none)'}",
         f"Rows:          {len(load.leads):,} ({counts_phrase(counts)})",
         f"To dial now:   {len(plan.to_dial):,}"

@@ -22,7 +22,7 @@ from dialer.model import Status, ledger_key
 
 RESULT_COLUMNS = [
     "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
-    "outcome", "duration", "summary", "outcome_at", "calls", "history",
+    "outcome", "duration", "summary", "outcome_at", "calls", "history", "phone_column",
 ]  # fmt: skip
 # API call statuses that end a call: ``dialer sync`` records them as the lead's ``outcome``.
 # Any other status (queued, ringing, open, wmat) is a call still in progress.
@@ -62,6 +62,9 @@ class Entry:
     # ``rang-twice`` is a call a lost answer created after all, found once the lead had been
     # dialed again: that person's phone rang twice.
     history: str = ""
+    # The leads file's phone column the number came from, when it has several
+    # (``--phone-column Mobile,Phone``); "" with one.
+    phone_column: str = ""
     # In doubt: when the dialer gave up on the answer (unix seconds as text; "" unknown). The
     # grace is counted from it. Kept in the journal, not a results column.
     abandoned_at: str = ""
@@ -98,7 +101,7 @@ def row_cells(entry: Entry) -> list[str]:
     cells = [str(entry.row), entry.crm_id, entry.phone, entry.status.value, entry.call_id,
              str(entry.attempts), entry.error, entry.updated_at, entry.outcome, entry.duration,
              entry.summary, entry.outcome_at, str(entry.calls) if entry.calls else "",
-             entry.history]  # fmt: skip
+             entry.history, entry.phone_column]  # fmt: skip
     return [safe_cell(cell) for cell in cells]
 
 
@@ -184,7 +187,8 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
                 continue  # a blank line, as DictReader skips
             cells += [""] * (width + 1 - len(cells))
             (row, crm_id, phone, status, call_id, attempts, error, updated_at, outcome,
-             duration, summary, outcome_at, history) = (cells[i] for i in columns)  # fmt: skip
+             duration, summary, outcome_at, history, phone_column) = (
+                cells[i] for i in columns)  # fmt: skip
             try:
                 state = _STATUS[status]
                 number = int(row)
@@ -195,13 +199,13 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
             entries[key] = Entry(key, number, phone, state, call_id, tries, error, updated_at,
                                  crm_id=crm_id, outcome=outcome, duration=duration,
                                  summary=_unsafe(summary), outcome_at=outcome_at,
-                                 history=history)  # fmt: skip
+                                 history=history, phone_column=phone_column)  # fmt: skip
     return list(entries.values())
 
 
 _READ_COLUMNS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error",
                  "updated_at", "outcome", "duration", "summary", "outcome_at",
-                 "history")  # fmt: skip
+                 "history", "phone_column")  # fmt: skip
 _STATUS = {status.value: status for status in Status}
 
 

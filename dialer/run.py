@@ -185,6 +185,7 @@ def load(settings: Settings) -> LoadResult:
         rename=dict(settings.params),
         exclude=frozenset(settings.exclude),
         id_column=settings.id_column,
+        country_column=settings.country_column,
         require=settings.require,
         send_only=settings.params_only,
     )

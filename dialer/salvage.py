@@ -203,7 +203,8 @@ def read_leniently(path: Path, *, region: str = "ES") -> tuple[list[Entry], str]
                               entry.error, entry.updated_at, crm_id=entry.crm_id,
                               outcome=entry.outcome, duration=entry.duration,
                               summary=entry.summary, outcome_at=entry.outcome_at,
-                              history=entry.history)  # fmt: skip
+                              history=entry.history,
+                              phone_column=entry.phone_column)  # fmt: skip
         except ValueError as exc:
             raise _unreadable(path, f"row {number} cannot be read: {exc}") from exc
         entries[entry.key] = entry
@@ -301,7 +302,7 @@ def _cell(cells: list[str], columns: dict[str, int], name: str) -> str:
 
 
 _FIELDS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
-           "outcome", "duration", "summary", "outcome_at", "history")  # fmt: skip
+           "outcome", "duration", "summary", "outcome_at", "history", "phone_column")  # fmt: skip
 _GUARDED = frozenset("=+-@\t\r")  # a cell starting so is written with a leading '
 
 
@@ -309,8 +310,9 @@ def _entry(cells: list[str], columns: dict[str, int], status: Status | None = No
     """One row as an ``Entry``; raises KeyError or ValueError."""
     width = len(cells)
     (row, crm_id, phone, state, call_id, attempts, error, updated_at, outcome, duration, summary,
-     outcome_at, history) = (cells[i] if (i := columns.get(name, width)) < width else ""
-                             for name in _FIELDS)  # fmt: skip
+     outcome_at, history, phone_column) = (
+        cells[i] if (i := columns.get(name, width)) < width else "" for name in _FIELDS
+    )  # fmt: skip
     status = status or _STATUS[state]
     number = int(_number(row))
     key = ledger_key(number, phone, status)
@@ -318,7 +320,8 @@ def _entry(cells: list[str], columns: dict[str, int], status: Status | None = No
         summary = summary[1:]  # the guard was the dialer's, not the API's
     return Entry(key, number, phone, status, call_id, int(_number(attempts or "0")), error,
                  updated_at, crm_id=crm_id, outcome=outcome, duration=duration, summary=summary,
-                 outcome_at=outcome_at, history=history)  # fmt: skip
+                 outcome_at=outcome_at, history=history,
+                 phone_column=phone_column)  # fmt: skip
 
 
 def _number(text: str) -> str:

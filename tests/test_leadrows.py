@@ -75,6 +75,29 @@ def test_dump_and_restore_give_equal_leads(tmp_path: Path) -> None:
     assert again == leads and list(again) == list(leads)
 
 
+def test_the_phone_column_and_extension_of_each_row_survive_dump_and_restore(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "Name,Mobile,Phone,Country\n"
+                 "A,,201-555-0123 x89,US\n"
+                 "B,612345678,,\n"
+                 "C,abc,12345,ES\n")  # fmt: skip
+    loaded = load_leads(path, ColumnMapping(phone_column="Mobile,Phone"))
+    leads = loaded.leads
+    assert isinstance(leads, LeadRows)
+    expected = [
+        Lead(2, "+12015550123", {"Name": "A", "Country": "US", "extension": "89"},
+             phone_column="Phone"),
+        Lead(3, "+34612345678", {"Name": "B"}, phone_column="Mobile"),
+        Lead(4, "abc", {"Name": "C", "Country": "ES"}, Status.INVALID, "not a phone number",
+             phone_column="Mobile"),
+    ]  # fmt: skip
+    assert list(leads) == expected and [leads[i] for i in range(3)] == expected
+    assert LeadRows.restore(leads.dump()) == expected
+    assert loaded.param_names == ["Name", "Country", "extension"]
+    assert loaded.countries == {"US": 1, "": 1, "ES": 1}
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -306,7 +306,7 @@ def test_an_unchanged_file_carries_the_last_comparison_through_runs_and_syncs(
         run_module, "compare", lambda *a, **k: compared.append(1) or compare(*a, **k)
     )
     with open(results, "a", encoding="utf-8") as handle:
-        handle.write(f"9,,{mobiles(1, start=90)[0]},pending,,0,,,,,,,,\r\n")
+        handle.write(f"9,,{mobiles(1, start=90)[0]},pending,,0,,,,,,,,,\r\n")  # 15 columns
     preview = run_module.plan(build_settings(leads, {"playbook": "pb"}))
     assert compared and preview.changes.removed_total == 2  # the appended lead is not in the file
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import phonenumbers
+import pycountry
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from dialer.errors import ConfigError
 from dialer.phones import (
     REASON_EMPTY,
     REASON_EXCEL_NUMBER,
+    REASON_FORMULA,
     REASON_NOT_A_NUMBER,
     REASON_SCIENTIFIC,
     REASON_SEVERAL,
@@ -19,8 +21,10 @@ from dialer.phones import (
     REASON_TOO_SHORT,
     ParsedPhone,
     check_region,
+    country_region,
     normalize,
     normalize_many,
+    normalize_rows,
 )
 
 
@@ -50,11 +54,12 @@ def test_accepted_formats(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
-    ["612 345 678 ext. 12", "612345678 x12", "+34 612345678;ext=5", "612345678 #12"],
-)
-def test_extension_is_parsed_but_not_dialed(raw: str) -> None:
-    assert normalize(raw) == ParsedPhone("+34612345678")
+    ("raw", "extension"),
+    [("612 345 678 ext. 12", "12"), ("612345678 x12", "12"), ("+34 612345678;ext=5", "5"),
+     ("612345678 #12", "12")],
+)  # fmt: skip
+def test_extension_is_kept_apart_and_not_dialed(raw: str, extension: str) -> None:
+    assert normalize(raw) == ParsedPhone("+34612345678", extension=extension)
 
 
 def test_default_region_applies_to_national_numbers() -> None:
@@ -164,7 +169,7 @@ def test_check_region_rejects_unknown(code: str) -> None:
 )
 def test_allow_possible_accepts_a_possible_number(raw: str, region: str, expected: str) -> None:
     assert normalize(raw, region).e164 is None  # strict by default
-    assert normalize(raw, region, allow_possible=True) == ParsedPhone(expected)
+    assert normalize(raw, region, allow_possible=True).e164 == expected
 
 
 @pytest.mark.parametrize(
@@ -277,3 +282,157 @@ def test_allow_possible_only_widens(raw: str, region: str) -> None:
     if loose.ok:
         number = phonenumbers.parse(loose.e164)
         assert phonenumbers.is_possible_number(number)
+
+
+# --- Excel formula damage ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["-2237", "-6989", "-1199", "-9", "-123456", "#NAME?", "#VALUE!", "#REF!", "#ERROR!"]
+)
+def test_excel_formula_damage_is_named(raw: str) -> None:
+    assert normalize(raw, "US") == ParsedPhone(None, REASON_FORMULA)
+    assert REASON_FORMULA.startswith("Excel evaluated this number as a formula")
+
+
+@pytest.mark.parametrize("raw", ["-1234567890", "-", "#", "- 2237"])
+def test_other_minus_signs_are_not_called_formula_damage(raw: str) -> None:
+    assert normalize(raw, "US").reason != REASON_FORMULA
+
+
+# --- extensions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "extension"),
+    [("201-555-0123 x89", "89"), ("201-555-0123 x58884", "58884"),
+     ("(201) 555-0123 ext. 12", "12"), ("201-555-0123", "")],
+)  # fmt: skip
+def test_the_main_number_is_dialed_and_the_extension_kept(raw: str, extension: str) -> None:
+    assert normalize(raw, "US") == ParsedPhone("+12015550123", extension=extension)
+
+
+# --- each row's country -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "region"),
+    [
+        ("US", "US"), ("us", "US"), ("U.S.", "US"), ("USA", "US"), ("U.S.A.", "US"),
+        ("United States", "US"), ("united states of america", "US"),
+        ("Estados Unidos", "US"), ("États-Unis", "US"), ("Etats Unis", "US"),
+        ("Vereinigte Staaten", "US"), ("Stati Uniti", "US"),
+        ("España", "ES"), ("Espana", "ES"), ("Espagne", "ES"), ("Spanien", "ES"), ("ESP", "ES"),
+        ("Deutschland", "DE"), ("Allemagne", "DE"), ("Alemanha", "DE"), ("Germania", "DE"),
+        ("UK", "GB"), ("England", "GB"), ("Royaume-Uni", "GB"), ("Reino Unido", "GB"),
+        ("Bahamas", "BS"), ("Australia", "AU"), ("Trinidad & Tobago", "TT"),
+        ("Slovakia (Slovak Republic)", "SK"), ("  Mexico  ", "MX"), ("México", "MX"),
+        ("+34", "ES"), ("44", "GB"),
+    ],
+)  # fmt: skip
+def test_a_country_cell_is_read_as_people_write_it(cell: str, region: str) -> None:
+    assert country_region(cell) == (region, "")
+
+
+def test_a_country_cell_that_names_no_dialable_country_gives_the_reason() -> None:
+    assert country_region("") == ("", "")
+    assert country_region("Narnia", "Country") == (
+        "",
+        "unknown country 'Narnia' in column Country: write an ISO code such as US, or fix the cell",
+    )
+    assert country_region("Korea", "Pais")[1].startswith("unknown country 'Korea' in column Pais")
+    region, reason = country_region("Antarctica")  # ISO knows it, phonenumbers does not
+    assert region == "" and "(AQ)" in reason and "+ country code" in reason
+
+
+def rows(*phones: list[str], countries: list[str] | None = None, region: str = "ES"):
+    parsed, sources = normalize_rows(list(phones), countries, region)
+    return [(p.e164 or p.reason, s) for p, s in zip(parsed, sources, strict=True)]
+
+
+def test_the_rows_country_decides_and_never_the_default_region() -> None:
+    # 612345678 is a valid Spanish number: in a US row it is invalid, not dialed as +34.
+    assert rows(["612345678", "201-555-0123", "0412 345 678", "612345678"],
+                countries=["US", "United States", "Australia", ""]) == [
+        ("invalid number for US", 0), ("+12015550123", 0), ("+61412345678", 0),
+        ("+34612345678", 0),
+    ]  # fmt: skip
+
+
+def test_an_explicit_prefix_wins_over_the_country_column() -> None:
+    assert rows(["+34 612 345 678", "0034 612 345 678", "+1 201 555 0123"],
+                countries=["US", "US", "Narnia"]) == [
+        ("+34612345678", 0), ("+34612345678", 0), ("+12015550123", 0),
+    ]  # fmt: skip
+
+
+def test_a_row_whose_country_is_unknown_is_rejected_not_guessed() -> None:
+    [(reason, _)] = rows(["612345678"], countries=["Narnia"])
+    assert reason.startswith("unknown country 'Narnia' in column Country")
+
+
+def test_a_bahamas_row_is_invalid_for_bs_not_us() -> None:
+    assert rows(["555-867-5309"], countries=["Bahamas"]) == [("invalid number for BS", 0)]
+
+
+def test_per_row_fallback_over_phone_columns() -> None:
+    mobile = ["612345678", "", "abc", "abc", "", "12345"]
+    phone = ["699000111", "699000222", "699000333", "", "", ""]
+    assert rows(mobile, phone) == [
+        ("+34612345678", 0),  # the first column wins when it dials
+        ("+34699000222", 1),  # empty first cell: the second
+        ("+34699000333", 1),  # invalid first cell: the second
+        (REASON_NOT_A_NUMBER, 0),  # none dials: the first non-empty cell's reason
+        (REASON_EMPTY, 0),
+        ("invalid number for ES", 0),
+    ]
+    assert rows(["", "12345"], ["abc", ""]) == [
+        (REASON_NOT_A_NUMBER, 1),
+        ("invalid number for ES", 0),
+    ]
+
+
+def test_one_column_rows_agree_with_normalize_many() -> None:
+    cells = ["612345678", "", "+1 201 555 0123 x9", "abc", "-2237"]
+    parsed, sources = normalize_rows([cells], None, "ES")
+    assert parsed == normalize_many(cells, "ES") and sources == bytearray(len(cells))
+
+
+# --- property: a row's national number is never dialed with another country's prefix ---------
+
+_COUNTRIES = {c.alpha_2: c for c in pycountry.countries}
+_ROW_REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS & set(_COUNTRIES))
+
+
+def _spellings(region: str) -> list[str]:
+    country = _COUNTRIES[region]
+    names = [region, region.lower(), country.alpha_3, country.name, country.name.upper()]
+    return [*names, getattr(country, "common_name", country.name)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    region=st.sampled_from(_ROW_REGIONS),
+    kind=st.sampled_from(_TYPES),
+    spelling=st.integers(0, 5),
+    style=st.sampled_from(["national", "digits"]),
+    default=st.sampled_from(["ES", "US", "GB", "MX", "DE"]),
+)
+def test_a_national_number_is_never_dialed_with_another_countrys_prefix(
+    region: str, kind: int, spelling: int, style: str, default: str
+) -> None:
+    example = phonenumbers.example_number_for_type(region, kind)
+    assume(example is not None)
+    if style == "national":
+        text = phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL)
+    else:
+        text = phonenumbers.national_significant_number(example)
+    assume(not text.lstrip("( ").startswith(("+", "00")))  # that would be an explicit prefix
+    country = _spellings(region)[spelling]
+    [parsed], _ = normalize_rows([[text]], [country], default)
+    code = phonenumbers.country_code_for_region(region)
+    if parsed.ok:
+        assert parsed.e164.startswith(f"+{code}"), (text, country, parsed)
+        assert phonenumbers.parse(parsed.e164).country_code == code
+    else:
+        assert parsed.reason
