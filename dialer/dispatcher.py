@@ -39,7 +39,8 @@ from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.model import Lead, Outcome, Status
 
-# Every this many 429s in one run, the windows' limits are lowered by this factor.
+# Every this many 429s in one run, the windows' limits are lowered by this factor (they climb
+# back after a quiet minute: ``SlidingWindows``).
 SLOW_DOWN_EVERY = 3
 SLOW_DOWN_FACTOR = 0.75
 
@@ -82,9 +83,9 @@ async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) 
     minute window can keep a sender waiting for most of a minute."""
     if stop.is_set():
         return False
-    if limiter.try_acquire():
+    if limiter.try_acquire(in_flight=True):
         return True
-    acquire = asyncio.ensure_future(limiter.acquire())
+    acquire = asyncio.ensure_future(limiter.acquire(in_flight=True))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
@@ -128,7 +129,7 @@ async def dispatch(
             if stop.is_set():
                 raise _Abandoned  # nothing written, nothing sent
             await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
-            # Nothing awaits between the limiter and the send: the windows count real sends.
+            # The send counts as in flight (now, in every window) until its answer arrives.
             if not await _acquire_unless_stopped(limiter, stop):
                 ledger.not_sent(lead, "stopped before sending")
                 raise _Abandoned
@@ -144,6 +145,7 @@ async def dispatch(
                 ledger.not_sent(lead, str(exc))  # proven: this attempt rang nobody
                 if isinstance(exc, RateLimited):
                     result.rate_limited += 1
+                    limiter.rate_limited()
                     # The whole pool waits, not only this worker.
                     limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
                     if result.rate_limited % SLOW_DOWN_EVERY == 0:
