@@ -78,22 +78,22 @@ class _Abandoned(Exception):
     """The run is stopping before this lead's next send: it stays pending."""
 
 
-async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) -> bool:
-    """Wait for the rate windows; give up (False) if the run is stopped meanwhile, since the
-    minute window can keep a sender waiting for most of a minute."""
+async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) -> float | None:
+    """Wait for the rate windows and take a send in flight: its time, the token ``answered``
+    takes back; None (nothing taken) if the run is stopped meanwhile, since the minute window
+    can keep a sender waiting for most of a minute."""
     if stop.is_set():
-        return False
+        return None
     if limiter.try_acquire(in_flight=True):
-        return True
+        return limiter.last_send  # read before any await: no other send can have moved it
     acquire = asyncio.ensure_future(limiter.acquire(in_flight=True))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if acquire.done():
-        acquire.result()
-        return True
+        return acquire.result()
     acquire.cancel()
-    return False
+    return None
 
 
 async def dispatch(
@@ -130,10 +130,10 @@ async def dispatch(
                 raise _Abandoned  # nothing written, nothing sent
             await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
             # The send counts as in flight (now, in every window) until its answer arrives.
-            if not await _acquire_unless_stopped(limiter, stop):
+            recorded = await _acquire_unless_stopped(limiter, stop)
+            if recorded is None:
                 ledger.not_sent(lead, "stopped before sending")
                 raise _Abandoned
-            recorded = limiter.last_send  # taken back when the answer comes (see below)
             attempts += 1
             result.sent += 1
             sent_at = time.time()

@@ -19,6 +19,7 @@ import pytest
 from dialer.ledger import Ledger
 from tests.conftest import (
     TOKEN,
+    cli_env,
     dialer_exe,
     free_port,
     mobiles,
@@ -284,7 +285,7 @@ def test_a_second_run_on_the_same_output_is_refused(sim, tmp_path):
 
 def start_run(sim, leads, *extra: str) -> subprocess.Popen[str]:
     args = [dialer_exe(), "run", str(leads), "--playbook", "pb", *extra]
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    env = {**os.environ, **cli_env(sim.url)}
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
 
