@@ -181,7 +181,7 @@ class AccountBudget:
             me = self._prune(state, now)
             sends = state["sends"]
             times = sorted(now if s[1] is None else s[1] for s in sends)
-            wait = 0.0
+            wait = float(state.get("paused_until") or 0.0) - now  # a 429 pauses the account
             for limit, period in windows:
                 inside = times[_first_inside(times, now - period) :]
                 if len(inside) >= limit:
@@ -226,6 +226,13 @@ class AccountBudget:
                 if send[4] == ticket and send[1] is None:
                     send[1] = max(now, send[0])
                     break
+
+    def pause_for(self, seconds: float) -> None:
+        """A 429 asked to wait ``seconds``: every campaign on the account waits (never shortens)."""
+        now = self.clock()
+        with self._record() as state:
+            self._prune(state, now)
+            state["paused_until"] = max(float(state.get("paused_until") or 0.0), now + seconds)
 
     def idle(self) -> None:
         """Nothing of this campaign waits for a send any more: it holds no share."""

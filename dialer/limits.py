@@ -184,8 +184,11 @@ class SlidingWindows:
         bisect.insort(sends, now)
 
     def pause_for(self, seconds: float) -> None:
-        """Hold every sender for ``seconds`` from now (a 429's ``Retry-After``); never shortens."""
+        """Hold every sender for ``seconds`` from now (a 429's ``Retry-After``); never shortens.
+        With a ``budget``, every process on the account is held too."""
         self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+        if self.budget is not None and seconds > 0:
+            self.budget.pause_for(seconds)
 
     def seed(self, times: Iterable[float]) -> None:
         """Count earlier sends (on this clock) against the windows, e.g. from a previous run."""

@@ -196,7 +196,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     if summary.rate_limited:
         line = f"The API rate-limited {plural(summary.rate_limited, 'request')} (429), each retried"
         if (story := summary.rate_story) is not None:
-            line += f": 429 x{summary.rate_limited}: {rate_phrase(story)}"
+            line += f"; {rate_phrase(story)}"
         lines.append(line + ".")
     if summary.shared_with:
         lines.append(

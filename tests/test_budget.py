@@ -398,3 +398,31 @@ def test_a_second_campaign_starting_mid_minute_waits_for_the_accounts_minute_not
         finish(start(write_leads(tmp_path / "one.csv", mobiles(130, start=1000)), server.url))
     assert len(reference.calls) == 130
     assert span(sim) <= span(reference) * 1.1, (span(sim), span(reference))
+
+
+def test_a_429_pauses_every_campaign_on_the_account(tmp_path):
+    wall, (one, two) = budgets(tmp_path, 1.0, 1.0)
+    one.pause_for(2.0)  # one of them got a 429 with Retry-After: 2
+    assert two.take([(10, 1.1)], more=False) == pytest.approx(2.0)
+    wall.now += 2.0
+    assert isinstance(two.take([(10, 1.1)], more=False), str)
+
+
+def test_share_comes_from_the_flag_or_the_campaign_file_and_must_be_positive(tmp_path):
+    from dialer.campaign import build_settings
+    from dialer.errors import ConfigError
+
+    leads = write_leads(tmp_path / "l.csv", mobiles(1))
+    campaign = tmp_path / "c.toml"
+    campaign.write_text('playbook = "pb"\nshare = 2\n')
+    assert build_settings(leads, {}, campaign).share == 2.0
+    assert build_settings(leads, {"share": 0.5}, campaign).share == 0.5
+    assert build_settings(leads, {"playbook": "pb"}).share == 1.0
+    with pytest.raises(ConfigError, match="--share must be a positive number"):
+        build_settings(leads, {"playbook": "pb", "share": 0.0})
+    campaign.write_text('playbook = "pb"\nshare = "lots"\n')
+    with pytest.raises(ConfigError, match="'share'"):
+        build_settings(leads, {}, campaign)
+    shown = run_cli("run", str(leads), "--playbook", "pb", "--share", "-1", "--dry-run")
+    assert shown.returncode == 2 and shown.stderr.count("\n") == 1
+    assert "--share must be a positive number up to 1000, not -1.0" in shown.stderr
