@@ -2,15 +2,15 @@
 token, shared by every dialer process (``run``, ``sync``, ``--sync``, the look-ups).
 
 The API's limits are per account, so the windows must count every process's requests. Each
-account has two files in a per-user folder (``state_folder()``: ``$XDG_STATE_HOME/dialer``,
-else ``~/.local/state/dialer``; folder ``0700``, files ``0600``), named by a fingerprint of the
-API address and the token (a cut sha256: never the token):
-
-* ``<key>.lock``: a blocking ``flock`` held for each short read-modify-write of the record;
-* ``<key>.json``: the record, rewritten whole (temp file and rename, so a reader never sees
-  half of it): the recent sends (allowed at, answered at or ``null`` while in flight,
-  campaign, pid, ticket) and the running campaigns (id = the results path, pid, share, last
-  seen, and ``ready``: when it will next ask for a send, while it has leads waiting).
+account has one file in a per-user folder (``state_folder()``: ``$XDG_STATE_HOME/dialer``,
+else ``~/.local/state/dialer``; folder ``0700``, file ``0600``), named by a fingerprint of the
+API address and the token (a cut sha256: never the token), ``<key>.json``: the recent sends
+(allowed at, answered at or ``null`` while in flight, campaign, pid, ticket) and the running
+campaigns (id = the results path, pid, share, last seen, and ``ready``: when it will next ask
+for a send, while it has leads waiting). Each request is one short read-modify-write of it
+under a blocking ``flock`` of the file, written back in place (a temp file and a rename cost
+a few milliseconds on some file systems; the record is a minute's worth, not worth an fsync).
+``dialer status`` reads it without the lock; a torn read shows as an empty record.
 
 A send in flight counts as *now* in every window, an answered one at its answer's time.
 Entries of dead processes and sends older than the longest window (in flight: plus the request
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dialer.files import atomic_file, make_folder, open_private
+from dialer.files import make_folder, open_private
 
 POLL = 0.02  # seconds before a look again, while sends in flight or a fair turn hold us back
 STALE = 1.0  # a campaign that said it would be back and was not, this long ago, is not waiting
@@ -105,7 +105,6 @@ class AccountBudget:
         self.folder = Path(folder)
         key = account_key(api_url, token)
         self.path = self.folder / f"{key}.json"
-        self.lock_path = self.folder / f"{key}.lock"
         self.campaign, self.share, self.timeout = campaign, float(share), timeout
         self.clock, self.is_alive = clock, is_alive
         self.pid = os.getpid() if pid is None else pid
@@ -117,17 +116,21 @@ class AccountBudget:
 
     @contextlib.contextmanager
     def _record(self) -> Iterator[dict[str, Any]]:
+        """The record, read and written back in place under an exclusive ``flock`` of its file
+        (a rename per request would cost more than the rest: see the module's docstring)."""
         if self._fd < 0:
             make_folder(self.folder)
-            self._fd = open_private(self.lock_path, os.O_RDWR)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._fd = open_private(self.path, os.O_RDWR)
+        fd = self._fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            state = read_record(self.path)
+            state = parse_record(os.pread(fd, max(os.fstat(fd).st_size, 1), 0))
             yield state
-            with atomic_file(self.path, "w", durable=False, encoding="utf-8") as handle:
-                json.dump(state, handle, separators=(",", ":"))
+            data = json.dumps(state, separators=(",", ":")).encode()
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
         finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -240,12 +243,13 @@ class AccountBudget:
             self._prune(state, self.clock())["ready"] = None
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """The record at ``path`` (an empty one when missing or unreadable)."""
+def parse_record(data: bytes) -> dict[str, Any]:
+    """The record in ``data`` (an empty one when missing or unreadable). Only the first JSON
+    value counts: a writer killed between writing and cutting the file leaves a whole new
+    record followed by the old one's tail."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            state = json.load(handle)
-    except (OSError, ValueError):
+        state, _ = json.JSONDecoder().raw_decode(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         state = None
     if not isinstance(state, dict):
         state = {}
@@ -254,6 +258,15 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(state.get("sends"), list):
         state["sends"] = []
     return state
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The record at ``path``, read without the lock (an empty one when missing or torn)."""
+    try:
+        with open(path, "rb") as handle:
+            return parse_record(handle.read())
+    except OSError:
+        return parse_record(b"")
 
 
 def running_campaigns(

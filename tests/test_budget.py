@@ -173,8 +173,7 @@ def test_the_record_is_private_keyed_by_a_fingerprint_and_never_holds_the_token(
     assert isinstance(one.take([(10, 1.1)], more=False), str)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     files = sorted(folder.iterdir())
-    assert [f.name for f in files] == [f"{account_key('http://127.0.0.1:1', TOKEN)}.{x}"
-                                       for x in ("json", "lock")]  # fmt: skip
+    assert [f.name for f in files] == [f"{account_key('http://127.0.0.1:1', TOKEN)}.json"]
     for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
         assert TOKEN not in f.read_text() and TOKEN not in f.name
@@ -426,3 +425,12 @@ def test_share_comes_from_the_flag_or_the_campaign_file_and_must_be_positive(tmp
     shown = run_cli("run", str(leads), "--playbook", "pb", "--share", "-1", "--dry-run")
     assert shown.returncode == 2 and shown.stderr.count("\n") == 1
     assert "--share must be a positive number up to 1000, not -1.0" in shown.stderr
+
+
+def test_a_record_cut_short_or_with_an_old_tail_is_read_safely():
+    from dialer.budget import parse_record
+
+    whole = b'{"campaigns":{},"sends":[[1.0,2.0,"c",1,"1.1"]]}'
+    assert parse_record(whole + b'"old tail"]]}')["sends"] == [[1.0, 2.0, "c", 1, "1.1"]]
+    assert parse_record(whole[:20]) == {"campaigns": {}, "sends": []}
+    assert parse_record(b"\xff\xfe") == {"campaigns": {}, "sends": []}

@@ -165,9 +165,7 @@ def test_a_429_storm_slows_the_whole_run_and_nobody_rings_twice(sim, tmp_path):
     assert created_per_phone(sim) == collections.Counter(phones)
     refused = sum(r.status == 429 for r in sim.requests)
     assert refused >= 3
-    assert (
-        f"The API rate-limited {refused} requests (429), each retried; slowed to " in proc.stdout
-    )
+    assert f"The API rate-limited {refused} requests (429), each retried; slowed to " in proc.stdout
     assert "/min at the end (it climbs back after a quiet minute)." in proc.stdout
 
 
