@@ -362,7 +362,9 @@ def _dial(
     try:
         return run_campaign(settings, api_url=url, token=token, on_start=out.start,
                             on_outcome=out.outcome, on_wait=out.wait, handle_signals=True,
-                            sandbox=sandbox, budget_folder=state_folder())  # fmt: skip
+                            sandbox=sandbox,
+                            # a sandbox is this process's own account: nobody to share with
+                            budget_folder=None if sandbox else state_folder())  # fmt: skip
     finally:
         out.close()
 
@@ -458,7 +460,7 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
     """
     args = dict(max_per_second=max_per_second, max_per_minute=max_per_minute,
                 concurrency=concurrency, timeout=timeout, handle_signals=True,
-                budget_folder=state_folder())  # fmt: skip
+                budget_folder=None if use_sandbox else state_folder())  # fmt: skip
     if use_sandbox:
         with sandbox(store=str(sandbox_store(results))) as (url, token):
             summary = sync_campaign(results, api_url=url, token=token, sandbox=True, **args)
