@@ -174,11 +174,17 @@ class AccountBudget:
         self.close()
 
     def take(
-        self, windows: Sequence[tuple[int, float]], *, more: bool, in_flight: bool = True
+        self,
+        windows: Sequence[tuple[int, float]],
+        *,
+        more: bool,
+        in_flight: bool = True,
+        then: Callable[[], float] | None = None,
     ) -> str | float:
         """One send now, if the account's windows have room and it is this campaign's fair
         turn: its ticket (for ``answered``). Else the seconds to wait before asking again.
-        ``more``: this process has more sends waiting after this one."""
+        ``more``: this process has more sends waiting after this one, which its own limits
+        let go ``then()`` seconds from now (others are not held back for it meanwhile)."""
         now = self.clock()
         with self._record() as state:
             me = self._prune(state, now)
@@ -198,7 +204,7 @@ class AccountBudget:
             self._tickets += 1
             ticket = f"{self.pid}.{self._tickets}"
             sends.append([now, None if in_flight else now, self.campaign, self.pid, ticket])
-            me["ready"] = now if more else None
+            me["ready"] = (now + (then() if then else 0.0)) if more else None
             return ticket
 
     def _behind_someone(self, state: dict[str, Any], now: float, span: float) -> bool:

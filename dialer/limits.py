@@ -89,12 +89,13 @@ class SlidingWindows:
     def in_flight(self) -> int:
         return sum(self._flights.values())
 
-    def delay(self, now: float | None = None) -> float:
-        """Seconds until one more send is allowed (0 when it is allowed now), in this process."""
+    def delay(self, now: float | None = None, *, extra: int = 0) -> float:
+        """Seconds until one more send is allowed (0 when it is allowed now), in this process;
+        ``extra``: as if that many more sends were in flight."""
         now = self._clock() if now is None else now
         self._climb(now)
         wait = self._paused_until - now
-        flying = self.in_flight
+        flying = self.in_flight + extra
         for limit, period in self._windows:
             if flying >= limit:
                 wait = max(wait, POLL)  # room comes with an answer: look again soon
@@ -110,7 +111,8 @@ class SlidingWindows:
             return False
         ticket = None
         if self.budget is not None:
-            ticket = self.budget.take(self._windows, more=False, in_flight=in_flight)
+            ticket = self.budget.take(self._windows, more=False, in_flight=in_flight,
+                                      then=self._next)  # fmt: skip
             if not isinstance(ticket, str):
                 return False
         self._record(self._clock(), in_flight, ticket)
@@ -126,9 +128,8 @@ class SlidingWindows:
                     wait = self.delay()
                     ticket = None
                     if wait <= 0 and self.budget is not None:
-                        taken = self.budget.take(
-                            self._windows, more=self._waiting > 1, in_flight=in_flight
-                        )
+                        taken = self.budget.take(self._windows, more=self._waiting > 1,
+                                                 in_flight=in_flight, then=self._next)  # fmt: skip
                         if isinstance(taken, str):
                             ticket = taken
                         else:
@@ -142,6 +143,10 @@ class SlidingWindows:
             self._waiting -= 1
             if self._waiting == 0 and self.budget is not None:
                 self.budget.idle()
+
+    def _next(self) -> float:
+        """Seconds until this process could send again after the send being taken now."""
+        return self.delay(extra=1)
 
     def _record(self, now: float, in_flight: bool, ticket: Any) -> None:
         self.last_send = now

@@ -434,3 +434,17 @@ def test_a_record_cut_short_or_with_an_old_tail_is_read_safely():
     assert parse_record(whole + b'"old tail"]]}')["sends"] == [[1.0, 2.0, "c", 1, "1.1"]]
     assert parse_record(whole[:20]) == {"campaigns": {}, "sends": []}
     assert parse_record(b"\xff\xfe") == {"campaigns": {}, "sends": []}
+
+
+def test_a_campaign_held_by_its_own_lower_limits_does_not_hold_the_others_back(tmp_path):
+    """B has more to send but its own limits let its next send go only in 5 s: meanwhile A is
+    not made to wait for B's turn (work-conserving)."""
+    _, (a, b) = budgets(tmp_path, 1.0, 1.0)
+    windows = [(10, 1.1), (100, 60.1)]
+    for _ in range(3):
+        assert isinstance(a.take(windows, more=True), str)  # A is ahead of B: 3 to 1
+    assert isinstance(b.take(windows, more=True, then=lambda: 5.0), str)
+    assert isinstance(a.take(windows, more=True), str)
+    # Had B been ready now, A (4 sent) would yield to B (1 sent):
+    assert isinstance(b.take(windows, more=True), str)
+    assert a.take(windows, more=True) == pytest.approx(0.02)
