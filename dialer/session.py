@@ -3,7 +3,9 @@
 ``Session`` owns the order of a run once the leads are loaded and the ledger is open: look up
 the leads earlier runs left in doubt, hold back what ``--max-calls``, ``--until`` and the
 calling hours say to, dispatch the rest over one client and one rate limiter, then look up
-this run's own in-doubt leads and redial those proven absent. It also owns the run's signal
+this run's own in-doubt leads and redial those proven absent; every request within the
+account's budget shared on this machine (``dialer.budget``) when given its folder, the
+campaign registered there for the run. It also owns the run's signal
 handling (first signal: stop starting calls; second: cancel what is in flight).
 """
 
