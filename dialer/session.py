@@ -138,7 +138,8 @@ class Session:
                 self.rate_changes = list(self.limiter.rate_changes)
                 if budget is not None:
                     self.shared_with = len(budget.others_seen)
-                    budget.unregister()  # its share is freed at once
+                    with contextlib.suppress(OSError):  # a dead pid frees it all the same
+                        budget.unregister()  # its share is freed at once
                 await self.client.aclose()
 
     async def _run(
@@ -397,7 +398,8 @@ async def sync_ledger(
             raise Stopped("stopped at once by a second signal") from None
         finally:
             if budget is not None:
-                budget.unregister()
+                with contextlib.suppress(OSError):  # a dead pid frees it all the same
+                    budget.unregister()
             await client.aclose()
 
 
