@@ -18,8 +18,12 @@ and reads the simulator's own record of every ``POST /call`` with its arrival ti
 Targets: at least 99 calls/min, never more than 10 in a second or 100 in a minute, zero 429s.
 Medians and spread (max - min) over ``--repeat`` runs.
 
-    python benchmarks/bench_rate.py                              # 180 s runs, 3 of them: ~10 min
-    python benchmarks/bench_rate.py --seconds 15 --repeat 1      # smoke run: ~25 s
+    python benchmarks/bench_rate.py                              # 180 s runs, 3 of each: ~20 min
+    python benchmarks/bench_rate.py --seconds 15 --repeat 1      # smoke run: ~50 s
+
+Two cases by default (``--campaigns 1,2``): one campaign, and two campaigns started together
+on the same account (two processes sharing the account's budget through the per-user state
+folder, a temporary one here); the figures of the second case are the pair's combined.
 
 A run shorter than 60 s cannot show a per-minute rate: the smoke run checks the windows only.
 The sustained rate and the fewest-in-60-s figure need a run of more than 60 s.
@@ -74,17 +78,27 @@ def fewest_in_full_windows(times: list[float], span: float, end: float) -> int |
     return fewest
 
 
-def one_run(seconds: float, latency: float, folder, run: int) -> dict[str, float | int | None]:
-    leads = make_leads(folder / f"leads-{run}.csv", int(math.ceil(seconds / 60 + 1) * 100) + 50)
+def one_run(
+    seconds: float, latency: float, folder, run: int, campaigns: int = 1
+) -> dict[str, float | int | None]:
+    """``campaigns`` campaigns on one account (``dialer run`` processes started together, each
+    with its own leads, sharing the per-user state folder of this run), stopped together."""
+    each = int(math.ceil(seconds / 60 + 1) * 100) + 50
+    state = folder / f"state-{run}-{campaigns}"  # the account's shared record, this run's own
     with Sandbox(latency=latency, per_second=PER_SECOND, per_minute=PER_MINUTE) as sandbox:
-        args = dialer_run(leads, folder / f"run-{run}.results.csv")  # the default limits
-        child = subprocess.Popen(
-            args,
-            env=dialer_env(sandbox.url),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        children = []
+        for c in range(campaigns):
+            leads = make_leads(folder / f"leads-{run}-{campaigns}-{c}.csv", each, start=c * each)
+            args = dialer_run(leads, folder / f"run-{run}-{campaigns}-{c}.results.csv")
+            children.append(
+                subprocess.Popen(
+                    args,  # the default limits
+                    env=dialer_env(sandbox.url, XDG_STATE_HOME=str(state)),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                )
+            )
         try:
             first = None
             deadline = time.monotonic() + 60.0
@@ -92,20 +106,23 @@ def one_run(seconds: float, latency: float, folder, run: int) -> dict[str, float
                 posts = [r for r in sandbox.requests() if r["path"] == "/call"]
                 if posts:
                     first = min(r["at"] for r in posts)
-                elif child.poll() is not None or time.monotonic() > deadline:
-                    _, err = child.communicate()
-                    raise SystemExit(f"error: dialer run sent nothing: {err.decode()[-800:]}")
+                elif any(c.poll() is not None for c in children) or time.monotonic() > deadline:
+                    errors = [c.communicate()[1].decode()[-800:] for c in children]
+                    raise SystemExit(f"error: dialer run sent nothing: {errors}")
                 else:
                     time.sleep(0.1)
             time.sleep(max(0.0, first + seconds - time.monotonic()))  # same clock, both sides
-            child.send_signal(signal.SIGINT)
-            _, err = child.communicate(timeout=120)
-            if child.returncode not in (0, STOPPED):
-                raise SystemExit(f"error: dialer run exited {child.returncode}: {err.decode()}")
+            for child in children:
+                child.send_signal(signal.SIGINT)
+            for child in children:
+                _, err = child.communicate(timeout=120)
+                if child.returncode not in (0, STOPPED):
+                    raise SystemExit(f"error: dialer run exited {child.returncode}: {err.decode()}")
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
         posts = sorted(
             (r for r in sandbox.requests() if r["path"] == "/call" and r["method"] == "POST"),
             key=lambda r: r["at"],
@@ -139,16 +156,29 @@ def main() -> None:
                         help="length of each run from its first request (default 180)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="runs (default 3)")
     parser.add_argument("--latency", type=float, default=0.05, help="simulated s per answer")
+    parser.add_argument("--campaigns", default="1,2",
+                        help="cases: campaigns on the account at once (default 1,2)")  # fmt: skip
     opts = parser.parse_args()
-    runs = []
+    cases = [int(n) for n in opts.campaigns.split(",")]
+    results: dict[int, list[dict[str, float | int | None]]] = {n: [] for n in cases}
     print(machine())
     with scratch_dir("bench-rate-") as folder:
-        for run in range(opts.repeat):
-            progress(f"run {run + 1}/{opts.repeat}: {opts.seconds:.0f} s at the default limits")
-            runs.append(one_run(opts.seconds, opts.latency, folder, run))
+        for run in range(opts.repeat):  # the cases interleaved, so that noise spreads evenly
+            for n in cases:
+                progress(f"run {run + 1}/{opts.repeat}, {n} campaign(s): {opts.seconds:.0f} s")
+                results[n].append(one_run(opts.seconds, opts.latency, folder, run, n))
+    for n in cases:
+        print_case(opts, n, results[n])
 
+
+def print_case(opts: argparse.Namespace, campaigns: int, runs: list[dict]) -> None:
+    who = (
+        "dialer run"
+        if campaigns == 1
+        else f"{campaigns} dialer runs on one account (combined figures)"
+    )
     print(
-        f"dialer run at its default limits ({PER_SECOND}/s, {PER_MINUTE}/min, concurrency 10) "
+        f"{who} at the default limits ({PER_SECOND}/s, {PER_MINUTE}/min, concurrency 10) "
         f"for {opts.seconds:.0f} s against a simulator enforcing them strictly, "
         f"{opts.latency * 1000:.0f} ms latency; {opts.repeat} runs: median and spread (max - min)"
     )

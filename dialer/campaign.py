@@ -74,6 +74,8 @@ class Settings:
     retry_outcomes: tuple[str, ...] = ()  # outcomes that make a lead worth another call
     max_attempts: int = 3  # calls per lead at most, the first one included
     retry_after: str = "4h"  # cool-down after a retryable outcome before the next call
+    # the account's budget, shared with the other campaigns running on this machine
+    share: float = 1.0  # this campaign's weight against theirs (each waiting one: its share)
 
     @property
     def retry_after_seconds(self) -> float:
@@ -119,6 +121,8 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "retry_outcomes": list,
     "max_attempts": int,
     "retry_after": str,
+    # the account's shared budget
+    "share": (int, float),
 }
 # Outcomes a lead may be called again after. Never "closed" (the lead answered) nor
 # "recall-scheduled" (the API calls back itself), nor "wrong-phone-format" (it cannot work).
@@ -353,7 +357,11 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
     v["require"] = tuple(
         name.strip() for item in v.get("require") or () for name in item.split(",") if name.strip()
     )
-    for key in ("timeout", "in_doubt_grace"):
+    if "share" in v:
+        share = v["share"]
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1000:
+            raise bad("share", f"must be a positive number up to 1000, not {share!r}")
+    for key in ("timeout", "in_doubt_grace", "share"):
         if key in v:
             v[key] = float(v[key])
     given = {k: v[k] for k in _NAMES - {"leads", "playbook", "output"} if v.get(k) is not None}

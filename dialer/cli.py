@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from dialer import __version__
+from dialer.budget import Running, running_campaigns, state_folder
 from dialer.campaign import build_settings, parse_param_flags
 from dialer.client import (
     DEFAULT_API_URL,
@@ -236,6 +237,12 @@ def cli() -> None:
     metavar="DURATION",
     help="Cool-down before calling a lead again, e.g. 4h, 30m, 1d (default 4h).",
 )
+@click.option(
+    "--share",
+    type=float,
+    help="This campaign's weight in the account's rate budget against the other campaigns "
+    "running on this machine (default 1: an even split).",
+)
 @click.option("--dry-run", is_flag=True, help="Validate and preview; dial nobody, need no token.")
 @click.option(
     "--sandbox",
@@ -385,7 +392,9 @@ def _dial(
     try:
         return run_campaign(settings, api_url=url, token=token, on_start=out.start,
                             on_outcome=out.outcome, on_wait=out.wait, handle_signals=True,
-                            sandbox=sandbox)  # fmt: skip
+                            sandbox=sandbox,
+                            # a sandbox is this process's own account: nobody to share with
+                            budget_folder=None if sandbox else state_folder())  # fmt: skip
     finally:
         out.close()
 
@@ -407,11 +416,25 @@ def status(results: str) -> int:
     """Show where a campaign stands: counts per status, the last run, leads in doubt.
 
     RESULTS is a results CSV written by 'dialer run' (its --output). Safe while a run is going
-    on: it reads and never locks or writes.
+    on: it reads and never locks or writes. With $MEETZY_API_TOKEN set, it also shows the other
+    campaigns running on the same account on this machine and their shares of its rate budget.
     """
-    for line in status_lines(results):
+    for line in status_lines(results, _running_on_account()):
         click.echo(line)
     return EXIT_OK
+
+
+def _running_on_account() -> list[Running] | None:
+    """The campaigns running on the account of $MEETZY_API_URL and $MEETZY_API_TOKEN on this
+    machine; None (nothing shown) when the token is not in the environment."""
+    if not os.environ.get(TOKEN_ENV, "").strip():
+        return None
+    try:
+        token = token_from_env()
+        url = check_api_url(os.environ.get(URL_ENV) or DEFAULT_API_URL)
+    except ConfigError:
+        return None  # the run itself would refuse them: nothing of an account to show
+    return running_campaigns(state_folder(), url, token)
 
 
 @cli.command(name="stop")
@@ -466,7 +489,8 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
     next sync. Shares the API's rate limits with dialing; takes the campaign's lock.
     """
     args = dict(max_per_second=max_per_second, max_per_minute=max_per_minute,
-                concurrency=concurrency, timeout=timeout, handle_signals=True)  # fmt: skip
+                concurrency=concurrency, timeout=timeout, handle_signals=True,
+                budget_folder=None if use_sandbox else state_folder())  # fmt: skip
     if use_sandbox:
         with sandbox(store=str(open_sandbox_store(results))) as (url, token):
             summary = sync_campaign(results, api_url=url, token=token, sandbox=True, **args)

@@ -39,7 +39,8 @@ from dialer.ledger import Ledger
 from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Lead, Outcome, Status
 
-# Every this many 429s in one run, the windows' limits are lowered by this factor.
+# Every this many 429s in one run, the windows' limits are lowered by this factor (they climb
+# back after a quiet minute: ``SlidingWindows``).
 SLOW_DOWN_EVERY = 3
 SLOW_DOWN_FACTOR = 0.75
 
@@ -76,22 +77,22 @@ class _Abandoned(Exception):
     """The run is stopping before this lead's next send: it stays pending."""
 
 
-async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) -> bool:
-    """Wait for the rate windows; give up (False) if the run is stopped meanwhile, since the
-    minute window can keep a sender waiting for most of a minute."""
+async def _acquire_unless_stopped(limiter: SlidingWindows, stop: asyncio.Event) -> float | None:
+    """Wait for the rate windows and take a send in flight: its time, the token ``answered``
+    takes back; None (nothing taken) if the run is stopped meanwhile, since the minute window
+    can keep a sender waiting for most of a minute."""
     if stop.is_set():
-        return False
-    if limiter.try_acquire():
-        return True
-    acquire = asyncio.ensure_future(limiter.acquire())
+        return None
+    if limiter.try_acquire(in_flight=True):
+        return limiter.last_send  # read before any await: no other send can have moved it
+    acquire = asyncio.ensure_future(limiter.acquire(in_flight=True))
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     if acquire.done():
-        acquire.result()
-        return True
+        return acquire.result()
     acquire.cancel()
-    return False
+    return None
 
 
 async def dispatch(
@@ -127,11 +128,11 @@ async def dispatch(
             if stop.is_set():
                 raise _Abandoned  # nothing written, nothing sent
             await ledger.intent_async(lead)  # durable BEFORE the first byte is sent
-            # Nothing awaits between the limiter and the send: the windows count real sends.
-            if not await _acquire_unless_stopped(limiter, stop):
+            # The send counts as in flight (now, in every window) until its answer arrives.
+            recorded = await _acquire_unless_stopped(limiter, stop)
+            if recorded is None:
                 ledger.not_sent(lead, "stopped before sending")
                 raise _Abandoned
-            recorded = limiter.last_send  # taken back when the answer comes (see below)
             attempts += 1
             result.sent += 1
             sent_at = time.time()
@@ -143,6 +144,7 @@ async def dispatch(
                 ledger.not_sent(lead, str(exc))  # proven: this attempt rang nobody
                 if isinstance(exc, RateLimited):
                     result.rate_limited += 1
+                    limiter.rate_limited()
                     # The whole pool waits, not only this worker.
                     limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
                     if result.rate_limited % SLOW_DOWN_EVERY == 0:

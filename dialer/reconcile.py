@@ -156,10 +156,11 @@ async def paced_get(
     for everyone, retried with exponential backoff on ``retry_on``."""
 
     async def attempt() -> Any:
-        recorded = await limiter.acquire()
+        recorded = await limiter.acquire(in_flight=True)
         try:
             return await request()
         except RateLimited as exc:
+            limiter.rate_limited()
             limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
             raise
         finally:

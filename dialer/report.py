@@ -12,10 +12,11 @@ import contextlib
 import csv
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from dialer.budget import Running
 from dialer.edits import FileChanges
 from dialer.errors import ConfigError
 from dialer.files import output_file
@@ -24,7 +25,7 @@ from dialer.loader import REJECTS_COLUMNS, LoadResult
 from dialer.model import STATUS_ORDER, Lead, Status
 from dialer.reconcile import grace_ends
 from dialer.results import require_results, safe_cell
-from dialer.run import Plan, RunSummary, SyncSummary
+from dialer.run import Plan, RateStory, RunSummary, SyncSummary
 from dialer.stop import StopResult
 from dialer.terminal import plural, visible_lines
 
@@ -210,9 +211,14 @@ def summary_lines(summary: RunSummary) -> list[str]:
         )
     if summary.rate_limited:
         line = f"The API rate-limited {plural(summary.rate_limited, 'request')} (429), each retried"
-        if summary.rate_lowered_to:
-            line += f"; the rate was lowered to {summary.rate_lowered_to}/min for this run"
+        if (story := summary.rate_story) is not None:
+            line += f"; {rate_phrase(story)}"
         lines.append(line + ".")
+    if summary.shared_with:
+        lines.append(
+            f"Shared the account with {plural(summary.shared_with, 'other campaign')} on this "
+            "machine: the rate limits were split between them."
+        )
     if summary.left_for_later:
         why = "--until" if summary.ended_by == "until" else "--max-calls"
         left = plural(summary.left_for_later, "lead")
@@ -343,9 +349,31 @@ def stop_lines(result: StopResult) -> list[str]:
     ])  # fmt: skip
 
 
-def status_lines(results: str | Path) -> list[str]:
+def rate_phrase(story: RateStory) -> str:
+    """``slowed to 75/min for 2 min, back to 100/min`` (or ``still 75/min at the end``)."""
+    text = f"slowed to {story.lowest}/min for {_duration(story.lowered_for)}"
+    if story.back:
+        return f"{text}, back to {story.limit}/min"
+    return f"{text}, still {story.now}/min at the end (it climbs back after a quiet minute)"
+
+
+def account_lines(results: str | Path, running: Sequence[Running]) -> list[str]:
+    """``dialer status``: the campaigns running on the account on this machine and their
+    shares of its budget (``running``, from ``dialer.budget.running_campaigns``)."""
+    me = str(Path(results).resolve())
+    others = [r for r in running if r.campaign != me]
+    if not others:
+        return []
+    total = sum(r.share for r in running)
+    items = [f"{r.campaign} (share {r.share:g} of {total:g}, pid {r.pid})" for r in others]
+    head = f"Sharing the account on this machine with {plural(len(others), 'running campaign')}:"
+    return [head, *(f"  {item}" for item in items)]
+
+
+def status_lines(results: str | Path, running: Sequence[Running] | None = None) -> list[str]:
     """``dialer status``: where a campaign stands, from its results, journal and run log,
-    read without taking the lock (safe while a run is going on)."""
+    read without taking the lock (safe while a run is going on); with ``running`` (the
+    account's campaigns on this machine) also who shares its rate budget."""
     results = Path(results)
     require_results(results)
     state, notices = read_state_noted(results)
@@ -402,6 +430,8 @@ def status_lines(results: str | Path) -> list[str]:
         "In doubt, a person should check",
         [f"row {e.row:<5} {e.phone}: {e.error or why}" for e in doubtful if e.key not in waits],
     )
+    if running is not None:
+        lines += account_lines(results, running)
     return visible_lines(lines)
 
 

@@ -46,7 +46,7 @@ from dialer.results import Entry, require_results, utc_iso
 from dialer.sandboxmark import check_kind
 from dialer.sandboxmark import open_sandbox_store as open_sandbox_store  # for ``--sandbox``
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
-from dialer.session import Session, sync_ledger
+from dialer.session import Session, account_budget, sync_ledger
 from dialer.sync import due_under
 
 
@@ -84,6 +84,8 @@ class RunSummary:
     ended_by: str = ""  # "signal", "until", "max_calls", or "" (ran to the end)
     left_for_later: int = 0  # leads held back by --max-calls or --until for a later run
     rate_lowered_to: int | None = None  # the per-minute limit after repeated 429s
+    rate_story: RateStory | None = None  # how 429s lowered the rate, and whether it came back
+    shared_with: int = 0  # other campaigns that shared the account's budget during the run
     warnings: list[str] = field(default_factory=list)
     synced: dict[str, int] = field(default_factory=dict)  # --sync: outcome -> calls recorded
     recycled: int = 0  # called leads due another call (retry_outcomes), dialed again
@@ -105,6 +107,28 @@ class RunSummary:
     @property
     def in_doubt(self) -> int:
         return self.counts.get(Status.IN_DOUBT.value, 0)
+
+
+@dataclass(frozen=True)
+class RateStory:
+    """What 429s did to a run's rate: lowered to ``lowest``/min for ``lowered_for`` seconds,
+    and ``back`` at the configured ``limit``/min (else still ``now``/min at the end)."""
+
+    lowest: int
+    lowered_for: float
+    back: bool
+    limit: int
+    now: int
+
+
+def rate_story(changes: Sequence[tuple[float, int]], limit: int, end: float) -> RateStory | None:
+    """A ``RateStory`` from the limiter's ``(time, per-minute limit)`` changes (None: none)."""
+    if not changes:
+        return None
+    last = changes[-1][1]
+    back = last >= limit
+    until = changes[-1][0] if back else end
+    return RateStory(min(m for _, m in changes), max(0.0, until - changes[0][0]), back, limit, last)
 
 
 @dataclass(frozen=True)
@@ -135,11 +159,14 @@ def sync_campaign(
     timeout: float = 30.0,
     handle_signals: bool = False,
     sandbox: bool = False,
+    budget_folder: Path | None = None,
 ) -> SyncSummary:
     """Record what became of every call in the results ``output`` that has no outcome yet
-    (``GET /call/{id}``), under the run lock. Raises ``ConfigError`` for a bad pacing value
-    or a missing results file, or for a campaign of the other kind (``sandbox``: the calls
-    are the sandbox's), ``LedgerLocked`` while a run holds it, ``AuthError`` on 401/403."""
+    (``GET /call/{id}``), under the run lock, within the account's budget shared on this
+    machine when ``budget_folder`` is given (``dialer.budget``). Raises ``ConfigError`` for
+    a bad pacing value or a missing results file, or for a campaign of the other kind
+    (``sandbox``: the calls are the sandbox's), ``LedgerLocked`` while a run holds it,
+    ``AuthError`` on 401/403."""
     check_pacing(max_per_second=max_per_second, max_per_minute=max_per_minute,
                  concurrency=concurrency, timeout=timeout)  # fmt: skip
     preflight(api_url, token, transport)  # a bad token or route: refused before anything
@@ -154,8 +181,11 @@ def sync_campaign(
                               transport=transport)  # fmt: skip
         limits = [(max_per_second, 1.0), (max_per_minute, 60.0)]
         started_at = utc_iso()
+        budget = account_budget(budget_folder, api_url, token, limits, campaign=output,
+                                timeout=timeout)  # fmt: skip
         result = asyncio.run(sync_ledger(ledger, client, limits=limits, concurrency=concurrency,
-                                         handle_signals=handle_signals))  # fmt: skip
+                                         handle_signals=handle_signals,
+                                         budget=budget))  # fmt: skip
         # The look-ups of the last minute count against the next command's rate windows.
         recent = [round(t, 3) for t in result.request_times if t >= time.time() - 61.0]
         ledger.log_run({"command": "sync", "started": started_at, "finished": utc_iso(),
@@ -311,6 +341,7 @@ def run_campaign(
     wall_clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     sandbox: bool = False,
+    budget_folder: Path | None = None,
 ) -> RunSummary:
     """Dial every lead of ``settings.leads`` that has no final result yet.
 
@@ -322,6 +353,8 @@ def run_campaign(
     ``wall_clock`` and ``sleep`` (the grace's clock and wait) are injectable for tests.
     ``sandbox``: the API is the sandbox's simulator; the campaign is marked so, and results of
     the other kind are refused (``ConfigError``) before anything is written or dialed.
+    ``budget_folder``: where the account's rate budget, shared by every dialer process on this
+    machine, is kept (``dialer.budget.state_folder()`` for the CLI); None: this run alone.
 
     Raises ``InputError`` before dialing anyone, ``LedgerError``/``LedgerLocked`` before or
     while dialing, ``AuthError`` after the first 401/403 (leads in flight are recorded first),
@@ -346,7 +379,8 @@ def run_campaign(
             ledger.record_load(lead)
         call = call_settings(settings)
         session = Session(settings, loaded, ledger, api_url, token, transport, retry, clock, call,
-                          wall=wall_clock, sleep=sleep, on_wait=on_wait)  # fmt: skip
+                          wall=wall_clock, sleep=sleep, on_wait=on_wait,
+                          budget_folder=budget_folder)  # fmt: skip
 
         def announce(sess: Session) -> None:
             if on_start is not None:
@@ -398,6 +432,8 @@ def run_campaign(
             + (not_started if session.ended_by in ("until", "max_calls") else 0),
             reconciled=dict(session.reconciled),
             rate_lowered_to=session.rate_lowered_to,
+            rate_story=rate_story(session.rate_changes, settings.max_per_minute, time.monotonic()),
+            shared_with=session.shared_with,
             warnings=list(loaded.warnings),
             synced=dict(session.synced.outcomes) if session.synced else {},
             recycled=session.recycled,
@@ -453,6 +489,8 @@ def run_record(
         "elapsed": round(summary.elapsed, 3),
         "calls_per_minute": round(summary.calls_per_minute, 2),
         "rate_limited": summary.rate_limited,
+        "rate_changes": dataclasses.asdict(summary.rate_story) if summary.rate_story else {},
+        "shared_with": summary.shared_with,
         "reconciled": summary.reconciled,
         "synced": summary.synced,
         "recycled": summary.recycled,

@@ -3,7 +3,9 @@
 ``Session`` owns the order of a run once the leads are loaded and the ledger is open: look up
 the leads earlier runs left in doubt, hold back what ``--max-calls``, ``--until`` and the
 calling hours say to, dispatch the rest over one client and one rate limiter, then look up
-this run's own in-doubt leads and redial those proven absent. It also owns the run's signal
+this run's own in-doubt leads and redial those proven absent; every request within the
+account's budget shared on this machine (``dialer.budget``) when given its folder, the
+campaign registered there for the run. It also owns the run's signal
 handling (first signal: stop starting calls; second: cancel what is in flight).
 """
 
@@ -16,14 +18,16 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from dialer.budget import SHARED_UP_TO, AccountBudget
 from dialer.campaign import Settings
 from dialer.client import CallSettings, MeetzyClient
 from dialer.dispatcher import RetryPolicy, dispatch
-from dialer.errors import AuthError, NotSent, Stopped
+from dialer.errors import AuthError, ConfigError, NotSent, Stopped
 from dialer.ledger import Ledger
 from dialer.limits import SlidingWindows
 from dialer.loader import LoadResult
@@ -64,7 +68,11 @@ class Session:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_wait: Callable[[int, float], None] | None = None,
+        budget_folder: Path | None = None,
     ) -> None:
+        self.budget_folder = budget_folder  # the account's shared record (None: this run alone)
+        self.shared_with = 0  # other campaigns that shared the account during the run
+        self.rate_changes: list[tuple[float, int]] = []  # (monotonic time, per-minute limit)
         self.settings, self.loaded, self.ledger, self.retry = settings, loaded, ledger, retry
         self.call = call
         self.client_args = (api_url, token, transport)
@@ -102,8 +110,11 @@ class Session:
     ) -> None:
         s = self.settings
         self.stop = asyncio.Event()
-        self.limiter = _limiter([(s.max_per_second, 1.0), (s.max_per_minute, 60.0)], self.ledger)
         url, token, transport = self.client_args
+        limits = [(s.max_per_second, 1.0), (s.max_per_minute, 60.0)]
+        budget = account_budget(self.budget_folder, url, token, limits, campaign=s.output,
+                                share=s.share, timeout=s.timeout)  # fmt: skip
+        self.limiter = _limiter(limits, self.ledger, budget)
         self.client = MeetzyClient(url, token, timeout=s.timeout, max_connections=s.concurrency,
                                    transport=transport)  # fmt: skip
         task = asyncio.current_task()
@@ -121,6 +132,11 @@ class Session:
                     "stopped at once by a second signal: leads in flight are recorded in doubt"
                 ) from None
             finally:
+                self.rate_changes = list(self.limiter.rate_changes)
+                if budget is not None:
+                    self.shared_with = len(budget.others_seen)
+                    with contextlib.suppress(OSError):  # a dead pid frees it all the same
+                        budget.unregister()  # its share is freed at once
                 await self.client.aclose()
 
     async def _run(
@@ -323,6 +339,7 @@ async def sync_ledger(
     limits: list[tuple[int, float]],
     concurrency: int,
     handle_signals: bool,
+    budget: AccountBudget | None = None,
 ) -> SyncResult:
     """``dialer sync``: record the outcome of every call in ``ledger`` not synced yet, within
     the rate windows (seeded with the ledger's recent sends). A first signal stops it."""
@@ -332,18 +349,53 @@ async def sync_ledger(
     with _signals(stop.set, task) if handle_signals else contextlib.nullcontext():
         try:
             return await sync_outcomes(ledger.with_status(Status.CALLED), client.get_call,
-                                       record=_recorder(ledger), limiter=_limiter(limits, ledger),
+                                       record=_recorder(ledger),
+                                       limiter=_limiter(limits, ledger, budget),
                                        stop=stop, concurrency=concurrency)  # fmt: skip
         except asyncio.CancelledError:
             raise Stopped("stopped at once by a second signal") from None
         finally:
+            if budget is not None:
+                with contextlib.suppress(OSError):  # a dead pid frees it all the same
+                    budget.unregister()
             await client.aclose()
 
 
-def _limiter(limits: list[tuple[int, float]], ledger: Ledger) -> SlidingWindows:
+def account_budget(
+    folder: Path | None,
+    api_url: str,
+    token: str,
+    limits: list[tuple[int, float]],
+    *,
+    campaign: Path,
+    share: float = 1.0,
+    timeout: float = 30.0,
+) -> AccountBudget | None:
+    """The account's shared budget in ``folder``, the campaign registered in it; None without
+    a folder, or when the limits are lifted (above ``SHARED_UP_TO``: a benchmark's, not an
+    account's)."""
+    if folder is None or any(limit > SHARED_UP_TO for limit, _ in limits):
+        return None
+    budget = AccountBudget(folder, api_url, token, campaign=str(Path(campaign).resolve()),
+                           share=share, timeout=timeout)  # fmt: skip
+    try:
+        budget.register()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the account's shared rate record in {folder}: "
+            f"{exc.strerror or exc}; make that folder writable (or set XDG_STATE_HOME to a "
+            "writable folder) and run again (nothing was dialed)"
+        ) from exc
+    return budget
+
+
+def _limiter(
+    limits: list[tuple[int, float]], ledger: Ledger, budget: AccountBudget | None = None
+) -> SlidingWindows:
     """The rate windows, seeded with the ledger's recent requests: the API's windows span
-    commands, so an earlier run's (or sync's) last requests still count (cron batches)."""
-    limiter = SlidingWindows(limits)
+    commands, so an earlier run's (or sync's) last requests still count (cron batches). With
+    ``budget``, every send is also taken from the account's record shared on this machine."""
+    limiter = SlidingWindows(limits, budget=budget)
     offset = time.monotonic() - time.time()
     limiter.seed(t + offset for t in ledger.recent_sends(within=61.0))
     return limiter

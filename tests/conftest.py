@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import csv
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,18 +46,31 @@ def dialer_exe() -> str:
     return exe
 
 
+# The per-user state folder (the account's shared rate budget) of every CLI the tests run: a
+# temporary folder, never the real home's (XDG_STATE_HOME, as the XDG specification has it).
+STATE_HOME = tempfile.mkdtemp(prefix="dialer-tests-state-")
+atexit.register(shutil.rmtree, STATE_HOME, ignore_errors=True)
+
+
 def run_cli(
     *args: str, url: str | None = None, token: str | None = TOKEN, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed ``dialer`` as a subprocess, as cron or a person would."""
+    return subprocess.run(
+        [dialer_exe(), *args], env=cli_env(url, token), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def cli_env(url: str | None = None, token: str | None = TOKEN) -> dict[str, str]:
+    """The environment ``run_cli`` gives the CLI (for a test that starts it with Popen)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEETZY_")}
+    env["XDG_STATE_HOME"] = STATE_HOME
     if url is not None:
         env["MEETZY_API_URL"] = url
     if token is not None:
         env["MEETZY_API_TOKEN"] = token
-    return subprocess.run(
-        [dialer_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return env
 
 
 def clock_at(when: str) -> Callable[[], datetime]:

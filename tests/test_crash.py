@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import TOKEN, dialer_exe, mobiles, read_rows, run_cli, write_leads
+from tests.conftest import cli_env, dialer_exe, mobiles, read_rows, run_cli, write_leads
 
 KILLS = 12
 
@@ -25,7 +25,7 @@ def test_sigkill_at_random_moments_never_double_dials(sim, tmp_path):
     leads = write_leads(tmp_path / "l.csv", phones)
     args = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--in-doubt-grace", "0.3",
             "--max-per-second", "20", "--max-per-minute", "1000"]  # fmt: skip
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    env = {**os.environ, **cli_env(sim.url)}
     kills = 0
     for _ in range(KILLS):
         child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
@@ -62,7 +62,7 @@ def test_sigkill_while_recycling_never_calls_a_lead_more_than_max_attempts(sim, 
     flags = ["--playbook", "pb", "--in-doubt-grace", "0.3", "--max-per-second", "20",
              "--max-per-minute", "1000", "--sync", "--retry-outcomes", "no-answer",
              "--max-attempts", "2", "--retry-after", "0s"]  # fmt: skip
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    env = {**os.environ, **cli_env(sim.url)}
     kills = 0
     for _ in range(KILLS):
         child = subprocess.Popen([dialer_exe(), "run", str(leads), *flags], env=env,

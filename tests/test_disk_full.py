@@ -31,7 +31,7 @@ from dialer.ledger import lock_path
 from dialer.report import status_lines
 from dialer.results import read_results
 from dialer.run import run_campaign
-from tests.conftest import TOKEN, dialer_exe, mobiles, read_rows, run_cli, write_leads
+from tests.conftest import TOKEN, cli_env, dialer_exe, mobiles, read_rows, run_cli, write_leads
 
 LEADS = 12
 
@@ -292,7 +292,7 @@ def test_a_disk_that_fills_mid_run_exits_4_and_a_rerun_after_freeing_it_finishes
     flags = ["--playbook", "pb", "--output", str(out), "--in-doubt-grace", "0.3",
              "--max-per-second", "50", "--max-per-minute", "3000",
              "--concurrency", "2"]  # fmt: skip
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    env = {**os.environ, **cli_env(sim.url)}
     child = subprocess.Popen([dialer_exe(), "run", str(leads), *flags], env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     journal = journal_path(out)

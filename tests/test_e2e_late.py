@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import TOKEN, dialer_exe, mobiles, read_rows, run_cli, write_leads
+from tests.conftest import cli_env, dialer_exe, mobiles, read_rows, run_cli, write_leads
 
 
 def created_per_phone(sim) -> collections.Counter[str]:
@@ -43,7 +43,7 @@ def test_a_slow_api_rings_nobody_twice_at_the_default_grace(sim, tmp_path):
     late = [1, 4, 7, 10, 13, 16]
     phones, leads = late_leads(sim, tmp_path, 20, late=late, seconds=8.0)
     args = [dialer_exe(), "run", str(leads), "--playbook", "pb", "--timeout", "2"]
-    env = {**os.environ, "MEETZY_API_URL": sim.url, "MEETZY_API_TOKEN": TOKEN}
+    env = {**os.environ, **cli_env(sim.url)}
     child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)  # fmt: skip
     assert child.stdout is not None

@@ -39,8 +39,8 @@ class CountingLimiter(SlidingWindows):
         super().__init__(list(windows), margin=0.0, clock=clock, sleep=clock.sleep)
         self.acquired: list[float] = []
 
-    async def acquire(self) -> float:
-        when = await super().acquire()
+    async def acquire(self, *, in_flight: bool = False) -> float:
+        when = await super().acquire(in_flight=in_flight)
         self.acquired.append(when)
         return when
 

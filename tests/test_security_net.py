@@ -29,7 +29,7 @@ from dialer.model import Status
 from dialer.report import sync_lines
 from dialer.run import SyncSummary, run_campaign
 from dialer.terminal import visible
-from tests.conftest import TOKEN, dialer_exe, free_port, mobiles, read_rows, write_leads
+from tests.conftest import STATE_HOME, TOKEN, dialer_exe, free_port, mobiles, read_rows, write_leads
 
 BODY = {"phone": "+34612340000", "playbook_id": "pb"}
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31mall leads called OK\x1b[0m\r\u202eevil"
@@ -39,6 +39,7 @@ def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The installed CLI with a clean environment (no MEETZY_*, no proxy) plus ``env``."""
     base = {k: v for k, v in os.environ.items()
             if not k.startswith("MEETZY_") and "proxy" not in k.lower()}  # fmt: skip
+    base["XDG_STATE_HOME"] = STATE_HOME
     return subprocess.run([dialer_exe(), *args], env=base | env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
 
