@@ -65,7 +65,7 @@ import re
 import shlex
 import unicodedata
 from collections import Counter, deque
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -249,11 +249,18 @@ def load_leads(
         headers = _distinct(headers, table.first_column, warnings)
         chunks: Iterator[tuple[int, Rows]] = iter(table.chunks)
         first = next(chunks, None)  # the first chunk tells which phone columns are filled
-        second = next(chunks, None) if first is not None else None
-        chunks = chain([c for c in (first, second) if c is not None], chunks)
         sample = first[1][:_SAMPLE_ROWS] if first is not None else []
-        more = second is not None or len(sample) < (len(first[1]) if first else 0)
+        peeked: list[tuple[int, Rows] | None] = []
+
+        def more() -> bool:
+            """Whether the file goes on past ``sample`` (asked only when choosing among
+            several phone columns: a second chunk held costs ~5 MB at a million rows)."""
+            if not peeked:
+                peeked.append(next(chunks, None) if first is not None else None)
+            return peeked[0] is not None or len(sample) < (len(first[1]) if first else 0)
+
         plan = _plan(name, headers, mapping, warnings, sample, table.first_column, more)
+        chunks = chain([c for c in (first, *peeked) if c is not None], chunks)
         leads = LeadRows(
             plan.param_names,
             has_id=plan.id_index is not None,
@@ -528,7 +535,7 @@ def _plan(
     warnings: list[str],
     sample: Rows = (),  # type: ignore[assignment]
     first_column: int = 0,
-    more: bool = False,  # the file has more rows than ``sample``
+    more: Callable[[], bool] = lambda: False,  # the file has more rows than ``sample``
 ) -> _Plan:
     phones = _phone_columns(name, headers, mapping, sample, first_column, warnings, more)
     id_index = None
@@ -874,7 +881,7 @@ def _phone_columns(
     sample: Rows,
     first_column: int,
     warnings: list[str],
-    more: bool = False,
+    more: Callable[[], bool] = lambda: False,
 ) -> tuple[int, ...]:
     """The phone columns, in the order each row tries them (see the module's docstring)."""
     if mapping.phone_column is not None:
@@ -886,7 +893,7 @@ def _phone_columns(
     if len(found) == 1:
         return (found[0],)
     counts = {index: _numbers_in(index, sample) for index in found}
-    where = f" in the first {len(sample):,} rows" if more else ""
+    where = f" in the first {len(sample):,} rows" if more() else ""
     filled = [index for index in found if counts[index]] or found
 
     def shown(columns: Iterable[int]) -> str:
