@@ -116,7 +116,7 @@ def one_run(leads: str, output: str, url: str, concurrency: str, how: str) -> No
     """One quiet run of ``leads`` into ``output`` against the sandbox at ``url``: what ``dialer
     run --quiet`` does, with the journal's fsyncs on (``durable``) or off (``no-fsync``)."""
     from dialer.campaign import build_settings
-    from dialer.run import run_campaign
+    from dialer.engine.run import run_campaign
 
     limits = dict(zip(LIFTED[::2], LIFTED[1::2], strict=True))
     flags = {key.lstrip("-").replace("-", "_"): int(value) for key, value in limits.items()}

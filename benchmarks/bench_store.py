@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dialer.ledger import Ledger, read_state
 from dialer.model import Lead, Outcome, Status
+from dialer.store.ledger import Ledger, read_state
 
 
 def journal_intents(folder: Path, n: int) -> float:

@@ -108,7 +108,7 @@ async def with_client(
 ) -> int:
     import httpx
 
-    from dialer.client import MeetzyClient
+    from dialer.api.client import MeetzyClient
 
     transport = None
     if default_transport:

@@ -1,9 +1,9 @@
 """The ``dialer`` command line: flags in, one library call, text and an exit code out.
 
-Each command builds settings from its flags, calls one function of ``dialer.run`` (or the
-simulator), and prints what ``dialer.report`` formats. Every ``DialerError`` (and every usage
-error) becomes ONE line on stderr, ``error: ...``, and its documented exit code; nothing else
-here decides behaviour. Nothing imports this module.
+Each command builds settings from its flags, calls one function of ``dialer.engine.run`` (or the
+simulator), and prints what ``dialer.reports.report`` formats. Every ``DialerError`` (and
+every usage error) becomes ONE line on stderr, ``error: ...``, and its documented exit code;
+nothing else here decides behaviour. Nothing imports this module.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from typing import Any
 import click
 
 from dialer import __version__
-from dialer.budget import Running, running_campaigns, state_folder
-from dialer.campaign import build_settings, parse_param_flags
-from dialer.client import (
+from dialer.api.client import (
     DEFAULT_API_URL,
     TOKEN_ENV,
     URL_ENV,
@@ -28,6 +26,18 @@ from dialer.client import (
     redact,
     token_from_env,
 )
+from dialer.campaign import build_settings, parse_param_flags
+from dialer.engine.budget import Running, running_campaigns, state_folder
+from dialer.engine.run import (
+    Plan,
+    RunSummary,
+    open_sandbox_store,
+    plan,
+    run_campaign,
+    sandbox,
+    sync_campaign,
+)
+from dialer.engine.stop import stop_campaign
 from dialer.errors import (
     EXIT_IN_DOUBT,
     EXIT_INPUT,
@@ -39,10 +49,8 @@ from dialer.errors import (
     DialerError,
 )
 from dialer.files import refuse_overwriting_inputs
-from dialer.journal import journal_path
-from dialer.ledger import append_whole
 from dialer.model import Outcome, per_minute
-from dialer.report import (
+from dialer.reports.report import (
     counts_phrase,
     plan_lines,
     start_lines,
@@ -53,18 +61,10 @@ from dialer.report import (
     wait_line,
     write_rejects,
 )
-from dialer.run import (
-    Plan,
-    RunSummary,
-    open_sandbox_store,
-    plan,
-    run_campaign,
-    sandbox,
-    sync_campaign,
-)
+from dialer.reports.stats import load_stats, report_lines
 from dialer.schedule import check_timezone
-from dialer.stats import load_stats, report_lines
-from dialer.stop import stop_campaign
+from dialer.store.journal import journal_path
+from dialer.store.ledger import append_whole
 from dialer.terminal import visible
 
 
@@ -532,7 +532,7 @@ def report_cmd(results: str, html_path: str | None, title: str | None,
     for line in report_lines(stats):
         click.echo(line)
     if html_path:
-        from dialer.htmlreport import write_html  # matplotlib: loaded only when needed
+        from dialer.reports.htmlreport import write_html  # matplotlib: loaded only when needed
 
         write_html(stats, html_path, title=title or f"Campaign report: {Path(results).stem}")
         click.echo(f"HTML report: {html_path}")
@@ -587,7 +587,7 @@ def sandbox_cmd(port: int, latency: float, per_second: int, per_minute: int,
 
     Its token is 'sandbox-token'. GET /_sim/calls, with that token, lists every call it created.
     """
-    from dialer.simulator import SimConfig, Simulator, serve_forever
+    from dialer.api.simulator import SimConfig, Simulator, serve_forever
 
     rates = {}
     for item in faults:

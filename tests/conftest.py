@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from dialer.simulator import SimConfig, SimServer, Simulator
+from dialer.api.simulator import SimConfig, SimServer, Simulator
 
 TOKEN = "tok-e2e-SECRET-4f1c9a"  # distinctive, so a leak is easy to find
 
@@ -90,8 +90,8 @@ def run_here(
     (or, for ``dry_run``, the plan) and the lines the CLI would print for it. Raises the
     ``DialerError`` the CLI would print as its one line."""
     from dialer.campaign import build_settings
-    from dialer.report import plan_lines, start_lines, summary_lines
-    from dialer.run import plan, run_campaign
+    from dialer.engine.run import plan, run_campaign
+    from dialer.reports.report import plan_lines, start_lines, summary_lines
 
     settings = build_settings(leads, {"playbook": "pb", **flags})
     clock = clock_at(now) if now else None
@@ -163,10 +163,10 @@ def wait_for_simulator(url: str, process: subprocess.Popen[str], within: float =
 
 @pytest.fixture(params=["csv", "pandas"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with each of the two parsers of text files (``dialer.sheets``): Python's csv
+    """Run a test with each of the two parsers of text files (``dialer.leads.sheets``): Python's csv
     module, which splits files under ``PANDAS_FROM_BYTES``, and pandas, which splits bigger
     ones."""
-    from dialer import sheets
+    from dialer.leads import sheets
 
     monkeypatch.setattr(sheets, "PANDAS_FROM_BYTES", 1 << 62 if request.param == "csv" else 0)
     return str(request.param)

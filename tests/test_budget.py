@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dialer.budget import AccountBudget, account_key, running_campaigns, state_folder
-from dialer.limits import CLIMB_EVERY, QUIET, SlidingWindows
-from dialer.report import rate_phrase
-from dialer.run import rate_story
-from dialer.simulator import SimConfig, SimServer, Simulator
+from dialer.api.simulator import SimConfig, SimServer, Simulator
+from dialer.engine.budget import AccountBudget, account_key, running_campaigns, state_folder
+from dialer.engine.limits import CLIMB_EVERY, QUIET, SlidingWindows
+from dialer.engine.run import rate_story
+from dialer.reports.report import rate_phrase
 from tests.conftest import (
     STATE_HOME,
     TOKEN,
@@ -89,7 +89,7 @@ def test_a_stall_between_the_window_and_the_socket_never_overfills_the_servers_w
     reaching the server: counted as in flight (now) until their answer, they never let more
     than 10 arrive in any second of the simulator's own clock, and no 429 comes back."""
     from dialer.campaign import build_settings
-    from dialer.run import run_campaign
+    from dialer.engine.run import run_campaign
 
     leads = write_leads(tmp_path / "leads.csv", mobiles(45))
     settings = build_settings(leads, {"playbook": "pb"})
@@ -428,7 +428,7 @@ def test_share_comes_from_the_flag_or_the_campaign_file_and_must_be_positive(tmp
 
 
 def test_a_record_cut_short_or_with_an_old_tail_is_read_safely():
-    from dialer.budget import parse_record
+    from dialer.engine.budget import parse_record
 
     whole = b'{"campaigns":{},"sends":[[1.0,2.0,"c",1,"1.1"]]}'
     assert parse_record(whole + b'"old tail"]]}')["sends"] == [[1.0, 2.0, "c", 1, "1.1"]]

@@ -12,7 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer.cache import (
+import dialer
+from dialer.campaign import Settings
+from dialer.engine.run import load
+from dialer.model import Status
+from dialer.store.cache import (
     _SOURCES,
     EntryTable,
     leads_cache_path,
@@ -20,10 +24,7 @@ from dialer.cache import (
     save_leads_cache,
     write_parts,
 )
-from dialer.campaign import Settings
-from dialer.model import Status
-from dialer.results import Entry
-from dialer.run import load
+from dialer.store.results import Entry
 
 
 def write(path: Path, text: str) -> Path:
@@ -204,14 +205,18 @@ def test_the_cache_key_hashes_every_module_that_parses(tmp_path: Path) -> None:
     book.save(tmp_path / "l.xlsx")
     (tmp_path / "l.csv").write_text("phone\n612345678\n", encoding="utf-8")
     script = (
-        "import sys; from pathlib import Path; from dialer.loader import load_leads; "
+        "import sys; from pathlib import Path; from dialer.leads.loader import load_leads; "
         f"[load_leads(Path({str(tmp_path)!r}) / name) for name in ('l.csv', 'l.xlsx')]; "
         "print(' '.join(sorted(m for m in sys.modules if m.startswith('dialer.'))))"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    loaded = {name.removeprefix("dialer.") + ".py" for name in done.stdout.split()}
-    assert "workbook.py" in loaded
+    package = Path(dialer.__file__).parent
+    loaded = set()
+    for name in done.stdout.split():
+        path = Path(*name.split(".")[1:])
+        loaded.add(str(path / "__init__.py" if (package / path).is_dir() else f"{path}.py"))
+    assert "leads/workbook.py" in loaded
     assert loaded - {"errors.py"} <= set(_SOURCES)
 
 
@@ -220,7 +225,7 @@ def test_unseen_since_finds_exactly_the_entries_watching_for_a_late_call():
     a plain filter over every entry gives, odd entries (a separator in a text) included."""
     import time as _time
 
-    from dialer.cache import EntryTable, LedgerState
+    from dialer.store.cache import EntryTable, LedgerState
 
     now = _time.time()
     entries = []

@@ -1,4 +1,4 @@
-"""Tests for dialer.client: request bodies, answers in every shape, the error mapping, secrets."""
+"""Tests for dialer.api.client: request bodies, answers in every shape, error mapping, secrets."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.client import (
+from dialer.api.client import (
     RESERVED_KEYS,
     CallSettings,
     Created,

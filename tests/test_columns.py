@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dialer.errors import ColumnError
-from dialer.loader import ColumnMapping, load_dnc, load_leads
+from dialer.leads.loader import ColumnMapping, load_dnc, load_leads
 from tests.conftest import mobiles, read_rows, run_cli
 
 M = [m[3:] for m in mobiles(6)]  # national Spanish mobiles: 612340000, 612340001, ...

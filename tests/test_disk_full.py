@@ -25,12 +25,12 @@ import filelock
 import pytest
 
 from dialer.campaign import Settings
+from dialer.engine.run import run_campaign
 from dialer.errors import EXIT_LEDGER, LedgerError
-from dialer.journal import journal_path, read_journal
-from dialer.ledger import lock_path
-from dialer.report import status_lines
-from dialer.results import read_results
-from dialer.run import run_campaign
+from dialer.reports.report import status_lines
+from dialer.store.journal import journal_path, read_journal
+from dialer.store.ledger import lock_path
+from dialer.store.results import read_results
 from tests.conftest import TOKEN, cli_env, dialer_exe, mobiles, read_rows, run_cli, write_leads
 
 LEADS = 12
@@ -398,7 +398,7 @@ def test_a_disk_gone_read_only_between_runs_exits_4_and_says_what_to_do(sim, tmp
 def test_a_full_disk_during_sync_is_one_ledger_error_and_the_next_sync_records_all(
     sim, tmp_path, monkeypatch
 ):
-    from dialer.run import sync_campaign
+    from dialer.engine.run import sync_campaign
 
     sim.config.per_second = sim.config.per_minute = None
     sim.config.ring_seconds = sim.config.talk_seconds = 0.01

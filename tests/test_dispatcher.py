@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 
-from dialer.dispatcher import RetryPolicy, dispatch
+from dialer.engine.dispatcher import RetryPolicy, dispatch
+from dialer.engine.limits import SlidingWindows
 from dialer.errors import (
     AuthError,
     NotSent,
@@ -19,9 +20,8 @@ from dialer.errors import (
     RateLimited,
     Rejected,
 )
-from dialer.ledger import Ledger, journal_path
-from dialer.limits import SlidingWindows
 from dialer.model import Lead, Status
+from dialer.store.ledger import Ledger, journal_path
 from tests.conftest import FakeClock
 
 

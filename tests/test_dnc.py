@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from dialer.errors import ColumnError, LeadsFileError
-from dialer.loader import REASON_DNC, ColumnMapping, DncList, load_dnc, load_leads
+from dialer.leads.loader import REASON_DNC, ColumnMapping, DncList, load_dnc, load_leads
 from dialer.model import Status
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer.ledger import Ledger
+from dialer.store.ledger import Ledger
 from tests.conftest import (
     TOKEN,
     cli_env,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dialer import loader
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
-from dialer.loader import ColumnMapping, load_dnc, load_leads
+from dialer.leads import loader
+from dialer.leads.loader import ColumnMapping, load_dnc, load_leads
+from dialer.leads.sheets import find_header
 from dialer.model import Status
-from dialer.sheets import find_header
 from tests.conftest import per_phone, read_rows, run_cli
 from tests.test_workbook import make_xlsx
 

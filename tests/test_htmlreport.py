@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 import pytest
 
 from dialer.errors import ConfigError
-from dialer.htmlreport import CHART_IDS, render_html, write_html
 from dialer.model import Status
-from dialer.results import Entry
-from dialer.stats import campaign_stats
+from dialer.reports.htmlreport import CHART_IDS, render_html, write_html
+from dialer.reports.stats import campaign_stats
+from dialer.store.results import Entry
 from tests.test_stats import called
 
 EVIL = "<script>alert('x')</script>"

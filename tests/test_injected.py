@@ -4,8 +4,8 @@ No environment variable changes what the dialer does (README, "Testing"): a test
 run to start at another time, or its retry waits shortened, calls the library as ``dialer run``
 would (``run_campaign``/``plan`` with ``clock=`` and ``retry=``) against the real simulator on
 127.0.0.1. Who was dialed comes from the simulator's own record (``sim.calls``); what the user
-is told, from the lines ``dialer.report`` makes of the returned summary. The installed CLI is
-run where the point is that it ignores the old test switches.
+is told, from the lines ``dialer.reports.report`` makes of the returned summary. The installed
+CLI is run where the point is that it ignores the old test switches.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialer.dispatcher import RetryPolicy
+from dialer.engine.dispatcher import RetryPolicy
 from dialer.errors import Unreachable
 from tests.conftest import (
     by_phone,

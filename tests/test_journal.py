@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from dialer.errors import LedgerError
-from dialer.journal import decode_line, encode_line, from_record, read_journal, to_record
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.store.journal import decode_line, encode_line, from_record, read_journal, to_record
+from dialer.store.results import Entry
 
 FULL = Entry(
     "+34612345678", 2, "+34612345678", Status.CALLED, "c-2", 3, "", "2026-11-25T10:00:00Z",

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer.leadrows import LeadRows
-from dialer.loader import ColumnMapping, load_leads
+from dialer.leads.leadrows import LeadRows
+from dialer.leads.loader import ColumnMapping, load_leads
 from dialer.model import Lead, Status
 
 

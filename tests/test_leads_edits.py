@@ -2,7 +2,7 @@
 
 The end-to-end tests run the installed ``dialer`` CLI against the real simulator and assert
 from its own record of created calls (``sim.calls``) that nobody was dialed twice, and the
-exact lines the user is told. The unit tests check ``dialer.edits.compare`` on plain states.
+exact lines the user is told. The unit tests check ``dialer.store.edits.compare`` on plain states.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import csv
 import json
 from pathlib import Path
 
-from dialer.edits import REMOVED_REASON, PhoneChange, compare
-from dialer.loader import ColumnMapping, load_leads
+from dialer.leads.loader import ColumnMapping, load_leads
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.store.edits import REMOVED_REASON, PhoneChange, compare
+from dialer.store.results import Entry
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 
 AGAIN = "not dialed; pending again if put back"
@@ -225,7 +225,7 @@ def test_compare_says_why_a_phone_still_in_the_file_is_removed(tmp_path):
     a, b = mobiles(2)
     dnc = tmp_path / "dnc.csv"
     dnc.write_text(f"phone\n{b}\n")
-    from dialer.loader import load_dnc
+    from dialer.leads.loader import load_dnc
 
     path = tmp_path / "leads.csv"
     path.write_text(f"name,phone\nA,{a}\nB,{b}\n")
@@ -258,8 +258,8 @@ def test_compare_by_cells_needs_the_previous_parse_and_unique_cells(tmp_path):
 def test_moved_rows_are_journaled_so_every_reader_sees_them_before_the_results_are_compacted(
     tmp_path,
 ):
-    from dialer.ledger import Ledger, read_state
     from dialer.model import Lead, Outcome
+    from dialer.store.ledger import Ledger, read_state
 
     a, b = mobiles(2)
     results = tmp_path / "l.results.csv"
@@ -279,9 +279,9 @@ def test_moved_rows_are_journaled_so_every_reader_sees_them_before_the_results_a
 def test_an_unchanged_file_carries_the_last_comparison_through_runs_and_syncs(
     sim, tmp_path, monkeypatch
 ):
-    from dialer import run as run_module
-    from dialer.cache import leads_mark_path
     from dialer.campaign import build_settings
+    from dialer.engine import run as run_module
+    from dialer.store.cache import leads_mark_path
 
     phones = mobiles(6)
     leads = write_leads(tmp_path / "l.csv", phones)

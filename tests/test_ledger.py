@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer import journal as journal_module
-from dialer.cache import state_path
 from dialer.errors import LedgerError, LedgerLocked
-from dialer.journal import read_journal
-from dialer.ledger import Ledger, journal_path
 from dialer.model import Lead, Outcome, Status
+from dialer.store import journal as journal_module
+from dialer.store.cache import state_path
+from dialer.store.journal import read_journal
+from dialer.store.ledger import Ledger, journal_path
 
 A = Lead(2, "+34612345678", {"name": "Ana"})
 B = Lead(3, "+34612345679", {"name": "Bea"})
@@ -150,7 +150,7 @@ def test_a_second_holder_is_refused_with_who_and_since(tmp_path):
 def test_the_lock_dies_with_its_process(tmp_path):
     out = tmp_path / "r.csv"
     code = (
-        "import os, sys; from dialer.ledger import Ledger; "
+        "import os, sys; from dialer.store.ledger import Ledger; "
         f"l = Ledger({str(out)!r}); l.open(); print('locked', flush=True); os._exit(0)"
     )
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -513,7 +513,7 @@ def test_recent_sends_count_a_recent_syncs_look_ups(tmp_path):
 
 
 def test_read_state_from_the_snapshot_equals_a_full_replay(tmp_path, monkeypatch):
-    from dialer.ledger import read_state
+    from dialer.store.ledger import read_state
 
     out = tmp_path / "r.csv"
     leads = [Lead(i, f"+346123400{i:02d}") for i in range(2, 12)]

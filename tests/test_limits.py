@@ -1,4 +1,4 @@
-"""Tests for dialer.limits.SlidingWindows, on a fake clock whose sleep advances time."""
+"""Tests for dialer.engine.limits.SlidingWindows, on a fake clock whose sleep advances time."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.limits import SlidingWindows
+from dialer.engine.limits import SlidingWindows
 
 API_WINDOWS = [(10, 1.0), (100, 60.0)]
 

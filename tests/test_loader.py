@@ -1,4 +1,4 @@
-"""Tests for dialer.loader: encodings, delimiters, rows, column mapping and error messages."""
+"""Tests for dialer.leads.loader: encodings, delimiters, rows, column mapping and error messages."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer import loader
 from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
-from dialer.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
+from dialer.leads import loader
+from dialer.leads.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
+from dialer.leads.phones import REASON_EMPTY, REASON_SCIENTIFIC
 from dialer.model import Lead, Status
-from dialer.phones import REASON_EMPTY, REASON_SCIENTIFIC
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = Path(__file__).parent.parent / "sample_data" / "leads.csv"

@@ -1,4 +1,4 @@
-"""Tests for dialer.phones: normalising a phone cell to E.164 or a reason, and region checks."""
+"""Tests for dialer.leads.phones: a phone cell as E.164 or a reason, and region checks."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from dialer.errors import ConfigError
-from dialer.phones import (
+from dialer.leads.phones import (
     REASON_EMPTY,
     REASON_EXCEL_NUMBER,
     REASON_FORMULA,

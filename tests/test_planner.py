@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import pytest
 
+from dialer.engine.planner import HELD_BATCH, choose
 from dialer.model import Lead, Status
-from dialer.planner import HELD_BATCH, choose
 from tests.conftest import mobiles, per_phone, run_cli, run_here, write_leads
 
 NOON_MADRID = "2026-11-25T12:00:00+01:00"  # a Wednesday; 03:00 in San Francisco

@@ -12,9 +12,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialer.engine.run import RunSummary
 from dialer.model import per_minute
-from dialer.report import summary_lines
-from dialer.run import RunSummary
+from dialer.reports.report import summary_lines
 
 
 def test_the_measured_case_shows_the_limit_not_above_it():

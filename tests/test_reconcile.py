@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialer.engine.limits import SlidingWindows
+from dialer.engine.reconcile import Absent, Found, Late, Undecided, Waiting, reconcile
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
-from dialer.limits import SlidingWindows
 from dialer.model import Status
-from dialer.reconcile import Absent, Found, Late, Undecided, Waiting, reconcile
-from dialer.results import Entry
+from dialer.store.results import Entry
 from tests.conftest import FakeClock
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dialer.htmlreport import render_html
-from dialer.results import replace_results
-from dialer.stats import campaign_stats
+from dialer.reports.htmlreport import render_html
+from dialer.reports.stats import campaign_stats
+from dialer.store.results import replace_results
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_report.py"

@@ -7,9 +7,9 @@ import csv
 import pytest
 
 from dialer.errors import LedgerError
-from dialer.ledger import Ledger
 from dialer.model import Lead, Status
-from dialer.results import read_results
+from dialer.store.ledger import Ledger
+from dialer.store.results import read_results
 
 
 def rows(path):
@@ -63,7 +63,7 @@ def test_cells_from_the_input_are_neutralised(tmp_path, cell, written):
 def test_times_are_written_in_utc_with_z_and_read_back_with_or_without_an_offset():
     from datetime import UTC, datetime
 
-    from dialer.results import parse_utc, utc_iso
+    from dialer.store.results import parse_utc, utc_iso
 
     assert utc_iso(1764064800.7) == "2025-11-25T10:00:00Z"
     assert parse_utc("2025-11-25T10:00:00Z") == datetime(2025, 11, 25, 10, tzinfo=UTC)

@@ -16,8 +16,8 @@ import io
 import pytest
 
 from dialer.errors import EXIT_LEDGER
-from dialer.journal import journal_path
-from dialer.salvage import inspect_results, read_leniently
+from dialer.store.journal import journal_path
+from dialer.store.salvage import inspect_results, read_leniently
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 
 BOM = b"\xef\xbb\xbf"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 
-from dialer.journal import journal_path
-from dialer.sandboxmark import REAL, SANDBOX, campaign_kind, mark_path, sandbox_store
+from dialer.store.journal import journal_path
+from dialer.store.sandboxmark import REAL, SANDBOX, campaign_kind, mark_path, sandbox_store
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 
 REFUSED_REAL = (

@@ -19,7 +19,7 @@ from pathlib import Path
 import openpyxl
 
 from dialer.files import atomic_file
-from dialer.workbook import MAX_RATIO
+from dialer.leads.workbook import MAX_RATIO
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 
 RUN = ["--playbook", "pb", "--max-per-minute", "1000"]

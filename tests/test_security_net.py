@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from dialer.api.client import MAX_ANSWER_BYTES, MeetzyClient, _transport_detail, redact
 from dialer.campaign import Settings
-from dialer.client import MAX_ANSWER_BYTES, MeetzyClient, _transport_detail, redact
+from dialer.engine.run import SyncSummary, run_campaign
 from dialer.errors import ConfigError, OutcomeUnknown, Rejected
 from dialer.model import Status
-from dialer.report import sync_lines
-from dialer.run import SyncSummary, run_campaign
+from dialer.reports.report import sync_lines
 from dialer.terminal import visible
 from tests.conftest import STATE_HOME, TOKEN, dialer_exe, free_port, mobiles, read_rows, write_leads
 

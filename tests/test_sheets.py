@@ -1,4 +1,4 @@
-"""Tests for dialer.sheets: delimiter override, text files in blocks and chunks, both parsers."""
+"""Tests for dialer.leads.sheets: delimiter override, text in blocks and chunks, both parsers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialer import loader, sheets
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
-from dialer.loader import load_leads
-from dialer.sheets import check_delimiter
+from dialer.leads import loader, sheets
+from dialer.leads.loader import load_leads
+from dialer.leads.sheets import check_delimiter
 
 
 def write(tmp_path: Path, text: str, name: str = "leads.csv", encoding: str = "utf-8") -> Path:

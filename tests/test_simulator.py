@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dialer.simulator import (
+from dialer.api.simulator import (
     CallRecord,
     SimConfig,
     SimServer,
@@ -683,7 +683,7 @@ def test_a_fixed_port_can_be_reused_right_after_stop():
 
 def test_serve_forever_in_another_process_prints_nothing_and_exposes_its_record():
     port = free_port()
-    script = f"from dialer.simulator import *; serve_forever(Simulator(), port={port})"
+    script = f"from dialer.api.simulator import *; serve_forever(Simulator(), port={port})"
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         cwd=Path(__file__).parents[1],

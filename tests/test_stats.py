@@ -9,8 +9,8 @@ import pytest
 
 from dialer.errors import ConfigError
 from dialer.model import Status
-from dialer.results import Entry
-from dialer.stats import STATUS_ORDER, campaign_stats, load_stats, report_lines
+from dialer.reports.stats import STATUS_ORDER, campaign_stats, load_stats, report_lines
+from dialer.store.results import Entry
 
 MADRID = ZoneInfo("Europe/Madrid")
 
@@ -137,7 +137,7 @@ def test_odd_numbers_count_in_the_default_zone(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("phonenumbers metadata missing")
 
-    monkeypatch.setattr("dialer.stats.lead_zones", broken)
+    monkeypatch.setattr("dialer.reports.stats.lead_zones", broken)
     assert campaign_stats(entries).by_local_hour[8].calls == 2
 
 

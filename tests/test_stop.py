@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from dialer.engine.stop import stop_campaign
 from dialer.errors import ConfigError
 from dialer.files import RunLock
-from dialer.ledger import lock_info_path, lock_path
-from dialer.stop import stop_campaign
+from dialer.store.ledger import lock_info_path, lock_path
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 from tests.test_e2e import start_run, wait_for_calls
 

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from dialer.engine.limits import SlidingWindows
+from dialer.engine.sync import CallOutcome, call_outcome, due_again, needs_sync, sync_outcomes
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
-from dialer.limits import SlidingWindows
 from dialer.model import Status
-from dialer.results import Entry
-from dialer.sync import CallOutcome, call_outcome, due_again, needs_sync, sync_outcomes
+from dialer.store.results import Entry
 from tests.conftest import FakeClock
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
@@ -203,7 +203,7 @@ def test_a_stop_before_the_start_looks_nothing_up():
 
 def test_due_under_applies_a_campaigns_settings_and_recycles_nothing_without_them():
     from dialer.campaign import build_settings
-    from dialer.sync import due_under
+    from dialer.engine.sync import due_under
 
     entry = called("a", "c1", outcome="busy", outcome_at="2026-11-25T08:00:00Z")
     plain = build_settings("l.csv", {"playbook": "pb"})

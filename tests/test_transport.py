@@ -20,7 +20,7 @@ import httpcore
 import httpx
 import pytest
 
-from dialer.client import MeetzyClient, _default_transport, _PhasedTransport, proxy_for
+from dialer.api.client import MeetzyClient, _default_transport, _PhasedTransport, proxy_for
 from dialer.errors import ConfigError, NotSent, OutcomeUnknown, SendError
 from tests.conftest import free_port, mobiles
 

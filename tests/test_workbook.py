@@ -1,4 +1,4 @@
-"""Tests for dialer.workbook: Excel workbooks as text, through ``open_sheet`` and the loader."""
+"""Tests for dialer.leads.workbook: Excel workbooks as text, via ``open_sheet`` and the loader."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import openpyxl
 import pytest
 
 from dialer.errors import LeadsFileError
-from dialer.loader import load_leads
+from dialer.leads.loader import load_leads
+from dialer.leads.phones import REASON_EXCEL_NUMBER, REASON_SCIENTIFIC
+from dialer.leads.sheets import open_sheet
 from dialer.model import Lead, Status
-from dialer.phones import REASON_EXCEL_NUMBER, REASON_SCIENTIFIC
-from dialer.sheets import open_sheet
 
 
 def make_xlsx(

@@ -34,10 +34,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from dialer.engine.limits import Sleep, SlidingWindows
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, RateLimited, Rejected
-from dialer.ledger import Ledger
-from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Lead, Outcome, Status
+from dialer.store.ledger import Ledger
 
 # Every this many 429s in one run, the windows' limits are lowered by this factor (they climb
 # back after a quiet minute: ``SlidingWindows``).

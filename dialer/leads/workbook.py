@@ -1,4 +1,4 @@
-"""Excel workbooks (``.xlsx``/``.xlsm``) as rows of text, for ``dialer.sheets``.
+"""Excel workbooks (``.xlsx``/``.xlsm``) as rows of text, for ``dialer.leads.sheets``.
 
 The first sheet or the named one, read with python-calamine. Every cell becomes the text a
 person would expect: text as is; a whole number as its digits (``34612345678``, never
@@ -32,7 +32,7 @@ from typing import BinaryIO
 from xml.etree import ElementTree
 
 from dialer.errors import LeadsFileError
-from dialer.sheets import Rows, Sheet, _open, _read, locate_header, one_line
+from dialer.leads.sheets import Rows, Sheet, locate_header, one_line, open_input, read_input
 
 __all__ = ["open_xlsx"]
 
@@ -59,9 +59,9 @@ def open_xlsx(
     path: Path, name: str, sheet: str | None, chunk_rows: int, *, header_row: int | None = None
 ) -> Sheet:
     """The sheet ``sheet`` (default: the first) of workbook ``path`` as a ``Sheet``; its header
-    found as in a text file (``dialer.sheets.locate_header``), or on row ``header_row``."""
-    with _open(path) as handle:
-        magic = _read(name, handle, 4)
+    found as in a text file (``dialer.leads.sheets.locate_header``), or on row ``header_row``."""
+    with open_input(path) as handle:
+        magic = read_input(name, handle, 4)
     if magic == _OLE_MAGIC:
         raise LeadsFileError(
             f"{name}: not an .xlsx workbook (an Excel 97-2003 file, or password-protected): "

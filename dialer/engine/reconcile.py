@@ -36,10 +36,10 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from dialer.engine.limits import Sleep, SlidingWindows
 from dialer.errors import NotSent, RateLimited, SendError
-from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Status
-from dialer.results import Entry, parse_utc, utc_iso
+from dialer.store.results import Entry, parse_utc, utc_iso
 
 ListCalls = Callable[[Mapping[str, str]], Awaitable[list[dict[str, Any]]]]
 

@@ -3,7 +3,7 @@
 A million leads as ``Lead`` objects with their params dicts cost 600 bytes a row or more;
 here a row costs about 20 bytes plus its text (one more when the file has several phone
 columns: which one gave the number). The loader appends rows chunk by chunk; the
-parse cache (``dialer.cache``) dumps and restores the whole table as bytes.
+parse cache (``dialer.store.cache``) dumps and restores the whole table as bytes.
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ import json
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from itertools import compress
-from typing import TYPE_CHECKING, overload
+from typing import overload
 
 from dialer.model import Lead, Status
-
-if TYPE_CHECKING:
-    from dialer.loader import _Plan
 
 REASON_DNC = "on the do-not-call list"
 
@@ -62,6 +59,29 @@ def _make_lead(row: int, phone: str, params: dict[str, str], status: Status, rea
     return lead
 
 
+@dataclass(frozen=True)
+class RowPlan:
+    """Where each thing is in a row, as indexes into the header (the loader makes it from the
+    column mapping; ``LeadRows.add_chunk`` reads rows by it)."""
+
+    phones: tuple[int, ...]  # the phone columns, tried in this order in each row
+    id_index: int | None
+    params: list[tuple[int, str]]  # (column, param name) sent, in column order
+    required: list[tuple[int, str]]  # (column, name shown in the reason)
+    unnamed: list[int]  # columns with no header
+    sent: list[int]  # the columns kept with each lead: the CRM id first, then the params
+    country: int | None = None  # the column naming each row's country; None: the default region
+
+    @property
+    def phone(self) -> int:
+        """The first phone column (the one named in messages)."""
+        return self.phones[0]
+
+    @property
+    def param_names(self) -> list[str]:
+        return [param for _, param in self.params]
+
+
 class LeadRows(Sequence[Lead]):
     """The leads of one file, in file order, kept compactly; each ``Lead`` is built on access.
 
@@ -70,7 +90,7 @@ class LeadRows(Sequence[Lead]):
     followed by a separator), and the phone, row, status and reason of each row sit in arrays:
     about 20 bytes a row plus its text, where a list of ``Lead`` objects with their params
     dicts costs 600 bytes a row or more. Two accesses give equal, not identical, leads.
-    ``dump`` and ``restore`` turn it into bytes and back (the parse cache, ``dialer.cache``).
+    ``dump`` and ``restore`` turn it into bytes and back (the parse cache, ``dialer.store.cache``).
 
     With several phone columns each row keeps which one gave its number (or its reason):
     ``Lead.phone_column``. A phone's extension becomes the param ``extension`` of its row, kept
@@ -144,7 +164,7 @@ class LeadRows(Sequence[Lead]):
 
     def pending_rows(self) -> Iterator[tuple[int, str, int]]:
         """``(index, ledger key, row number)`` of each dialable lead, in order, no ``Lead``
-        built (``dialer.edits`` compares a million of them with the ledger)."""
+        built (``dialer.store.edits`` compares a million of them with the ledger)."""
         phones, rows = self._phones, self._rows
         for i in self.indices({Status.PENDING}):
             yield i, f"+{phones[i]}", rows[i]
@@ -252,15 +272,15 @@ class LeadRows(Sequence[Lead]):
         column = self._phone_columns[self._sources[i]] if self._phone_columns else ""
         return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id, column)
 
-    def _add_chunk(
+    def add_chunk(
         self,
         kept: list[tuple[int, list[str]]],
         parsed: list[str],
-        plan: _Plan,
+        plan: RowPlan,
         blocked: Collection[str] | None,
         sources: bytes = b"",
     ) -> None:
-        """Record a chunk of rows, before duplicates are known (``_settle`` decides those).
+        """Record a chunk of rows, before duplicates are known (``settle`` decides those).
 
         ``parsed`` holds, per row, the E.164 number (then ``x`` and its extension's digits, when
         it had one) or (not starting with "+") the reason; ``sources``, with several phone
@@ -314,7 +334,7 @@ class LeadRows(Sequence[Lead]):
             self._starts.append(first)
             self._blobs.append(b"".join(texts))
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Mark duplicates: a row whose number an earlier ``pending`` row already claimed."""
         codes, phones, rows = self._codes, self._phones, self._rows
         owner: dict[int, int] = {}  # number -> the index of the first pending row claiming it

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dialer.ledger import read_state
 from dialer.model import STATUS_ORDER
-from dialer.results import Entry, parse_utc, require_results
 from dialer.schedule import lead_zones
+from dialer.store.ledger import read_state
+from dialer.store.results import Entry, parse_utc, require_results
 from dialer.terminal import plural, visible_lines
 
 ANSWERED = "closed"  # the API's status for a call that was answered and talked through

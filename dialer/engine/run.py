@@ -21,7 +21,18 @@ from typing import Any
 
 import httpx
 
-from dialer.cache import (
+from dialer.api.client import CallSettings, MeetzyClient, preflight
+from dialer.campaign import Settings, check_pacing
+from dialer.engine.dispatcher import RetryPolicy
+from dialer.engine.planner import Hours, choose, seconds_until
+from dialer.engine.reconcile import grace_ends, graces_left
+from dialer.engine.session import Session, account_budget, sync_ledger
+from dialer.engine.sync import due_under
+from dialer.errors import DialerError, LedgerError, Unreachable
+from dialer.leads.loader import ColumnMapping, LoadResult, load_dnc, load_leads
+from dialer.model import Lead, Outcome, Status, Subset, per_minute
+from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
+from dialer.store.cache import (
     LedgerState,
     file_digest,
     leads_key,
@@ -31,23 +42,12 @@ from dialer.cache import (
     save_leads_cache,
     write_leads_mark,
 )
-from dialer.campaign import Settings, check_pacing
-from dialer.client import CallSettings, MeetzyClient, preflight
-from dialer.dispatcher import RetryPolicy
-from dialer.edits import FileChanges, carried, compare, mark
-from dialer.errors import DialerError, LedgerError, Unreachable
-from dialer.journal import journal_path
-from dialer.ledger import Ledger, read_state
-from dialer.loader import ColumnMapping, LoadResult, load_dnc, load_leads
-from dialer.model import Lead, Outcome, Status, Subset, per_minute
-from dialer.planner import Hours, choose, seconds_until
-from dialer.reconcile import grace_ends, graces_left
-from dialer.results import Entry, require_results, utc_iso
-from dialer.sandboxmark import check_kind
-from dialer.sandboxmark import open_sandbox_store as open_sandbox_store  # for ``--sandbox``
-from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
-from dialer.session import Session, account_budget, sync_ledger
-from dialer.sync import due_under
+from dialer.store.edits import FileChanges, carried, compare, mark
+from dialer.store.journal import journal_path
+from dialer.store.ledger import Ledger, read_state
+from dialer.store.results import Entry, require_results, utc_iso
+from dialer.store.sandboxmark import check_kind
+from dialer.store.sandboxmark import open_sandbox_store as open_sandbox_store  # for ``--sandbox``
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def sync_campaign(
 ) -> SyncSummary:
     """Record what became of every call in the results ``output`` that has no outcome yet
     (``GET /call/{id}``), under the run lock, within the account's budget shared on this
-    machine when ``budget_folder`` is given (``dialer.budget``). Raises ``ConfigError`` for
+    machine when ``budget_folder`` is given (``dialer.engine.budget``). Raises ``ConfigError`` for
     a bad pacing value or a missing results file, or for a campaign of the other kind
     (``sandbox``: the calls are the sandbox's), ``LedgerLocked`` while a run holds it,
     ``AuthError`` on 401/403."""
@@ -209,7 +209,7 @@ def call_settings(settings: Settings) -> CallSettings:
 
 def load(settings: Settings) -> LoadResult:
     """The leads of ``settings.leads``: from the parse cache beside the results when it was
-    made from these very files and settings (``dialer.cache``), else read and parsed."""
+    made from these very files and settings (``dialer.store.cache``), else read and parsed."""
     mapping = ColumnMapping(
         phone_column=settings.phone_column,
         rename=dict(settings.params),
@@ -249,7 +249,7 @@ def plan(
 ) -> Plan:
     """The dry run: what would be sent, and when, under the rate limits and each lead's calling
     window. Reads files, writes none, needs no token. Refuses, as the run would, results of
-    the other kind (``sandbox``: a ``--sandbox`` run's; see ``dialer.sandboxmark``)."""
+    the other kind (``sandbox``: a ``--sandbox`` run's; see ``dialer.store.sandboxmark``)."""
     check_kind(settings.output, sandbox=sandbox)
     loaded = load(settings)
     clock = clock or (lambda: datetime.now(UTC))
@@ -354,7 +354,7 @@ def run_campaign(
     ``sandbox``: the API is the sandbox's simulator; the campaign is marked so, and results of
     the other kind are refused (``ConfigError``) before anything is written or dialed.
     ``budget_folder``: where the account's rate budget, shared by every dialer process on this
-    machine, is kept (``dialer.budget.state_folder()`` for the CLI); None: this run alone.
+    machine, is kept (``dialer.engine.budget.state_folder()`` for the CLI); None: this run alone.
 
     Raises ``InputError`` before dialing anyone, ``LedgerError``/``LedgerLocked`` before or
     while dialing, ``AuthError`` after the first 401/403 (leads in flight are recorded first),
@@ -514,7 +514,7 @@ def _sha256(path: Path) -> str:
 @contextlib.contextmanager
 def sandbox(**config: Any) -> Iterator[tuple[str, str]]:
     """Serve the built-in simulator on a free 127.0.0.1 port: yields ``(url, token)``."""
-    from dialer.simulator import SimConfig, SimServer, Simulator
+    from dialer.api.simulator import SimConfig, SimServer, Simulator
 
     sim = Simulator(SimConfig(**config))
     with SimServer(sim) as server:

@@ -12,7 +12,7 @@ million-row file is never held whole:
   pandas would cost more than it saves); both split alike, a property test checks it. Cells stay
   text as written: ``NA``, ``null`` and ``08001`` are not converted.
 * ``.xlsx``/``.xlsm``: the first sheet or the named one, every cell as the text a person
-  would expect (``dialer.workbook``). ``.xls`` (Excel 97-2003) is refused with a message
+  would expect (``dialer.leads.workbook``). ``.xls`` (Excel 97-2003) is refused with a message
   saying to save it as ``.xlsx``.
 
 The header is the first row that looks like one (``find_header``): among the first
@@ -146,7 +146,7 @@ def open_sheet(
             f"{name}: .xls files (Excel 97-2003) are not supported: save it as .xlsx or CSV UTF-8"
         )
     if suffix in _TEXT_SUFFIXES:
-        handle = _open(path)
+        handle = open_input(path)
         try:
             opened = _open_delimited(
                 handle, name, encoding, forced, chunk_rows, header_row=header_row,
@@ -158,7 +158,7 @@ def open_sheet(
         finally:
             handle.close()
     elif suffix in _XLSX_SUFFIXES:
-        from dialer.workbook import open_xlsx  # here: a text file never needs it
+        from dialer.leads.workbook import open_xlsx  # here: a text file never needs it
 
         opened = open_xlsx(path, name, sheet, chunk_rows, header_row=header_row)
         if encoding is not None:
@@ -319,7 +319,8 @@ def one_line(value: object, limit: int = SHOWN_CHARS) -> str:
     return text
 
 
-def _open(path: Path) -> BinaryIO:
+def open_input(path: Path) -> BinaryIO:
+    """``path`` opened for reading bytes; every failure one ``LeadsFileError`` line."""
     name = path.name
     try:
         return path.open("rb")
@@ -332,7 +333,8 @@ def _open(path: Path) -> BinaryIO:
         raise LeadsFileError(f"{name}: cannot read the file ({reason or exc})") from exc
 
 
-def _read(name: str, handle: BinaryIO, size: int = -1) -> bytes:
+def read_input(name: str, handle: BinaryIO, size: int = -1) -> bytes:
+    """Up to ``size`` bytes of an open input; a read error is one ``LeadsFileError`` line."""
     try:
         return handle.read(size)
     except OSError as exc:
@@ -354,7 +356,7 @@ def _open_delimited(
 ) -> Sheet:
     codec, errors = _choose_encoding(name, handle, encoding)
     handle.seek(0)
-    head = _read(name, handle, _SNIFF_BYTES)
+    head = read_input(name, handle, _SNIFF_BYTES)
     sample = codecs.getincrementaldecoder(codec)(errors="replace").decode(head)
     if not sample.strip().strip("\ufeff") and len(head) < _SNIFF_BYTES:
         raise LeadsFileError(f"{name}: the file is empty")
@@ -556,7 +558,7 @@ def _parse_errors(name: str) -> Iterator[None]:
 
 def _choose_encoding(name: str, handle: BinaryIO, encoding: str | None) -> tuple[str, str]:
     """(codec, decode errors): the given encoding, a BOM, UTF-8, else a detected encoding."""
-    head = _read(name, handle, 4)
+    head = read_input(name, handle, 4)
     if encoding:
         try:
             codec = codecs.lookup(encoding).name
@@ -578,7 +580,7 @@ def _choose_encoding(name: str, handle: BinaryIO, encoding: str | None) -> tuple
     if _first_bad_byte(name, handle, "utf-8") is None:
         return "utf-8", "strict"
     handle.seek(0)
-    detected = _detect(_read(name, handle, _DETECT_BYTES))
+    detected = _detect(read_input(name, handle, _DETECT_BYTES))
     if detected is None:
         raise LeadsFileError(
             f"{name}: cannot tell the text encoding; save it as CSV UTF-8 "
@@ -593,7 +595,7 @@ def _first_bad_byte(name: str, handle: BinaryIO, codec: str) -> int | None:
     decoder = codecs.getincrementaldecoder(codec)()
     offset = 0
     while True:
-        block = _read(name, handle, _BLOCK_BYTES)
+        block = read_input(name, handle, _BLOCK_BYTES)
         pending = len(decoder.getstate()[0])
         try:
             decoder.decode(block, final=not block)

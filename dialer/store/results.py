@@ -153,7 +153,7 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
     """Read a results CSV (a missing file reads as empty); the last row per lead wins.
 
     ``start`` > 0 reads only the rows from that byte on (it must begin a row), with the
-    columns of the file's header: the rows appended since a snapshot (``dialer.cache``).
+    columns of the file's header: the rows appended since a snapshot (``dialer.store.cache``).
     """
     path = Path(path)
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from dialer.errors import ConfigError
 from dialer.files import RunLock
-from dialer.ledger import lock_info_path, lock_path, read_runs
+from dialer.store.ledger import lock_info_path, lock_path, read_runs
 
 __all__ = ["StopResult", "stop_campaign"]
 

@@ -3,7 +3,7 @@
 This module owns the column mapping (the phone columns, detected or named; the country column,
 detected by name (``_COUNTRY_NAMES``) or named; the CRM id column; custom params renamed, chosen
 or left out; required params) and each row's load-time status.
-Reading files (formats, encodings, delimiters, workbooks) belongs to ``dialer.sheets``.
+Reading files (formats, encodings, delimiters, workbooks) belongs to ``dialer.leads.sheets``.
 
 Columns. A repeated header is made distinct: its copies are ``Phone``, ``Phone (2)``, ... (a
 warning names them); those are the names every flag takes and the params they are sent as. A
@@ -33,7 +33,7 @@ those columns (by column, or by the name ``--param`` gives them); ``--exclude`` 
 A row's status, decided in this order (the first that applies wins):
 
 1. ``invalid``: no phone cell gives a dialable number, read in the row's own country
-   (``dialer.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given), or
+   (``dialer.leads.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given), or
    the row has more filled fields than the header (an unquoted delimiter in a value);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
@@ -74,10 +74,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
-from dialer.leadrows import REASON_DNC, LeadRows
+from dialer.leads.leadrows import REASON_DNC, LeadRows, RowPlan
+from dialer.leads.phones import (
+    check_region,
+    country_region,
+    normalize,
+    normalize_many,
+    normalize_rows,
+)
+from dialer.leads.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
 from dialer.model import LOAD_TIME, Lead, Status
-from dialer.phones import check_region, country_region, normalize, normalize_many, normalize_rows
-from dialer.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
 
 __all__ = [
     "REASON_DNC",
@@ -97,8 +103,9 @@ RESERVED = frozenset(
     {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
 )
 
-# The first columns of a rejects file (``dialer.report.write_rejects``). A file starting with them
-# is refused as a leads file: imported as a new campaign, its duplicates would be called again.
+# The first columns of a rejects file (``dialer.reports.report.write_rejects``). A file starting
+# with them is refused as a leads file: imported as a new campaign, its duplicates would be called
+# again.
 REJECTS_COLUMNS = ("row", "status", "reason", "to do")
 
 # Header names of a country column, after _fold() and without punctuation, best first: a plain
@@ -221,7 +228,7 @@ def load_leads(
 
     ``encoding`` and ``delimiter`` (``,`` ``;`` ``tab``) override detection for text files;
     ``sheet`` names a workbook's sheet (default: the first); ``header_row`` the header's row
-    (default: found, ``dialer.sheets``). ``dnc`` holds E.164 numbers never to call
+    (default: found, ``dialer.leads.sheets``). ``dnc`` holds E.164 numbers never to call
     (``load_dnc``). ``allow_possible`` accepts numbers of a possible length that phonenumbers
     does not know as valid. A row with more filled fields than the header is ``invalid``.
     """
@@ -287,8 +294,8 @@ def load_leads(
             for kept, (verdicts, sources) in parser.ordered(prepared()):
                 if table.wide:
                     _reject_wide(kept, verdicts, table.wide)
-                leads._add_chunk(kept, verdicts, plan, blocked, sources)
-        leads._settle()
+                leads.add_chunk(kept, verdicts, plan, blocked, sources)
+        leads.settle()
 
     for index in sorted(unnamed_values):
         column = table.first_column + index + 1
@@ -506,28 +513,6 @@ def _reject_wide(
 # --- mapping --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """Where each thing is in a row: indexes into the header."""
-
-    phones: tuple[int, ...]  # the phone columns, tried in this order in each row
-    id_index: int | None
-    params: list[tuple[int, str]]  # (column, param name) sent, in column order
-    required: list[tuple[int, str]]  # (column, name shown in the reason)
-    unnamed: list[int]  # columns with no header
-    sent: list[int]  # the columns kept with each lead: the CRM id first, then the params
-    country: int | None = None  # the column naming each row's country; None: the default region
-
-    @property
-    def phone(self) -> int:
-        """The first phone column (the one named in messages)."""
-        return self.phones[0]
-
-    @property
-    def param_names(self) -> list[str]:
-        return [param for _, param in self.params]
-
-
 def _plan(
     name: str,
     headers: list[str],
@@ -536,7 +521,7 @@ def _plan(
     sample: Rows = (),  # type: ignore[assignment]
     first_column: int = 0,
     more: Callable[[], bool] = lambda: False,  # the file has more rows than ``sample``
-) -> _Plan:
+) -> RowPlan:
     phones = _phone_columns(name, headers, mapping, sample, first_column, warnings, more)
     id_index = None
     if mapping.id_column is not None:
@@ -551,7 +536,7 @@ def _plan(
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
     country = _country_index(name, headers, mapping, first_column)
-    return _Plan(phones, id_index, params, required, unnamed, sent, country)
+    return RowPlan(phones, id_index, params, required, unnamed, sent, country)
 
 
 def _fold(header: str) -> str:

@@ -13,7 +13,7 @@ trusted, and the slow path runs instead. Deleting either at any time is safe.
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
 * ``leads.results.csv.leads-mark``  which leads file (its parse cache key) the ledger was last
-  compared with (``dialer.edits``), and what that left to say, as of the journal and results
+  compared with (``dialer.store.edits``), and what that left to say, as of the journal and results
   files' sizes and last 64 KiB at the close. While nothing has touched them since and the file
   is the same, a run need not compare a million leads again.
 
@@ -36,17 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from dialer.files import atomic_file, make_folder, state_file
-from dialer.journal import from_record
-from dialer.leadrows import LeadRows
-from dialer.loader import LoadResult
+from dialer.leads.leadrows import LeadRows
+from dialer.leads.loader import LoadResult
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.store.journal import from_record
+from dialer.store.results import Entry
 
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
 _STATUSES = list(Status)
 # The code a parse depends on: a change to any of it makes every cache stale.
-_SOURCES = ("loader.py", "leadrows.py", "phones.py", "sheets.py", "workbook.py", "model.py")
+# The parsing code, relative to the ``dialer`` package: a change to any of it re-parses.
+_SOURCES = ("leads/__init__.py", "leads/loader.py", "leads/leadrows.py", "leads/phones.py",
+            "leads/sheets.py", "leads/workbook.py", "model.py")  # fmt: skip
 
 
 def leads_cache_path(results: Path) -> Path:
@@ -127,7 +129,7 @@ def leads_key(leads: Path, dnc: Path | None, options: dict[str, Any]) -> str | N
     phonenumbers version. None when a file cannot be read (the loader then says why)."""
     import phonenumbers
 
-    here = Path(__file__).parent
+    here = Path(__file__).parents[1]  # the dialer package
     try:
         parts = {
             "leads": file_digest(leads),
@@ -163,7 +165,7 @@ def read_leads_cache(results: Path, key: str, leads: Path) -> LoadResult | None:
 
 
 def read_previous_leads(results: Path) -> LeadRows | None:
-    """The leads as the last run read them, whatever their key (``dialer.edits`` compares a
+    """The leads as the last run read them, whatever their key (``dialer.store.edits`` compares a
     changed file with them), or None. Read it before ``save_leads_cache`` replaces it."""
     found = read_parts(leads_cache_path(results))
     if found is None or found[0].get("kind") != "leads":

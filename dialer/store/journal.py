@@ -17,7 +17,7 @@ from typing import Any
 from dialer.errors import LedgerError
 from dialer.files import state_file
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.store.results import Entry
 
 
 def journal_path(results: Path) -> Path:

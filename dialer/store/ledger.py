@@ -15,9 +15,9 @@ Owns three files beside the results CSV (``leads.results.csv`` below):
 * ``leads.results.csv.lock``     an OS lock (flock, ``files.RunLock``): released by the kernel
                                  when the holder dies, even by SIGKILL; the file is never deleted.
 * ``leads.results.csv.sandbox``   present when the campaign's calls are the sandbox's
-                                 (``dialer.sandboxmark``): written before anything else by a
+                                 (``dialer.store.sandboxmark``): written before anything else by a
                                  ``sandbox=True`` ledger; a ledger of the other kind refuses.
-* ``leads.results.csv.state``    a snapshot of the replayed state (``dialer.cache``), written at
+* ``leads.results.csv.state``    a snapshot of the replayed state (``store.cache``), written at
                                  close: an open uses it only while the journal and the results
                                  still begin with the bytes it was taken from, and replays only
                                  what follows. It only saves time; the journal stays the truth.
@@ -51,15 +51,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dialer.cache import (
-    EntryTable,
-    LedgerState,
-    file_digest,
-    read_snapshot,
-    snapshot_mark,
-    state_path,
-    write_parts,
-)
 from dialer.errors import LedgerError, LedgerLocked, write_failed
 from dialer.files import (
     STATE_NAMES,
@@ -73,9 +64,18 @@ from dialer.files import (
     state_folder,
     truncate_file,
 )
-from dialer.journal import encode_line, journal_path, read_journal, to_record
 from dialer.model import LOAD_TIME, Lead, Outcome, Status
-from dialer.results import (
+from dialer.store.cache import (
+    EntryTable,
+    LedgerState,
+    file_digest,
+    read_snapshot,
+    snapshot_mark,
+    state_path,
+    write_parts,
+)
+from dialer.store.journal import encode_line, journal_path, read_journal, to_record
+from dialer.store.results import (
     RANG_TWICE,
     RESULT_COLUMNS,
     Entry,
@@ -83,7 +83,7 @@ from dialer.results import (
     row_cells,
     utc_iso,
 )
-from dialer.salvage import (
+from dialer.store.salvage import (
     DIALED,
     ResultsCheck,
     inspect_results,
@@ -91,7 +91,7 @@ from dialer.salvage import (
     read_leniently,
     set_aside,
 )
-from dialer.sandboxmark import check_kind, mark_sandbox
+from dialer.store.sandboxmark import check_kind, mark_sandbox
 
 # A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.
 _NEVER_SENT = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
@@ -179,7 +179,7 @@ class Ledger:
     ) -> None:
         self.results = Path(results)
         # True: the sandbox's calls (marked, a real campaign refused); False: real ones (a
-        # sandbox campaign refused); None: either (``dialer.sandboxmark``).
+        # sandbox campaign refused); None: either (``dialer.store.sandboxmark``).
         self.sandbox, self._sync = sandbox, sync  # sync: for ``dialer sync``'s advice
         self.journal = state_folder(self.results) / "journal"  # where ``open`` keeps it
         self.durable = durable
@@ -438,7 +438,7 @@ class Ledger:
 
     def mark_removed(self, leads: Iterable[tuple[str, str]]) -> None:
         """Leads never called whose phone is no longer in the leads file, as ``(key, reason)``:
-        ``removed``, so that nobody counts them pending (``dialer.edits``)."""
+        ``removed``, so that nobody counts them pending (``dialer.store.edits``)."""
         for key, reason in leads:
             entry = replace(self._entries[key], status=Status.REMOVED, error=reason,
                             updated_at=utc_iso())  # fmt: skip

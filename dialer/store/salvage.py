@@ -11,7 +11,7 @@ two kinds of results file apart and recovering from the second:
   delimiter or encoding, quotes, blank lines, rows sorted or deleted, ``+`` stripped from
   phones, ``'`` guards removed or added, unreadable rows, a wrong header) is a ``problem``.
 * ``read_leniently``: only when the journal is gone too, a re-saved results file read as
-  leniently as a leads file (``dialer.sheets`` sniffs the delimiter and encoding; phones are
+  leniently as a leads file (``dialer.leads.sheets`` sniffs the delimiter and encoding; phones are
   normalised back to E.164), or one ``LedgerError`` line saying what to do.
 * ``set_aside``: the user's file moved beside the results (``.bak-<time>``), never deleted.
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 from dialer.errors import LeadsFileError, LedgerError
 from dialer.files import PRIVATE_FILE
+from dialer.leads.phones import normalize
 from dialer.model import LOAD_TIME, Status, ledger_key
-from dialer.phones import normalize
-from dialer.results import RESULT_COLUMNS, Entry, safe_cell
+from dialer.store.results import RESULT_COLUMNS, Entry, safe_cell
 
 _BOM = codecs.BOM_UTF8
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -170,7 +170,7 @@ def read_leniently(path: Path, *, region: str = "ES") -> tuple[list[Entry], str]
     """A results file re-saved by another program, read as leniently as a leads file, when
     there is no journal to rebuild it from: the entries, and what was recovered (one line).
     Raises ``LedgerError`` (one line: which file, what to do) when it cannot be read."""
-    from dialer.sheets import open_sheet  # here: only a lost journal needs it
+    from dialer.leads.sheets import open_sheet  # here: only a lost journal needs it
 
     entries: dict[str, Entry] = {}
     try:

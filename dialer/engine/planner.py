@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialer.campaign import Settings
-from dialer.loader import LoadResult
+from dialer.leads.loader import LoadResult
 from dialer.model import Lead, Subset
 from dialer.schedule import campaign_zone, is_open, lead_zones, next_opening, window_from
 

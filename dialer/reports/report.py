@@ -16,17 +16,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dialer.budget import Running
-from dialer.edits import FileChanges
+from dialer.engine.budget import Running
+from dialer.engine.reconcile import grace_ends
+from dialer.engine.run import Plan, RateStory, RunSummary, SyncSummary
+from dialer.engine.stop import StopResult
 from dialer.errors import ConfigError
 from dialer.files import output_file
-from dialer.ledger import read_runs, read_state_noted
-from dialer.loader import REJECTS_COLUMNS, LoadResult
+from dialer.leads.loader import REJECTS_COLUMNS, LoadResult
 from dialer.model import STATUS_ORDER, Lead, Status
-from dialer.reconcile import grace_ends
-from dialer.results import require_results, safe_cell
-from dialer.run import Plan, RateStory, RunSummary, SyncSummary
-from dialer.stop import StopResult
+from dialer.store.edits import FileChanges
+from dialer.store.ledger import read_runs, read_state_noted
+from dialer.store.results import require_results, safe_cell
 from dialer.terminal import plural, visible_lines
 
 # The order statuses are listed in, most interesting first.
@@ -359,7 +359,7 @@ def rate_phrase(story: RateStory) -> str:
 
 def account_lines(results: str | Path, running: Sequence[Running]) -> list[str]:
     """``dialer status``: the campaigns running on the account on this machine and their
-    shares of its budget (``running``, from ``dialer.budget.running_campaigns``)."""
+    shares of its budget (``running``, from ``dialer.engine.budget.running_campaigns``)."""
     me = str(Path(results).resolve())
     others = [r for r in running if r.campaign != me]
     if not others:

@@ -24,11 +24,11 @@ from functools import partial
 from typing import Any
 
 from dialer.campaign import Settings
+from dialer.engine.limits import Sleep, SlidingWindows
+from dialer.engine.reconcile import created_at, paced_get
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, SendError
-from dialer.limits import Sleep, SlidingWindows
 from dialer.model import Status
-from dialer.reconcile import created_at, paced_get
-from dialer.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
+from dialer.store.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
 
 GetCall = Callable[[str], Awaitable[Mapping[str, Any]]]
 

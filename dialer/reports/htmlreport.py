@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from dialer.errors import ConfigError
 from dialer.files import output_file
-from dialer.stats import NO_OUTCOME, CampaignStats, format_duration
+from dialer.reports.stats import NO_OUTCOME, CampaignStats, format_duration
 
 CHART_IDS = ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour")
 COLOURS = {"closed": "#2e7d32", "no-answer": "#f2a516", "voicemail": "#7e57c2", "busy": "#ef6c3a",

@@ -4,7 +4,7 @@
 the leads earlier runs left in doubt, hold back what ``--max-calls``, ``--until`` and the
 calling hours say to, dispatch the rest over one client and one rate limiter, then look up
 this run's own in-doubt leads and redial those proven absent; every request within the
-account's budget shared on this machine (``dialer.budget``) when given its folder, the
+account's budget shared on this machine (``dialer.engine.budget``) when given its folder, the
 campaign registered there for the run. It also owns the run's signal
 handling (first signal: stop starting calls; second: cancel what is in flight).
 """
@@ -23,17 +23,13 @@ from typing import Any
 
 import httpx
 
-from dialer.budget import SHARED_UP_TO, AccountBudget
+from dialer.api.client import CallSettings, MeetzyClient
 from dialer.campaign import Settings
-from dialer.client import CallSettings, MeetzyClient
-from dialer.dispatcher import RetryPolicy, dispatch
-from dialer.errors import AuthError, ConfigError, NotSent, Stopped
-from dialer.ledger import Ledger
-from dialer.limits import SlidingWindows
-from dialer.loader import LoadResult
-from dialer.model import Lead, Outcome, Status, Subset
-from dialer.planner import Hours, choose, seconds_until
-from dialer.reconcile import (
+from dialer.engine.budget import SHARED_UP_TO, AccountBudget
+from dialer.engine.dispatcher import RetryPolicy, dispatch
+from dialer.engine.limits import SlidingWindows
+from dialer.engine.planner import Hours, choose, seconds_until
+from dialer.engine.reconcile import (
     UNSEEN_HORIZON,
     Absent,
     Found,
@@ -43,8 +39,12 @@ from dialer.reconcile import (
     graces_left,
     reconcile,
 )
-from dialer.results import Entry, utc_iso
-from dialer.sync import CallOutcome, SyncResult, due_under, sync_outcomes
+from dialer.engine.sync import CallOutcome, SyncResult, due_under, sync_outcomes
+from dialer.errors import AuthError, ConfigError, NotSent, Stopped
+from dialer.leads.loader import LoadResult
+from dialer.model import Lead, Outcome, Status, Subset
+from dialer.store.ledger import Ledger
+from dialer.store.results import Entry, utc_iso
 
 # Rounds of look-up-and-redial for this run's in-doubt leads before they wait for a later run.
 SETTLE_ROUNDS = 3

@@ -23,7 +23,7 @@ phone), against the ledger's state, with no ``Entry`` built per lead, and return
 Comparing costs about a second a million leads, so a run that finds the ledger exactly as the
 last run (or ``dialer sync``) left it, with the very same leads file, carries the last
 comparison's findings instead (``carried``, from the mark ``mark`` gave, kept by
-``dialer.cache``): nothing can have moved, come back or left since.
+``dialer.store.cache``): nothing can have moved, come back or left since.
 
 Pure: no files, no network; the caller hands in the previous parse and the mark, if any.
 """
@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any
 
-from dialer.cache import EntryTable, LedgerState
-from dialer.loader import LoadResult
+from dialer.leads.loader import LoadResult
 from dialer.model import LOAD_TIME, Lead, Status
-from dialer.results import Entry
+from dialer.store.cache import EntryTable, LedgerState
+from dialer.store.results import Entry
 
 REMOVED_REASON = "no longer in the leads file: never sent"
 RETURNED_REASON = "back in the leads file"

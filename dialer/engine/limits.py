@@ -16,7 +16,7 @@ arrives (``answered``), then at its answer's time: a stall of any length between
 and the socket (a slow disk, a busy machine) cannot make two bursts meet in one of the
 server's windows. ``margin`` widens every window a little for network jitter only.
 
-``budget`` (a ``dialer.budget.AccountBudget``) makes the windows the account's, not this
+``budget`` (a ``dialer.engine.budget.AccountBudget``) makes the windows the account's, not this
 process's: every send is also taken from the record every dialer process on this machine
 shares for that API address and token, fairly between the campaigns that are waiting.
 
