@@ -16,7 +16,7 @@ import pytest
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
 from dialer.leads import loader
 from dialer.leads.loader import ColumnMapping, load_dnc, load_leads
-from dialer.leads.sheets import find_header
+from dialer.leads.table import find_header
 from dialer.model import Status
 from tests.conftest import per_phone, read_rows, run_cli
 from tests.test_workbook import make_xlsx

@@ -82,7 +82,8 @@ from dialer.leads.phones import (
     normalize_many,
     normalize_rows,
 )
-from dialer.leads.sheets import SHOWN_CHARS, Rows, one_line, open_sheet
+from dialer.leads.sheets import open_sheet
+from dialer.leads.table import SHOWN_CHARS, Rows, one_line
 from dialer.model import LOAD_TIME, Lead, Status
 
 __all__ = [

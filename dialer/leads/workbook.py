@@ -32,7 +32,7 @@ from typing import BinaryIO
 from xml.etree import ElementTree
 
 from dialer.errors import LeadsFileError
-from dialer.leads.sheets import Rows, Sheet, locate_header, one_line, open_input, read_input
+from dialer.leads.table import Rows, Sheet, locate_header, one_line, open_input, read_input
 
 __all__ = ["open_xlsx"]
 
@@ -59,7 +59,7 @@ def open_xlsx(
     path: Path, name: str, sheet: str | None, chunk_rows: int, *, header_row: int | None = None
 ) -> Sheet:
     """The sheet ``sheet`` (default: the first) of workbook ``path`` as a ``Sheet``; its header
-    found as in a text file (``dialer.leads.sheets.locate_header``), or on row ``header_row``."""
+    found as in a text file (``dialer.leads.table.locate_header``), or on row ``header_row``."""
     with open_input(path) as handle:
         magic = read_input(name, handle, 4)
     if magic == _OLE_MAGIC:
