@@ -32,6 +32,13 @@ class Status(enum.StrEnum):
 LOAD_TIME = frozenset({Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM})
 
 
+# Body keys of POST /call the dialer sets itself (the phone and the call settings): a leads
+# column so named is never sent as a custom param, and a param can never overwrite one.
+RESERVED = frozenset(
+    {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
+)
+
+
 def ledger_key(row: int, phone: str, status: Status) -> str:
     """The key a lead has in the ledger: its E.164 phone when dialable (one person, one key),
     ``row:<n>`` for a row rejected at load time (its phone may be empty or repeated)."""

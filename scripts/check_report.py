@@ -32,11 +32,11 @@ import numpy as np
 from PIL import Image
 
 from dialer.errors import DialerError
-from dialer.htmlreport import CHART_IDS, write_html
 from dialer.model import Status
-from dialer.results import Entry
+from dialer.reports.htmlreport import CHART_IDS, write_html
+from dialer.reports.stats import campaign_stats, load_stats
 from dialer.schedule import check_timezone
-from dialer.stats import campaign_stats, load_stats
+from dialer.store.results import Entry
 
 CHROMIUM = "/usr/bin/chromium"
 WIDTH = 1200

@@ -48,3 +48,19 @@ def test_the_rejects_say_what_to_do_and_a_fix_in_the_leads_file_is_dialed_once(s
     assert proc.returncode == 0, proc.stderr
     assert sorted(c.phone for c in sim.calls) == ["+34612340001", "+34612340002"]
     assert [r["status"] for r in read_rows(rejects)] == ["duplicate", "dnc"]
+
+
+def test_with_two_phone_columns_the_rejects_say_which_cell_was_wrong(sim, tmp_path):
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        "name,Mobile,Phone\nAna,,12345\nBea,99,\nCruz,612340003,612340004\n", encoding="utf-8"
+    )
+    rejects = tmp_path / "rejects.csv"
+    proc = run_cli("run", str(leads), *RUN, "--phone-column", "Mobile,Phone", "--rejects",
+                   str(rejects), url=sim.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [c.phone for c in sim.calls] == ["+34612340003"]
+    assert [(r["row"], r["Mobile"], r["phone column"]) for r in read_rows(rejects)] == [
+        ("2", "12345", "Phone"),
+        ("3", "99", "Mobile"),
+    ]

@@ -41,6 +41,7 @@ from dialer.errors import (
     RateLimited,
     Rejected,
 )
+from dialer.model import RESERVED
 
 DEFAULT_API_URL = "https://api.meetzy.io"
 TOKEN_ENV = "MEETZY_API_TOKEN"
@@ -57,10 +58,7 @@ MAX_ANSWER_BYTES = 4 * 1024 * 1024
 # never ``.`` or ``..``), then letters, digits and ``._:-``; no ``/``, space, ``;`` or newline.
 CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
-# Keys the dialer sets itself: a custom param can never overwrite them.
-RESERVED_KEYS = frozenset(
-    {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
-)
+RESERVED_KEYS = RESERVED  # the keys the dialer sets itself (``dialer.model.RESERVED``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,7 @@ from dialer.leads.phones import (
 )
 from dialer.leads.sheets import open_sheet
 from dialer.leads.table import SHOWN_CHARS, Rows, one_line
-from dialer.model import LOAD_TIME, Lead, Status
+from dialer.model import LOAD_TIME, RESERVED, Lead, Status
 
 __all__ = [
     "REASON_DNC",
@@ -98,11 +98,6 @@ __all__ = [
     "load_leads",
 ]
 
-
-# Body keys of POST /call that are call settings, not custom params.
-RESERVED = frozenset(
-    {"phone", "playbook_id", "version_id", "voice_id", "voice_model", "language", "interrupt"}
-)
 
 # The first columns of a rejects file (``dialer.reports.report.write_rejects``). A file starting
 # with them is refused as a leads file: imported as a new campaign, its duplicates would be called

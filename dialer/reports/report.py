@@ -298,7 +298,9 @@ def write_rejects(path: str | Path, load: LoadResult) -> int:
     dialed as a new lead); a duplicate or a do-not-call row has nothing to fix and says so. The
     loader refuses this file as a leads file. Written whole or not at all, private to its owner
     (an existing file keeps its mode). Returns how many rows were written."""
-    columns = [*REJECTS_COLUMNS, load.phone_column, *load.param_names]
+    several = len(load.phone_columns) > 1  # then say which phone column each cell came from
+    columns = [*REJECTS_COLUMNS, load.phone_column, *(["phone column"] if several else []),
+               *load.param_names]  # fmt: skip
     count = 0
     try:
         with output_file(path, encoding="utf-8-sig", newline="") as handle:
@@ -307,6 +309,8 @@ def write_rejects(path: str | Path, load: LoadResult) -> int:
             for lead in load.rejects():
                 cells = [str(lead.row), lead.status.value, lead.reason,
                          _to_do(lead, load.path.name), lead.phone]  # fmt: skip
+                if several:
+                    cells.append(lead.phone_column)
                 cells += [lead.params.get(name, "") for name in load.param_names]
                 writer.writerow([safe_cell(cell) for cell in cells])
                 count += 1
