@@ -364,22 +364,28 @@ def normalize_rows(
     "empty phone"); the index says which cell that was (0 for an empty row).
     """
     default = default_region.upper()
+    regions: dict[str, tuple[str, str]] = {}  # country cell -> (region, why): a few per file
     seen: dict[tuple[str, str], ParsedPhone] = {}
     out: list[ParsedPhone] = []
     sources = bytearray()
     for i in range(len(columns[0])):
         region, why = default, ""
-        if countries is not None and countries[i]:
-            region, why = country_region(countries[i], country_column)
+        if countries is not None and (cell := countries[i]):
+            found = regions.get(cell)
+            if found is None:
+                found = regions[cell] = country_region(cell, country_column)
+            region, why = found
         chosen: ParsedPhone | None = None
         source = 0
         for k, column in enumerate(columns):
             raw = column[i]
-            if not raw.strip():
+            if not raw:
                 continue
             key = (raw, why or region)
             parsed = seen.get(key)
             if parsed is None:
+                if not raw.strip():
+                    continue
                 if not why:
                     parsed = normalize(raw, region, allow_possible=allow_possible)
                 elif _explicit_prefix(raw.strip()):
