@@ -521,12 +521,7 @@ def _plan(
     phones = _phone_columns(name, headers, mapping, sample, first_column, warnings, more)
     id_index = None
     if mapping.id_column is not None:
-        id_index = _find(headers, mapping.id_column, first_column)
-        if id_index is None:
-            raise ColumnError(
-                f"{name}: no column '{mapping.id_column}' for --id-column "
-                f"(columns: {_listing(headers)})"
-            )
+        id_index = _column(name, headers, mapping.id_column, "--id-column", first_column)
     params = _params(name, headers, phones, id_index, mapping, warnings, first_column)
     required = _required(name, headers, params, mapping, first_column)
     unnamed = [index for index, header in enumerate(headers) if not header]
@@ -628,6 +623,14 @@ def _find(headers: list[str], wanted: str, first_column: int = 0) -> int | None:
     if number is not None and 0 <= number - 1 - first_column < len(headers):
         return number - 1 - first_column
     return None
+
+
+def _column(name: str, headers: list[str], wanted: str, flag: str, first_column: int) -> int:
+    """The column ``wanted`` names for ``flag`` (``_find``), else one ``ColumnError`` line."""
+    index = _find(headers, wanted, first_column)
+    if index is None:
+        raise ColumnError(f"{name}: no column '{wanted}' for {flag} (columns: {_listing(headers)})")
+    return index
 
 
 def _columns_named(
@@ -818,13 +821,7 @@ def _country_index(
     """The column giving each row's country: ``--country-column``, else the best-ranked header
     of ``_COUNTRY_NAMES`` (the first of its rank), else None (every row: the default region)."""
     if mapping.country_column is not None:
-        index = _find(headers, mapping.country_column, first_column)
-        if index is None:
-            raise ColumnError(
-                f"{name}: no column '{mapping.country_column}' for --country-column "
-                f"(columns: {_listing(headers)})"
-            )
-        return index
+        return _column(name, headers, mapping.country_column, "--country-column", first_column)
     folded = [re.sub(r"[^0-9a-z]", "", _fold(header)) for header in headers]
     for names in _COUNTRY_NAMES:
         for index, key in enumerate(folded):
@@ -937,23 +934,13 @@ def _params(
     names (``--params``), less those ``--exclude`` names."""
     renamed: dict[int, str] = {}
     for column, new in mapping.rename.items():
-        index = _find(headers, column, first_column)
-        if index is None:
-            raise ColumnError(
-                f"{name}: no column '{column}' for --param {column}={new} "
-                f"(columns: {_listing(headers)})"
-            )
+        index = _column(name, headers, column, f"--param {column}={new}", first_column)
         if not new.strip():
             raise ConfigError(f"--param {column}={new}: the param name is empty")
         renamed[index] = new.strip()
     excluded: set[int] = set()
     for column in sorted(mapping.exclude):
-        index = _find(headers, column, first_column)
-        if index is None:
-            raise ColumnError(
-                f"{name}: no column '{column}' for --exclude (columns: {_listing(headers)})"
-            )
-        excluded.add(index)
+        excluded.add(_column(name, headers, column, "--exclude", first_column))
     wanted: set[int] | None = None
     if mapping.send_only is not None:
         aliases = {new: index for index, new in renamed.items()}
