@@ -45,6 +45,9 @@ def ledger_key(row: int, phone: str, status: Status) -> str:
     return f"row:{row}" if status in LOAD_TIME else phone
 
 
+# A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.
+NEVER_SENT = frozenset({Status.PENDING, Status.DEFERRED, Status.REMOVED})
+
 # The order statuses are listed in, wherever counts are shown (terminal lines, the report).
 STATUS_ORDER = tuple(s.value for s in (
     Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.DIALING, Status.PENDING,

@@ -30,7 +30,7 @@ from dialer.engine.session import Session, account_budget, sync_ledger
 from dialer.engine.sync import due_under
 from dialer.errors import DialerError, LedgerError, Unreachable
 from dialer.leads.loader import ColumnMapping, LoadResult, load_dnc, load_leads
-from dialer.model import Lead, Outcome, Status, Subset, per_minute
+from dialer.model import NEVER_SENT, Lead, Outcome, Status, Subset, per_minute
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.store.cache import (
     LedgerState,
@@ -290,7 +290,7 @@ def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: floa
     """The dry run's ``open_key``: no record, or one never sent; or (``--redial-in-doubt``) in
     doubt with its grace over, as the run resolves it before choosing."""
     entry = state.get(key)
-    if entry is None or entry.status in (Status.PENDING, Status.DEFERRED, Status.REMOVED):
+    if entry is None or entry.status in NEVER_SENT:  # as Ledger.open_key says
         return True
     in_doubt = entry.status in (Status.IN_DOUBT, Status.DIALING)
     return (

@@ -64,7 +64,7 @@ from dialer.files import (
     state_folder,
     truncate_file,
 )
-from dialer.model import LOAD_TIME, Lead, Outcome, Status
+from dialer.model import LOAD_TIME, NEVER_SENT, Lead, Outcome, Status
 from dialer.store.cache import (
     EntryTable,
     LedgerState,
@@ -92,9 +92,6 @@ from dialer.store.salvage import (
     set_aside,
 )
 from dialer.store.sandboxmark import check_kind, mark_sandbox
-
-# A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.
-_NEVER_SENT = (Status.PENDING, Status.DEFERRED, Status.REMOVED)
 
 
 def runs_path(results: Path) -> Path:
@@ -395,7 +392,7 @@ class Ledger:
     def open_key(self, key: str) -> bool:
         """True when the ledger has no final or in-doubt record for a dialable lead's ``key``."""
         status = self._entries.status(key)
-        return status is None or status in _NEVER_SENT
+        return status is None or status in NEVER_SENT
 
     def status_of(self, key: str) -> Status | None:
         """The status recorded for ``key``, None if none (no ``Entry`` is built)."""
@@ -426,7 +423,7 @@ class Ledger:
         """A lead not dialed now, for a later run: ``deferred`` (outside its calling hours) or
         ``pending`` (held back, not reached). A results row only: re-judged every run."""
         entry = self._entries.get(lead.key)
-        if entry is not None and entry.status not in _NEVER_SENT:
+        if entry is not None and entry.status not in NEVER_SENT:
             return
         entry = Entry(lead.key, lead.row, lead.phone, status, error=reason,
                       attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
