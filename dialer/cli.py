@@ -51,6 +51,7 @@ from dialer.errors import (
 from dialer.files import refuse_overwriting_inputs
 from dialer.model import Outcome, per_minute
 from dialer.reports.report import (
+    comparison_lines,
     counts_phrase,
     plan_lines,
     start_lines,
@@ -517,8 +518,16 @@ def sync_cmd(results: str, use_sandbox: bool, max_per_second: int, max_per_minut
     "--timezone",
     help="IANA time zone for calls over time, and for numbers without one (default UTC).",
 )
+@click.option(
+    "--by",
+    "by_column",
+    metavar="COLUMN",
+    help="Compare groups of leads by this column of the results (version_id, language, "
+    "status...) or of the leads file (program_of_interest...): answer and success rates with "
+    "95% intervals, and whether the data can tell which group is better.",
+)
 def report_cmd(results: str, html_path: str | None, title: str | None,
-               timezone: str | None) -> int:  # fmt: skip
+               timezone: str | None, by_column: str | None) -> int:  # fmt: skip
     """Summarise a campaign: statuses, outcomes, answer rate, durations, attempts.
 
     RESULTS is a results CSV written by 'dialer run'; run 'dialer sync' first for outcomes.
@@ -528,13 +537,23 @@ def report_cmd(results: str, html_path: str | None, title: str | None,
         {"--html": html_path}, {"results file": results, "journal": journal_path(Path(results))}
     )
     zone = check_timezone(timezone) if timezone else None
+    comparison = None
+    if by_column is not None:  # first: a wrong column is one line, before anything is printed
+        from dialer.reports.grouping import load_comparison  # statsmodels: only when asked
+
+        comparison = load_comparison(results, by_column)
     stats = load_stats(results, zone=zone)
     for line in report_lines(stats):
         click.echo(line)
+    if comparison is not None:
+        click.echo("")
+        for line in comparison_lines(comparison):
+            click.echo(line)
     if html_path:
         from dialer.reports.htmlreport import write_html  # matplotlib: loaded only when needed
 
-        write_html(stats, html_path, title=title or f"Campaign report: {Path(results).stem}")
+        write_html(stats, html_path, title=title or f"Campaign report: {Path(results).stem}",
+                   comparison=comparison)  # fmt: skip
         click.echo(f"HTML report: {html_path}")
     return EXIT_OK
 

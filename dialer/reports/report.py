@@ -4,6 +4,7 @@ Formatting functions take the library's dataclasses and return lines of text; th
 where they go. Every line a command prints is ``visible`` first: what a lead file or the API
 wrote into it (cells, column names, error messages) is shown escaped, never obeyed.
 ``write_rejects`` writes the rejected rows as a worklist: what to fix in the leads file.
+``comparison_lines`` is ``dialer report --by``'s table of groups and its one plain sentence.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dialer.errors import ConfigError
 from dialer.files import output_file
 from dialer.leads.loader import REJECTS_COLUMNS, LoadResult
 from dialer.model import STATUS_ORDER, Lead, Status
+from dialer.reports.compare import Comparison, Difference, Group, Rate
+from dialer.reports.stats import format_duration
 from dialer.store.edits import FileChanges
 from dialer.store.ledger import read_runs, read_state_noted
 from dialer.store.results import require_results, safe_cell
@@ -447,3 +450,81 @@ def _listing(title: str, items: list[str]) -> list[str]:
     if len(items) > REJECTS_SHOWN:
         lines.append(f"  ... and {len(items) - REJECTS_SHOWN:,} more")
     return lines
+
+
+# --- dialer report --by ---------------------------------------------------------------------
+
+
+def comparison_lines(comparison: Comparison) -> list[str]:
+    """``dialer report --by COLUMN``: a row per group (leads with a call, answer and success
+    rates with their 95% intervals, average duration), the tests, and one plain sentence."""
+    groups = comparison.groups
+    lines = [f"By {comparison.column} (from {comparison.source}): "
+             f"{plural(len(groups), 'group')}, "
+             f"{plural(sum(g.leads for g in groups), 'lead')} with a call"]  # fmt: skip
+    lines += [f"Note: {note}" for note in comparison.notes]
+    if groups:
+        awaiting = any(g.awaiting for g in groups)
+        width = max(5, *(len(g.name) for g in groups))
+        head = (
+            f"  {'group':<{width}}  {'leads':>6}  {'answered':<22}  {'success':<22}  avg duration"
+        )
+        lines.append(head + ("  awaiting outcome" if awaiting else ""))
+        for g in groups:
+            line = (f"  {g.name:<{width}}  {g.leads:>6,}  {_rate(g.answered):<22}  "
+                    f"{_rate(g.success):<22}  {format_duration(g.avg_duration):<12}")  # fmt: skip
+            lines.append((line + (f"  {g.awaiting:,}" if awaiting else "")).rstrip())
+        lines.append("  (answered: closed or recall-scheduled; success: the API's success, else "
+                     "closed; 95% Wilson intervals; leads whose calls have no outcome yet are "
+                     "left out of the rates)")  # fmt: skip
+    tests = [f"{d.metric} rate: {d.test}, {p_phrase(d.p_value)}"
+             for d in (comparison.success, comparison.answered) if d.test]  # fmt: skip
+    if tests:
+        lines.append("Difference in " + "; ".join(tests))
+    lines.append(verdict(comparison.success, groups))
+    return visible_lines(lines)
+
+
+def verdict(diff: Difference, groups: Sequence[Group]) -> str:
+    """One plain sentence: which group leads on ``diff``'s rate and whether the data can tell
+    yet; if not, about how many more calls per group would tell a difference of the size seen."""
+    metric = diff.metric
+    rates = {g.name: (g.success if metric == "success" else g.answered) for g in groups}
+    if diff.p_value is None:
+        if not groups:
+            return "No lead has been called yet: nothing to compare."
+        if diff.leader is None:
+            return "No call has an outcome yet: run 'dialer sync', then compare."
+        return f"Only {diff.leader} has calls with an outcome: nothing to compare it with yet."
+    if diff.leader is None or diff.runner_up is None:
+        best = max((r.value or 0.0) for r in rates.values() if r.total)
+        return (f"No group leads: the best {metric} rates are equal ({best:.1%}), so the data "
+                "cannot tell the groups apart.")  # fmt: skip
+    lead, runner = rates[diff.leader], rates[diff.runner_up]
+    several = sum(1 for r in rates.values() if r.total) > 2
+    versus = f"{_pct(lead)} {metric} vs {_pct(runner)} for {diff.runner_up}"
+    versus += ", the next best" if several else ""
+    if diff.can_tell:
+        return f"{diff.leader} leads: {versus} ({p_phrase(diff.p_value)}): the data can tell."
+    more = (f": about {diff.more_calls:,} more calls per group would tell a difference this size"
+            if diff.more_calls else "")  # fmt: skip
+    return (f"{diff.leader} leads: {versus}, but the data cannot tell yet "
+            f"({p_phrase(diff.p_value)}){more}.")  # fmt: skip
+
+
+def p_phrase(p: float | None) -> str:
+    """``p = 0.042``, ``p < 0.001``; ``p = -`` when there is none."""
+    if p is None:
+        return "p = -"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _pct(r: Rate) -> str:
+    return "-" if r.value is None else f"{r.value:.1%}"
+
+
+def _rate(r: Rate) -> str:
+    """``80.0% (62.7-90.5%)``: the rate and its 95% interval; ``-`` with no lead decided."""
+    if r.value is None or r.low is None or r.high is None:
+        return "-"
+    return f"{r.value:.1%} ({r.low * 100:.1f}-{r.high * 100:.1f}%)"
