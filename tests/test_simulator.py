@@ -736,3 +736,35 @@ def test_a_store_keeps_created_calls_for_the_next_simulator(tmp_path):
     detail = api(second, "GET", f"/call/{call_id}").json()
     assert detail["to"] == PHONE and detail["status"] == _final_status(call_id)
     assert make(store=str(tmp_path / "none.jsonl")).calls == []  # a missing store: no calls
+
+
+# --- each version its own outcome mix ---------------------------------------------------------
+
+
+def test_each_version_ends_its_calls_in_its_own_mix_the_same_every_time():
+    """``version_outcomes``: version B's calls are closed far more often than A's; a version it
+    does not name (and no version) keeps FINAL_MIX; the same seed and phones give the same
+    outcomes; a bad mix is refused."""
+    mixes = {"A": (("closed", 20), ("no-answer", 80)), "B": (("closed", 80), ("busy", 20))}
+
+    def finals(seed: int) -> dict[str, list[str]]:
+        sim = make(version_outcomes=mixes, seed=seed)
+        for version in ("A", "B"):
+            for i in range(200):
+                body = {**LEAD, "phone": f"+3461234{i:04d}", "version_id": version}
+                assert post(sim, body).status_code == 200
+        return {v: [c.final for c in sim.calls if c.body["version_id"] == v] for v in "AB"}
+
+    found = finals(7)
+    assert set(found["A"]) == {"closed", "no-answer"} and set(found["B"]) == {"closed", "busy"}
+    assert 0.1 < found["A"].count("closed") / 200 < 0.3
+    assert 0.7 < found["B"].count("closed") / 200 < 0.9
+    assert finals(7) == found and finals(8) != found
+    other = make(version_outcomes=mixes)
+    post(other, {**LEAD, "version_id": "C"})
+    post(other, LEAD)
+    assert [c.final for c in other.calls] == ["", ""]  # fixed by their ids, as FINAL_MIX says
+    with pytest.raises(ValueError, match="must add up to 100"):
+        SimConfig(version_outcomes={"A": (("closed", 50),)})
+    with pytest.raises(ValueError, match="unknown outcomes"):
+        SimConfig(version_outcomes={"A": (("won", 100),)})

@@ -9,6 +9,12 @@ answered. ``GET /_sim/calls`` and ``GET /_sim/requests`` expose both to another 
 holds the token (they hold lead data, so another local user gets a 401).
 
 It shares no code with the client on purpose: a client bug must not be mirrored here.
+A call's final status: the next queued for its phone (``SimConfig.outcomes``), else, when its body
+names a ``version_id`` that ``SimConfig.version_outcomes`` gives a mix for, drawn from that mix
+(so a test can make version B answer more than A), else fixed by its call id as ``FINAL_MIX``
+spreads them. The per-version draw is deterministic: a hash of ``SimConfig.seed``, the phone, the
+version and how many calls that phone had before, so the same leads give the same outcomes.
+
 ``SimServer`` serves it from a daemon thread (tests, ``--sandbox``); ``serve_forever`` blocks
 (``dialer sandbox --port N``).
 """
@@ -85,6 +91,9 @@ class SimConfig:
     # Final statuses to give the next calls to a phone, in order (consumed in place); a phone
     # with none gets one fixed by its call id, spread as FINAL_MIX says.
     outcomes: dict[str, list[str]] = field(default_factory=dict)
+    # The final-status mix (status, percent; adding up to 100, like FINAL_MIX) per version_id of
+    # the POST body: each version its own answer rate. A version not named uses FINAL_MIX.
+    version_outcomes: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     # A JSONL file keeping the created calls across restarts (the sandbox of ``dialer sync``).
     store: str | None = None
 
@@ -97,6 +106,11 @@ class SimConfig:
         finals = {s for s, _ in FINAL_MIX}
         if unknown := sorted({o for q in self.outcomes.values() for o in q} - finals):
             raise ValueError(f"unknown outcomes {unknown}; known: {sorted(finals)}")
+        for version, mix in self.version_outcomes.items():
+            if unknown := sorted({o for o, _ in mix} - finals):
+                raise ValueError(f"version {version}: unknown outcomes {unknown}")
+            if sum(percent for _, percent in mix) != 100 or min(p for _, p in mix) < 0:
+                raise ValueError(f"version {version}: the percents must add up to 100")
 
 
 @dataclass
@@ -150,14 +164,14 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def _final_status(call_id: str) -> str:
-    """The status a call ends in: fixed by its id, spread over calls as FINAL_MIX says."""
+def _final_status(call_id: str, mix: tuple[tuple[str, int], ...] = FINAL_MIX) -> str:
+    """The status a call ends in: fixed by its id (or any text), spread as ``mix`` says."""
     bucket = _digest(call_id) % 100
-    for status, percent in FINAL_MIX:
+    for status, percent in mix:
         if bucket < percent:
             return status
         bucket -= percent
-    raise AssertionError("FINAL_MIX must add up to 100")
+    raise AssertionError("a final-status mix must add up to 100")
 
 
 _Entry = tuple[RequestRecord, Response | None]  # the record to complete; a refusal, if any
@@ -303,6 +317,10 @@ class Simulator:
         )
         if queue := self.config.outcomes.get(call.phone):
             call.final = queue.pop(0)
+        elif mix := self.config.version_outcomes.get(str(body.get("version_id") or "")):
+            before = len(self.calls_for(call.phone))
+            draw = f"{self.config.seed}:{call.phone}:{body['version_id']}:{before}"
+            call.final = _final_status(draw, mix)
         self.calls.append(call)  # from here on the phone rings, whatever the client hears
         self._keep(call)
         payload: dict[str, Any] = {
