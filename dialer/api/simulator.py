@@ -12,8 +12,9 @@ It shares no code with the client on purpose: a client bug must not be mirrored 
 A call's final status: the next queued for its phone (``SimConfig.outcomes``), else, when its body
 names a ``version_id`` that ``SimConfig.version_outcomes`` gives a mix for, drawn from that mix
 (so a test can make version B answer more than A), else fixed by its call id as ``FINAL_MIX``
-spreads them. The per-version draw is deterministic: a hash of ``SimConfig.seed``, the phone, the
-version and how many calls that phone had before, so the same leads give the same outcomes.
+spreads them. The per-version statuses are deterministic and spread evenly over the version's
+calls in the order they arrive (``Simulator._spread``; the seed sets where each version's
+sequence starts): any 100 calls of a version follow its mix exactly.
 
 ``SimServer`` serves it from a daemon thread (tests, ``--sandbox``); ``serve_forever`` blocks
 (``dialer sandbox --port N``).
@@ -164,14 +165,14 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def _final_status(call_id: str, mix: tuple[tuple[str, int], ...] = FINAL_MIX) -> str:
-    """The status a call ends in: fixed by its id (or any text), spread as ``mix`` says."""
+def _final_status(call_id: str) -> str:
+    """The status a call ends in: fixed by its id, spread over calls as FINAL_MIX says."""
     bucket = _digest(call_id) % 100
-    for status, percent in mix:
+    for status, percent in FINAL_MIX:
         if bucket < percent:
             return status
         bucket -= percent
-    raise AssertionError("a final-status mix must add up to 100")
+    raise AssertionError("FINAL_MIX must add up to 100")
 
 
 _Entry = tuple[RequestRecord, Response | None]  # the record to complete; a refusal, if any
@@ -222,6 +223,19 @@ class Simulator:
                 os.fchmod(fd, 0o600)  # a new file: the owner's only, whatever the umask
             with open(fd, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(asdict(call)) + "\n")
+
+    def _spread(self, version: str, mix: tuple[tuple[str, int], ...]) -> str:
+        """The final status of the version's next call: its k-th call (k from 0) falls in
+        bucket (offset + 61 k) mod 100 of ``mix``, the offset fixed by the seed and the version.
+        61 and 100 share no factor, so any 100 calls of a version follow its mix exactly and
+        fewer come close: a test sees the rates it set, not a chance draw."""
+        k = sum(1 for c in self.calls if c.body.get("version_id") == version)
+        bucket = (_digest(f"{self.config.seed}:{version}") + 61 * k) % 100
+        for status, percent in mix:
+            if bucket < percent:
+                return status
+            bucket -= percent
+        raise AssertionError("a final-status mix must add up to 100")
 
     def calls_for(self, phone: str) -> list[CallRecord]:
         return [c for c in self.calls if c.phone == phone]
@@ -317,10 +331,8 @@ class Simulator:
         )
         if queue := self.config.outcomes.get(call.phone):
             call.final = queue.pop(0)
-        elif mix := self.config.version_outcomes.get(str(body.get("version_id") or "")):
-            before = len(self.calls_for(call.phone))
-            draw = f"{self.config.seed}:{call.phone}:{body['version_id']}:{before}"
-            call.final = _final_status(draw, mix)
+        elif mix := self.config.version_outcomes.get(version := str(body.get("version_id") or "")):
+            call.final = self._spread(version, mix)
         self.calls.append(call)  # from here on the phone rings, whatever the client hears
         self._keep(call)
         payload: dict[str, Any] = {
