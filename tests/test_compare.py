@@ -191,7 +191,7 @@ def test_report_by_a_results_column_from_a_hand_written_file(tmp_path):
     lines = comparison_lines(comparison)
     assert lines[0] == "By version_id (from leads.results.csv): 2 groups, 40 leads with a call"
     assert lines[-1].startswith("B leads: 80.0% success vs 20.0% for A (p < 0.001)")
-    assert "Difference in success rate: two-proportion z-test, p < 0.001" in lines[-2]
+    assert lines[-2].startswith("Difference in success rate: two-proportion z-test, p < 0.001; in ")
     by_language = load_comparison(out, "LANGUAGE")  # case does not matter
     assert [g.name for g in by_language.groups] == ["EN", "ES"]
     by_status = load_comparison(out, "status")  # an entry field

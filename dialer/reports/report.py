@@ -474,13 +474,14 @@ def comparison_lines(comparison: Comparison) -> list[str]:
             line = (f"  {g.name:<{width}}  {g.leads:>6,}  {_rate(g.answered):<22}  "
                     f"{_rate(g.success):<22}  {format_duration(g.avg_duration):<12}")  # fmt: skip
             lines.append((line + (f"  {g.awaiting:,}" if awaiting else "")).rstrip())
-        lines.append("  (answered: closed or recall-scheduled; success: the API's success, else "
-                     "closed; 95% Wilson intervals; leads whose calls have no outcome yet are "
-                     "left out of the rates)")  # fmt: skip
-    tests = [f"{d.metric} rate: {d.test}, {p_phrase(d.p_value)}"
+        lines += ["  answered: closed or recall-scheduled; success: the API's success, else "
+                  "closed;",
+                  "  intervals: 95% Wilson; leads whose calls have no outcome yet are not in the "
+                  "rates"]  # fmt: skip
+    tests = [f"{_METRIC[d.metric]}: {d.test}, {p_phrase(d.p_value)}"
              for d in (comparison.success, comparison.answered) if d.test]  # fmt: skip
     if tests:
-        lines.append("Difference in " + "; ".join(tests))
+        lines.append("Difference in " + "; in ".join(tests))
     lines.append(verdict(comparison.success, groups))
     return visible_lines(lines)
 
@@ -510,6 +511,9 @@ def verdict(diff: Difference, groups: Sequence[Group]) -> str:
             if diff.more_calls else "")  # fmt: skip
     return (f"{diff.leader} leads: {versus}, but the data cannot tell yet "
             f"({p_phrase(diff.p_value)}){more}.")  # fmt: skip
+
+
+_METRIC = {"success": "success rate", "answered": "answer rate"}
 
 
 def p_phrase(p: float | None) -> str:
