@@ -35,7 +35,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from dialer.errors import ConfigError
 from dialer.files import output_file
 from dialer.reports.compare import Comparison
-from dialer.reports.report import comparison_lines
+from dialer.reports.report import RATES_NOTE, rate_text, tests_phrase, verdict
 from dialer.reports.stats import NO_OUTCOME, CampaignStats, format_duration
 
 CHART_IDS = ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour")
@@ -75,7 +75,9 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 svg{display:block;width:100%;height:auto}
 .empty{color:#607d8b;font-style:italic;margin:10px 0}
 .note{color:#607d8b;font-size:13px;margin:6px 0 0}
-pre.note{overflow-x:auto;white-space:pre;font:12px/1.45 ui-monospace,Menlo,Consolas,monospace}
+.verdict{font-weight:600;margin:0 0 8px}
+th{text-align:right;font-weight:600;color:#607d8b;padding:3px 0 3px 12px}
+th:first-child{text-align:left;padding-left:0}
 footer{color:#90a4ae;font-size:12px;text-align:center}
 @media (max-width:760px){.kpis{grid-template-columns:repeat(2,1fr)}.tables{display:block}}
 @media print{body{background:#fff}section,.kpi{box-shadow:none;border:1px solid #ddd}}
@@ -327,15 +329,32 @@ def _by_hour_svg(stats: CampaignStats) -> str | None:
 
 
 def _compare_section(comparison: Comparison) -> str:
-    """The groups' rates with their 95% intervals as a chart, then the text of the terminal's
-    comparison (its table and its sentence), escaped."""
+    """The comparison's sentence, the groups' rates with their 95% intervals as a chart, a
+    table of the groups, and the tests; every text escaped."""
     e = html.escape
-    lines = comparison_lines(comparison)
-    text = "\n".join(lines[1:])
-    body = _compare_svg(comparison)
-    chart = body if body is not None else '<p class="empty">No call has an outcome yet.</p>'
-    return (f'<section id="{COMPARE_ID}" class="chart"><h2>{e(lines[0])}</h2>{chart}'
-            f'<pre class="note">{e(text)}</pre></section>')  # fmt: skip
+    groups = comparison.groups
+    title = (f"By {comparison.column} (from {comparison.source}): {len(groups):,} groups, "
+             f"{sum(g.leads for g in groups):,} leads with a call")  # fmt: skip
+    head = "".join(f"<th>{e(h)}</th>" for h in ("group", "leads", "answered", "success",
+                                                "avg duration", "awaiting outcome"))  # fmt: skip
+    rows = "".join(
+        f'<tr><td>{e(g.name)}</td><td class="n">{g.leads:,}</td>'
+        f'<td class="n">{e(rate_text(g.answered))}</td>'
+        f'<td class="n">{e(rate_text(g.success))}</td>'
+        f'<td class="n">{e(format_duration(g.avg_duration))}</td>'
+        f'<td class="n">{g.awaiting:,}</td></tr>'
+        for g in groups
+    )
+    svg = _compare_svg(comparison)
+    notes = [*comparison.notes, tests_phrase(comparison), RATES_NOTE]
+    return "".join([
+        f'<section id="{COMPARE_ID}" class="chart"><h2>{e(title)}</h2>',
+        f'<p class="verdict">{e(verdict(comparison.success, groups))}</p>',
+        svg if svg is not None else '<p class="empty">No call has an outcome yet.</p>',
+        f"<table><tr>{head}</tr>{rows}</table>" if groups else "",
+        *(f'<p class="note">{e(note)}</p>' for note in notes if note),
+        "</section>",
+    ])  # fmt: skip
 
 
 def _compare_svg(comparison: Comparison) -> str | None:
@@ -352,8 +371,9 @@ def _compare_svg(comparison: Comparison) -> str | None:
             values = [r.value or 0.0 for r in rates]
             below = [v - (r.low or 0.0) for v, r in zip(values, rates, strict=True)]
             above = [(r.high or 0.0) - v for v, r in zip(values, rates, strict=True)]
+            label = "success rate" if metric == "success" else "answer rate"
             bars = ax.bar([i + shift for i in x], values, width=width * 0.92, color=colour,
-                          label=f"{metric} rate", yerr=[below, above], capsize=4,
+                          label=label, yerr=[below, above], capsize=4,
                           error_kw={"ecolor": INK, "elinewidth": 1.1})  # fmt: skip
             for i, bar in enumerate(bars):
                 bar.set_gid(f"{COMPARE_ID}-{metric}-{i}")

@@ -471,17 +471,16 @@ def comparison_lines(comparison: Comparison) -> list[str]:
         )
         lines.append(head + ("  awaiting outcome" if awaiting else ""))
         for g in groups:
-            line = (f"  {g.name:<{width}}  {g.leads:>6,}  {_rate(g.answered):<22}  "
-                    f"{_rate(g.success):<22}  {format_duration(g.avg_duration):<12}")  # fmt: skip
+            answered, success = rate_text(g.answered), rate_text(g.success)
+            line = (f"  {g.name:<{width}}  {g.leads:>6,}  {answered:<22}  {success:<22}  "
+                    f"{format_duration(g.avg_duration):<12}")  # fmt: skip
             lines.append((line + (f"  {g.awaiting:,}" if awaiting else "")).rstrip())
         lines += ["  answered: closed or recall-scheduled; success: the API's success, else "
                   "closed;",
                   "  intervals: 95% Wilson; leads whose calls have no outcome yet are not in the "
                   "rates"]  # fmt: skip
-    tests = [f"{_METRIC[d.metric]}: {d.test}, {p_phrase(d.p_value)}"
-             for d in (comparison.success, comparison.answered) if d.test]  # fmt: skip
-    if tests:
-        lines.append("Difference in " + "; in ".join(tests))
+    if tests := tests_phrase(comparison):
+        lines.append(tests)
     lines.append(verdict(comparison.success, groups))
     return visible_lines(lines)
 
@@ -514,6 +513,18 @@ def verdict(diff: Difference, groups: Sequence[Group]) -> str:
 
 
 _METRIC = {"success": "success rate", "answered": "answer rate"}
+RATES_NOTE = (
+    "answered: closed or recall-scheduled; success: the API's success, else closed; "
+    "intervals: 95% Wilson; leads whose calls have no outcome yet are not in the rates"
+)
+
+
+def tests_phrase(comparison: Comparison) -> str:
+    """``Difference in success rate: two-proportion z-test, p < 0.001; in answer rate: ...``;
+    "" when there was nothing to test."""
+    tests = [f"{_METRIC[d.metric]}: {d.test}, {p_phrase(d.p_value)}"
+             for d in (comparison.success, comparison.answered) if d.test]  # fmt: skip
+    return "Difference in " + "; in ".join(tests) if tests else ""
 
 
 def p_phrase(p: float | None) -> str:
@@ -527,7 +538,7 @@ def _pct(r: Rate) -> str:
     return "-" if r.value is None else f"{r.value:.1%}"
 
 
-def _rate(r: Rate) -> str:
+def rate_text(r: Rate) -> str:
     """``80.0% (62.7-90.5%)``: the rate and its 95% interval; ``-`` with no lead decided."""
     if r.value is None or r.low is None or r.high is None:
         return "-"
