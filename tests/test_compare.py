@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,28 @@ def test_report_by_a_leads_file_column_joins_on_the_row(tmp_path):
         "--by plan: not a column of leads.results.csv (" + ", ".join(RESULT_COLUMNS)
         + ", version_id, language) nor of leads.csv (phone, program_of_interest)"
     )  # fmt: skip
+
+
+def test_many_groups_are_capped_and_hostile_names_are_shown_escaped(tmp_path):
+    """A column with a group per lead lists (and charts) the 20 biggest groups only; a group
+    name from a leads file reaches neither the terminal nor the page as markup or control
+    characters."""
+    from dialer.reports.htmlreport import render_html
+    from dialer.reports.stats import campaign_stats
+
+    labelled = _groups({f"g{i:02d}": (1, 1 if i < 5 else 0) for i in range(30)})
+    labelled += _groups({"<script>alert(1)</script>\x1b[2J": (3, 1)})
+    comparison = compare("cell", labelled)
+    lines = comparison_lines(comparison)
+    assert len([line for line in lines if re.match(r"  g\d\d ", line)]) == 19
+    assert "  ... and 11 more groups (11 leads)" in lines
+    assert not any("\x1b" in line for line in lines)
+    assert any("<script>alert(1)</script>\\x1b[2J" in line for line in lines)
+    page = render_html(campaign_stats([e for _, e in labelled]), title="t", comparison=comparison)
+    assert (
+        "<script>" not in page
+        and "\x1b" not in page
+        and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    )
+    assert page.count('id="chart-compare"') == 1
+    assert "11 more groups, with fewer leads, are not shown." in page

@@ -35,8 +35,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from dialer.errors import ConfigError
 from dialer.files import output_file
 from dialer.reports.compare import Comparison
-from dialer.reports.report import RATES_NOTE, rate_text, tests_phrase, verdict
+from dialer.reports.report import RATES_NOTE, rate_text, shown_groups, tests_phrase, verdict
 from dialer.reports.stats import NO_OUTCOME, CampaignStats, format_duration
+from dialer.terminal import visible
 
 CHART_IDS = ("chart-outcomes", "chart-calls-over-time", "chart-answer-by-hour")
 COMPARE_ID = "chart-compare"  # with ``--by``: the groups' rates and their intervals
@@ -330,8 +331,12 @@ def _by_hour_svg(stats: CampaignStats) -> str | None:
 
 def _compare_section(comparison: Comparison) -> str:
     """The comparison's sentence, the groups' rates with their 95% intervals as a chart, a
-    table of the groups, and the tests; every text escaped."""
-    e = html.escape
+    table of the groups, and the tests; every text escaped (control characters shown as
+    ``\\x1b``, never written raw into the page)."""
+
+    def e(text: str) -> str:
+        return html.escape(visible(text))
+
     groups = comparison.groups
     title = (f"By {comparison.column} (from {comparison.source}): {len(groups):,} groups, "
              f"{sum(g.leads for g in groups):,} leads with a call")  # fmt: skip
@@ -343,10 +348,12 @@ def _compare_section(comparison: Comparison) -> str:
         f'<td class="n">{e(rate_text(g.success))}</td>'
         f'<td class="n">{e(format_duration(g.avg_duration))}</td>'
         f'<td class="n">{g.awaiting:,}</td></tr>'
-        for g in groups
+        for g in shown_groups(groups)
     )
     svg = _compare_svg(comparison)
-    notes = [*comparison.notes, tests_phrase(comparison), RATES_NOTE]
+    hidden = len(groups) - len(shown_groups(groups))
+    more = f"{hidden:,} more groups, with fewer leads, are not shown." if hidden else ""
+    notes = [*comparison.notes, more, tests_phrase(comparison), RATES_NOTE]
     return "".join([
         f'<section id="{COMPARE_ID}" class="chart"><h2>{e(title)}</h2>',
         f'<p class="verdict">{e(verdict(comparison.success, groups))}</p>',
@@ -358,7 +365,7 @@ def _compare_section(comparison: Comparison) -> str:
 
 
 def _compare_svg(comparison: Comparison) -> str | None:
-    groups = [g for g in comparison.groups if g.decided]
+    groups = shown_groups([g for g in comparison.groups if g.decided])
     if not groups:
         return None
     x = list(range(len(groups)))
@@ -378,7 +385,7 @@ def _compare_svg(comparison: Comparison) -> str | None:
             for i, bar in enumerate(bars):
                 bar.set_gid(f"{COMPARE_ID}-{metric}-{i}")
             handles.append(bars)
-        ax.set_xticks(x, [f"{g.name} ({g.decided:,})" for g in groups])
+        ax.set_xticks(x, [f"{visible(g.name)} ({g.decided:,})" for g in groups])
         pad = max(0, 5 - len(groups)) / 2
         ax.set_xlim(-0.6 - pad, len(groups) - 0.4 + pad)
         ax.set_ylim(0, 1.0)

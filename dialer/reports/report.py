@@ -455,6 +455,18 @@ def _listing(title: str, items: list[str]) -> list[str]:
 # --- dialer report --by ---------------------------------------------------------------------
 
 
+GROUPS_SHOWN = 20  # groups listed (and charted) at most: those with the most leads
+
+
+def shown_groups(groups: Sequence[Group], most: int = GROUPS_SHOWN) -> list[Group]:
+    """The ``most`` groups with the most leads, in their order (a column such as ``phone``
+    makes a group of every lead: the tests still weigh them all)."""
+    if len(groups) <= most:
+        return list(groups)
+    keep = {id(g) for g in sorted(groups, key=lambda g: -g.leads)[:most]}
+    return [g for g in groups if id(g) in keep]
+
+
 def comparison_lines(comparison: Comparison) -> list[str]:
     """``dialer report --by COLUMN``: a row per group (leads with a call, answer and success
     rates with their 95% intervals, average duration), the tests, and one plain sentence."""
@@ -470,11 +482,16 @@ def comparison_lines(comparison: Comparison) -> list[str]:
             f"  {'group':<{width}}  {'leads':>6}  {'answered':<22}  {'success':<22}  avg duration"
         )
         lines.append(head + ("  awaiting outcome" if awaiting else ""))
-        for g in groups:
+        shown = shown_groups(groups)
+        for g in shown:
             answered, success = rate_text(g.answered), rate_text(g.success)
             line = (f"  {g.name:<{width}}  {g.leads:>6,}  {answered:<22}  {success:<22}  "
                     f"{format_duration(g.avg_duration):<12}")  # fmt: skip
             lines.append((line + (f"  {g.awaiting:,}" if awaiting else "")).rstrip())
+        if len(shown) < len(groups):
+            rest = [g for g in groups if g not in shown]
+            lines.append(f"  ... and {plural(len(rest), 'more group')} "
+                         f"({plural(sum(g.leads for g in rest), 'lead')})")  # fmt: skip
         lines += ["  answered: closed or recall-scheduled; success: the API's success, else "
                   "closed;",
                   "  intervals: 95% Wilson; leads whose calls have no outcome yet are not in the "
