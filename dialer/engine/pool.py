@@ -253,9 +253,12 @@ class Pool:
             raise
         finally:
             stopped.cancel()
-        if acquire.done():
+        if not self.stop.is_set():
             return acquire.result()
-        acquire.cancel()
+        if acquire.done():  # let through at the moment of the stop: given back, never used
+            limiter.answered(acquire.result())
+        else:
+            acquire.cancel()
         raise Abandoned
 
     def _rate_limited(self, limiter: Limiter, exc: RateLimited) -> None:

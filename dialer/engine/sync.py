@@ -127,7 +127,8 @@ async def sync_outcomes(
     """Look up each entry's current call; ``record`` every finished one as it comes in.
 
     Raises ``AuthError`` on 401/403 (after stopping the other look-ups). ``stop`` ends the
-    sync early: look-ups in flight finish, no new one starts."""
+    sync early: look-ups in flight finish, no new one starts, and one still waiting for the
+    windows is not made (the next sync makes it)."""
     result = SyncResult()
     pool = Pool(max_at_once=max(1, concurrency), limiter=limiter, stop=stop)
     stop = pool.stop
