@@ -22,6 +22,7 @@ Most of the full run is the sequential loop (2,000 x 50 ms, about 2 minutes a ru
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 
 from common import (
@@ -87,7 +88,7 @@ def main() -> None:
                     raise SystemExit(f"error: dialer run called {called} of {opts.leads} leads")
                 results["dialer run", level].append(took)
                 for path in folder.glob(f"run-{run}-{level}.*"):
-                    path.unlink()
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()  # the state folder
                 for lib in floors:
                     progress(f"run {run + 1}/{opts.repeat}: floor {lib} at concurrency {level}")
                     took = run_measured(floor_run(lib, sandbox.url, leads, level))

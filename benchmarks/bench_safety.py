@@ -21,6 +21,7 @@ folder), whose filesystem type is printed; on tmpfs an fsync is free and this sh
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -74,7 +75,7 @@ def main() -> None:
                     if (called := count_called(output)) != opts.leads:
                         raise SystemExit(f"error: {variant} called {called} of {opts.leads}")
                     for path in folder.glob(f"run-{run}-{level}.*"):
-                        path.unlink()
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()  # the state folder
                     arrivals = sorted(
                         r["at"]
                         for r in sandbox.requests()

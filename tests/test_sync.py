@@ -201,6 +201,28 @@ def test_a_stop_before_the_start_looks_nothing_up():
     assert getter.asked == [] and recorded == {} and result.stopped
 
 
+def test_a_stop_frees_a_look_up_waiting_for_the_minute_window_and_it_is_not_made():
+    clock = FakeClock(NOW)
+    limiter = SlidingWindows([(1, 60.0)], margin=0.0, clock=clock, sleep=clock.sleep)
+    stop = asyncio.Event()
+    asked: list[str] = []
+
+    async def getter(call_id: str):
+        asked.append(call_id)
+        await clock.sleep(1.0)  # the answer takes a second: the other look-up waits meanwhile
+        stop.set()  # a signal while the second look-up waits ~60 s for the window
+        return details("closed")
+
+    recorded: dict = {}
+    result = asyncio.run(sync_outcomes(
+        [called("a", "c1"), called("b", "c2")], getter, limiter=limiter, concurrency=2,
+        record=lambda entry, outcome: recorded.update({entry.key: outcome}), stop=stop,
+        clock=clock, sleep=clock.sleep,
+    ))  # fmt: skip
+    assert asked == ["c1"] and list(recorded) == ["a"]
+    assert (result.checked, result.finished, result.failed) == (1, 1, 0) and result.stopped
+
+
 def test_due_under_applies_a_campaigns_settings_and_recycles_nothing_without_them():
     from dialer.campaign import build_settings
     from dialer.engine.sync import due_under

@@ -21,7 +21,8 @@ The window starts a whole day before the earliest attempt (``startDate`` as a da
 API does not say which time zone it reads dates in; a listed call counts as an attempt's only
 if it was created after the attempt, less that same time-zone slack when its time carries no
 offset, and never one of a recycled lead's earlier calls. A false "found" can only ever stop
-a redial, never cause one. The look-up shares the rate limiter with dialing.
+a redial, never cause one. The look-up goes through the rate-limited pool
+(``dialer.engine.pool``), sharing the rate limiter with dialing.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
 from dialer.engine.limits import Sleep, SlidingWindows
-from dialer.errors import NotSent, RateLimited, SendError
+from dialer.engine.pool import Pool, lookup_policy
+from dialer.errors import SendError
 from dialer.model import Status
 from dialer.store.results import Entry, parse_utc, utc_iso
 
@@ -129,7 +129,8 @@ async def reconcile(
         query["daysFromNow"] = "90"  # an attempt of unknown time: look as far back as allowed
     listed_at = clock()  # before the request: a listing shows no call created after it
     try:
-        calls = await paced_get(lambda: list_calls(query), limiter=limiter, sleep=sleep)
+        pool = Pool(max_at_once=1, limiter=limiter)
+        calls = await pool.lookup(lambda: list_calls(query), retry=lookup_policy(sleep))
     except SendError as exc:
         reason = f"could not list calls to check ({exc}): the call may have been placed"
         return {e.key: Undecided(reason) for e in entries if e.status is Status.IN_DOUBT}
@@ -142,38 +143,6 @@ def _attempt_times(entry: Entry) -> list[float]:
     if entry.status is Status.IN_DOUBT and entry.sent_at > 0:
         times.append(entry.sent_at)
     return times
-
-
-async def paced_get(
-    request: Callable[[], Awaitable[Any]],
-    *,
-    limiter: SlidingWindows,
-    sleep: Sleep,
-    retry_on: tuple[type[SendError], ...] = (NotSent,),
-    tries: int = 4,
-) -> Any:
-    """``request()`` (a look-up: it rings nobody) within the rate windows, a 429 pausing them
-    for everyone, retried with exponential backoff on ``retry_on``."""
-
-    async def attempt() -> Any:
-        recorded = await limiter.acquire(in_flight=True)
-        try:
-            return await request()
-        except RateLimited as exc:
-            limiter.rate_limited()
-            limiter.pause_for(exc.retry_after if exc.retry_after is not None else 1.0)
-            raise
-        finally:
-            limiter.answered(recorded)  # it counts at its answer's time from now on
-
-    retrying = AsyncRetrying(
-        retry=retry_if_exception_type(retry_on),
-        stop=stop_after_attempt(tries),
-        wait=wait_exponential(multiplier=0.5, max=10),
-        sleep=sleep,
-        reraise=True,
-    )
-    return await retrying(attempt)
 
 
 def _verdict(entry: Entry, calls: list[dict[str, Any]], *, listed_at: float,

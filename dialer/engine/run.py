@@ -23,8 +23,8 @@ import httpx
 
 from dialer.api.client import CallSettings, MeetzyClient, preflight
 from dialer.campaign import Settings, check_pacing
-from dialer.engine.dispatcher import RetryPolicy
 from dialer.engine.planner import Hours, choose, seconds_until
+from dialer.engine.pool import RetryPolicy
 from dialer.engine.reconcile import grace_ends, graces_left
 from dialer.engine.session import Session, account_budget, sync_ledger
 from dialer.engine.sync import due_under

@@ -26,9 +26,10 @@ import httpx
 from dialer.api.client import CallSettings, MeetzyClient
 from dialer.campaign import Settings
 from dialer.engine.budget import SHARED_UP_TO, AccountBudget
-from dialer.engine.dispatcher import RetryPolicy, dispatch
+from dialer.engine.dispatcher import dispatch
 from dialer.engine.limits import SlidingWindows
 from dialer.engine.planner import Hours, choose, seconds_until
+from dialer.engine.pool import RetryPolicy
 from dialer.engine.reconcile import (
     UNSEEN_HORIZON,
     Absent,

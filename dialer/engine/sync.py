@@ -4,9 +4,10 @@
 final outcome yet, ``sync_outcomes`` asks the API for the call's details and hands back the
 final ones (closed, no-answer, voicemail, busy, failed, recall-scheduled, wrong-phone-format)
 with their duration, summary and the time the call ended; calls still queued, ringing or open
-wait for the next sync. The look-ups share the run's rate limiter with dialing (the API's
-limits count every request), a few at a time, each retried on any transport failure or 5xx:
-a ``GET`` rings nobody, so unlike a ``POST`` it is always safe to repeat. A 401/403 stops the
+wait for the next sync. The look-ups go through the rate-limited pool (``dialer.engine.pool``)
+and share the run's rate limiter with dialing (the API's limits count every request), a few
+at a time, each retried on any transport failure or 5xx: a ``GET`` rings nobody, so unlike a
+``POST`` it is always safe to repeat. A 401/403 stops the
 sync at once. Recording is the caller's (the ledger's) job: this module writes nothing.
 
 It also owns the recycling rule (``due_again``): a called lead whose last outcome is one the
@@ -20,12 +21,12 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from dialer.campaign import Settings
 from dialer.engine.limits import Sleep, SlidingWindows
-from dialer.engine.reconcile import created_at, paced_get
+from dialer.engine.pool import Abandoned, Pool, lookup_policy
+from dialer.engine.reconcile import created_at
 from dialer.errors import AuthError, NotSent, OutcomeUnknown, SendError
 from dialer.model import Status
 from dialer.store.results import FINAL_OUTCOMES, Entry, parse_utc, utc_iso
@@ -126,46 +127,44 @@ async def sync_outcomes(
     """Look up each entry's current call; ``record`` every finished one as it comes in.
 
     Raises ``AuthError`` on 401/403 (after stopping the other look-ups). ``stop`` ends the
-    sync early: look-ups in flight finish, no new one starts."""
+    sync early: look-ups in flight finish, no new one starts, and one still waiting for the
+    windows is not made (the next sync makes it)."""
     result = SyncResult()
-    stop = stop or asyncio.Event()
+    pool = Pool(max_at_once=max(1, concurrency), limiter=limiter, stop=stop)
+    stop = pool.stop
+    retry = lookup_policy(sleep, LOOKUP_TRIES)
     todo = iter([e for e in entries if needs_sync(e)])
+    abandoned = False  # a look-up the stop caught waiting for the windows
 
-    def lookup(call_id: str) -> Awaitable[Mapping[str, Any]]:
+    async def lookup(call_id: str) -> Mapping[str, Any]:
         result.request_times.append(clock())  # called once the windows let it through
-        return get_call(call_id)
+        return await get_call(call_id)
 
-    async def worker() -> None:
-        while not stop.is_set():
-            entry = next(todo, None)
-            if entry is None:
-                return
-            result.checked += 1
-            try:
-                details = await paced_get(
-                    partial(lookup, entry.call_id), limiter=limiter, sleep=sleep,
-                    retry_on=(NotSent, OutcomeUnknown), tries=LOOKUP_TRIES,
-                )  # fmt: skip
-            except AuthError:
-                stop.set()
-                raise
-            except SendError as exc:
-                result.failed += 1
-                result.first_error = result.first_error or f"call {entry.call_id}: {exc}"
-                continue
-            outcome = call_outcome(details, now=clock())
-            if outcome is None:
-                result.in_progress += 1
-                continue
-            record(entry, outcome)
-            result.finished += 1
-            result.outcomes[outcome.outcome] += 1
+    async def check(entry: Entry) -> None:
+        nonlocal abandoned
+        result.checked += 1
+        try:
+            details = await pool.lookup(lambda: lookup(entry.call_id), retry=retry,
+                                        retry_on=(NotSent, OutcomeUnknown))  # fmt: skip
+        except AuthError:
+            stop.set()
+            raise
+        except Abandoned:
+            result.checked -= 1  # not looked up: the next sync does
+            abandoned = True
+            return
+        except SendError as exc:
+            result.failed += 1
+            result.first_error = result.first_error or f"call {entry.call_id}: {exc}"
+            return
+        outcome = call_outcome(details, now=clock())
+        if outcome is None:
+            result.in_progress += 1
+            return
+        record(entry, outcome)
+        result.finished += 1
+        result.outcomes[outcome.outcome] += 1
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, concurrency)):
-                group.create_task(worker())
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    result.stopped = stop.is_set() and next(todo, None) is not None
+    await pool.run(check, todo)  # a bad token (or a bug) propagates, the others cancelled
+    result.stopped = stop.is_set() and (abandoned or next(todo, None) is not None)
     return result
