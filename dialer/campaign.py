@@ -147,8 +147,13 @@ _KIND_NAMES = {
         int: "a whole number",
         dict: "a table",
         list: "a list of strings",
-    }.get(kind, {(int, float): "a number", (str, dict): "a string such as 'A=50,B=50' or a "
-                 "table such as {A = 50, B = 50}"}.get(kind, "1 to 7"))  # type: ignore[call-overload]
+    }.get(
+        kind,
+        {
+            (int, float): "a number",
+            (str, dict): "a string such as 'A=50,B=50' or a table such as {A = 50, B = 50}",
+        }.get(kind, "1 to 7"),
+    )  # type: ignore[call-overload]
     for key, kind in _FILE_KEYS.items()
 }
 # The call settings a leads column may set for its own lead. Not ``playbook_id``: a leads file
@@ -302,8 +307,7 @@ def build_settings(
         if key not in _NAMES:
             raise ConfigError(f"unknown setting '{key}'")
         if value is None or (
-            key in ("params", "exclude", "require", "params_only", "setting_columns")
-            and not value
+            key in ("params", "exclude", "require", "params_only", "setting_columns") and not value
         ):
             continue
         if key in ("params", "setting_columns"):
@@ -311,7 +315,7 @@ def build_settings(
         elif key == "exclude":
             value = [*merged.get("exclude", []), *value]
         merged[key] = value
-        origin[key] = "--setting-column" if key == "setting_columns" else "--" + key.replace("_", "-")
+        origin[key] = "--" + key.replace("_", "-").removesuffix("s" * (key == "setting_columns"))
     leads_path = Path(leads)
     if sandbox and "output" not in flags_given(flags):
         merged["output"] = str(default_output(leads_path, sandbox=True))
@@ -391,8 +395,11 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         for setting, column in dict(v["setting_columns"]).items():
             setting, column = str(setting).strip().lower(), str(column).strip()
             if setting == "playbook_id":
-                raise bad("setting_columns", "cannot take playbook_id: it stays a campaign "
-                          "setting (a leads file must not redirect calls to another playbook)")
+                raise bad(
+                    "setting_columns",
+                    "cannot take playbook_id: it stays a campaign "
+                    "setting (a leads file must not redirect calls to another playbook)",
+                )
             if setting not in LEAD_SETTINGS or not column:
                 raise bad("setting_columns", f"takes SETTING=COLUMN with a setting among "
                           f"{', '.join(LEAD_SETTINGS)}, not {setting}={column}")  # fmt: skip

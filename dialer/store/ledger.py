@@ -241,9 +241,10 @@ class Ledger:
             if _older_header(self.results):
                 # Written by an older dialer, with fewer columns: rewritten with today's,
                 # so that the rows appended below fit its header.
-                rows = [*self._entries.values(), *self._load_rows.values()]
-                replace_results(self.results, sorted(rows, key=lambda e: (e.row, e.phone)),
-                                durable=self.durable, keep_mode=file_mode(self.results))  # fmt: skip
+                rows = sorted([*self._entries.values(), *self._load_rows.values()],
+                              key=lambda e: (e.row, e.phone))  # fmt: skip
+                replace_results(self.results, rows, durable=self.durable,
+                                keep_mode=file_mode(self.results))  # fmt: skip
             self._results_file = self._open_append(self.results)
             if self._results_file.size == 0:
                 # A BOM, so Excel reads UTF-8 accents right, and the header.
