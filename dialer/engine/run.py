@@ -290,7 +290,19 @@ def plan(
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
     return Plan(loaded, to_dial, choice.already_done, sample, choice.held_count,
                 len(choice.deferred), forecast=slots, never=never, rate=rate,
-                changes=changes, mix=mix_lines(settings, to_dial, state.values()))  # fmt: skip
+                changes=changes, mix=_mix(settings, loaded, to_dial, state))  # fmt: skip
+
+
+def _mix(
+    settings: Settings, loaded: LoadResult, to_dial: Sequence[Lead], state: Mapping[str, Entry]
+) -> list[str]:
+    """The dry run's settings mix; nothing to count (no pass over a million leads) when every
+    lead gets the campaign's settings: no split, no ``--language auto``, no setting column."""
+    names = getattr(loaded.leads, "setting_names", None)
+    own = bool(names) if names is not None else any(lead.settings for lead in to_dial)
+    if not (own or settings.versions or settings.language_auto):
+        return []
+    return mix_lines(settings, to_dial, state.values())
 
 
 def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> bool:
