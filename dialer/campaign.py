@@ -41,6 +41,9 @@ class Settings:
     language_auto: bool = False
     # --versions A=50,B=50: an A/B split, (version id, weight) each; () none
     versions: tuple[tuple[str, float], ...] = ()
+    # how leads not called yet get a version: "split" (the weights) or "adaptive" (Thompson
+    # sampling on the outcomes so far, each version keeping a floor share)
+    allocate: str = "split"
     # --setting-column SETTING=COL: the column holding each lead's own value of a call setting
     # (a column named after the setting is taken without it)
     setting_columns: dict[str, str] = field(default_factory=dict)
@@ -101,6 +104,7 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "language": str,
     "interrupt": bool,
     "versions": (str, dict),
+    "allocate": str,
     "setting_columns": dict,
     "phone_column": str,
     "encoding": str,
@@ -390,6 +394,12 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
         if v.get("version_id") is not None:
             raise bad("versions", "and a version id cannot both be given: with a split, each "
                       "lead's version comes from it (drop --version-id)")  # fmt: skip
+    if v.get("allocate") is not None:
+        v["allocate"] = str(v["allocate"]).strip().lower()
+        if v["allocate"] not in ("split", "adaptive"):
+            raise bad("allocate", f"must be 'split' or 'adaptive', not {v['allocate']!r}")
+        if v["allocate"] == "adaptive" and not v.get("versions"):
+            raise bad("allocate", "adaptive needs the versions to choose between (--versions)")
     if v.get("setting_columns"):
         columns: dict[str, str] = {}
         for setting, column in dict(v["setting_columns"]).items():

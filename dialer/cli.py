@@ -108,6 +108,12 @@ def cli() -> None:
     "from its phone, and keeps it on every later call.",
 )
 @click.option(
+    "--allocate",
+    type=click.Choice(["split", "adaptive"]),
+    help="How leads not called yet get a version of --versions: split (the weights) or "
+    "adaptive (more to the one doing better so far, after --sync; each keeps 10%).",
+)
+@click.option(
     "--setting-column",
     "setting_columns",
     multiple=True,

@@ -23,10 +23,12 @@ from dialer.campaign import (
     parse_versions,
     split_point,
 )
+from dialer.engine.experiment import Adaptive
 from dialer.errors import ConfigError
 from dialer.leads.loader import load_leads
 from dialer.leads.phones import number_language
-from dialer.store.results import RESULT_COLUMNS, read_results
+from dialer.model import Status
+from dialer.store.results import RESULT_COLUMNS, Entry, read_results
 from tests.conftest import by_phone, mobiles, per_phone, read_rows, run_cli, write_leads
 
 FAST = ("--max-per-second", "500", "--max-per-minute", "30000", "--concurrency", "20")
@@ -328,3 +330,74 @@ def test_the_language_of_a_numbers_country():
             "+447700900123", "+33612345678", "+436641234567", "+393123456789",
             "+5511912345678", "+41791234567", "+79161234567")] == [
         "ES", "EN", "ES", "EN", "FR", "DE", "IT", "PT", None, None]  # fmt: skip
+
+
+# --- adaptive allocation (--allocate adaptive) ---------------------------------------------------
+
+
+def test_adaptive_sends_most_later_leads_to_the_better_version_and_journals_each_choice(
+    quick, tmp_path
+):
+    phones = mobiles(200)
+    versions = (("A", 50.0), ("B", 50.0))
+    before = Adaptive(versions, [])  # no outcome yet: what the first batch will choose
+    # Version B's leads answer, version A's do not.
+    quick.config.outcomes = {p: ["closed" if before.choose(p) == "B" else "no-answer"]
+                             for p in phones[:100]}  # fmt: skip
+    leads = write_leads(tmp_path / "l.csv", phones)
+    out = tmp_path / "l.results.csv"
+    adaptive = ("--versions", "A=50,B=50", "--allocate", "adaptive", "--max-calls", "100")
+    run(leads, *adaptive, url=quick.url)
+    first = Counter(calls[0]["version_id"] for calls in bodies(quick).values())
+    assert 35 <= first["A"] <= 65  # nothing known yet: about even
+    time.sleep(0.5)  # the calls end
+    dry = run(leads, *adaptive, "--sync", "--dry-run", url=quick.url)
+    assert ("adaptive on 0 outcomes") in dry.stdout  # a dry run looks nothing up
+    assert run_cli("sync", str(out), *FAST[:4], url=quick.url).returncode == 0
+    dry = run(leads, *adaptive, "--dry-run", url=quick.url)
+    told = f"adaptive on 100 outcomes: A 0 of {first['A']} closed, B {first['B']} of {first['B']}"
+    assert told in dry.stdout
+    run(leads, *adaptive, "--sync", url=quick.url)
+    assert per_phone(quick) == {p: 1 for p in phones}
+    later = Counter(bodies(quick)[p][0]["version_id"] for p in phones[100:])
+    assert later["B"] >= 80 and later["A"] >= 3  # most to the better one; A keeps its floor
+    # Every choice was journaled (the intent) before its POST, and is what was sent.
+    journal = tmp_path / "l.results.csv.dialer" / "journal"
+    records = [json.loads(line.split(" ", 1)[1]) for line in journal.read_text().splitlines()]
+    intents = {r["k"]: r for r in records if r["status"] == "dialing"}
+    posts = {r.phone: r.wall for r in quick.requests if r.method == "POST"}
+    for phone, calls in bodies(quick).items():
+        assert intents[phone]["v"] == calls[0]["version_id"]
+        assert intents[phone]["sent"] <= posts[phone]
+
+
+def test_thompson_sampling_favours_the_better_version_and_keeps_a_floor():
+    versions = (("A", 1.0), ("B", 1.0), ("C", 0.0))
+    outcomes = [
+        Entry(
+            f"a{i}",
+            i,
+            "",
+            Status.CALLED,
+            version_id="A",
+            outcome="closed" if i < 5 else "no-answer",
+        )
+        for i in range(50)
+    ]
+    outcomes += [Entry(f"b{i}", i, "", Status.CALLED, version_id="B",
+                       outcome="closed" if i < 30 else "busy") for i in range(50)]  # fmt: skip
+    keys = [f"+3461{i:07d}" for i in range(4_000)]
+    chosen = Counter(Adaptive(versions, outcomes).choose(k) for k in keys)
+    assert chosen["C"] == 0  # a weight of 0 is never chosen
+    assert 0.08 <= chosen["A"] / len(keys) <= 0.12  # about the floor share: 10%
+    assert chosen["B"] / len(keys) >= 0.88
+    even = Counter(Adaptive(versions, []).choose(k) for k in keys)
+    assert abs(even["A"] - 2_000) < 150  # nothing known: even
+    assert [Adaptive(versions, outcomes).choose(k) for k in keys[:50]] == [
+        Adaptive(versions, outcomes).choose(k) for k in keys[:50]
+    ]  # seeded by the key: the dry run shows what the run does
+    with pytest.raises(ConfigError) as info:
+        build_settings("l.csv", {"playbook": "pb", "allocate": "adaptive"})
+    assert (
+        str(info.value) == "--allocate adaptive needs the versions to choose between (--versions)"
+    )

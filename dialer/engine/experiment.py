@@ -12,6 +12,13 @@ the "settings mix" lines of the dry run (``mix_lines``). The rules:
   (``leads.phones.number_language``), else the campaign's language (the fallback);
 * voice, voice model, interrupt: the lead's own cell, else the campaign's.
 
+With ``--allocate adaptive`` a lead not called yet gets its version by Thompson sampling
+(``Adaptive``) instead of the weights: each version's success rate so far (an outcome of
+``closed``, among the calls ``--sync`` has an outcome for) is drawn from its Beta posterior and
+the highest draw wins, but each version keeps a floor share of the leads (``FLOOR``), so that
+a version behind early is still tried. The draws are seeded by the lead's key: the dry run
+shows what the run would do on the same outcomes.
+
 The version and language chosen are written into ``Lead.settings`` before the intent, so the
 journal's intent line and the results row say what was sent.
 """
@@ -19,6 +26,8 @@ journal's intent line and the results row say what was sent.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -28,15 +37,63 @@ from dialer.leads.phones import number_language
 from dialer.model import NEVER_SENT, Lead, Status
 from dialer.store.results import Entry
 
+FLOOR = 0.10  # the share of the leads each version keeps under --allocate adaptive (at most)
+SUCCESS = "closed"  # the outcome that counts as a success: the lead answered and talked
+
+
+class Adaptive:
+    """Thompson sampling between ``versions`` on the outcomes of ``entries`` (their current
+    call's: an entry counts for the version it records once ``--sync`` gave it an outcome)."""
+
+    def __init__(self, versions: tuple[tuple[str, float], ...], entries: Iterable[Entry]):
+        self.names = [name for name, weight in versions if weight > 0]
+        self.calls: Counter[str] = Counter()
+        self.successes: Counter[str] = Counter()
+        for entry in entries:
+            if entry.version_id in self.names and entry.outcome:
+                self.calls[entry.version_id] += 1
+                self.successes[entry.version_id] += entry.outcome == SUCCESS
+        self.floor = min(FLOOR, 0.5 / len(self.names))
+
+    def choose(self, key: str) -> str:
+        """The version for the lead with ledger key ``key`` (seeded by the key)."""
+        seed = int.from_bytes(hashlib.sha256(b"adaptive " + key.encode()).digest()[:8], "big")
+        draw = random.Random(seed)
+        point = draw.random()
+        if point < self.floor * len(self.names):  # the floor share: each version in turn
+            return self.names[int(point / self.floor)]
+        samples = {
+            name: draw.betavariate(
+                self.successes[name] + 1, self.calls[name] - self.successes[name] + 1
+            )
+            for name in self.names
+        }
+        return max(self.names, key=samples.__getitem__)
+
+    def summary(self) -> str:
+        """``adaptive on 80 outcomes: A 12 of 40 closed, B 20 of 40; floor 10% each``."""
+        told = ", ".join(f"{name} {self.successes[name]} of {self.calls[name]} closed"
+                         for name in self.names)  # fmt: skip
+        total = sum(self.calls.values())
+        return f"adaptive on {total:,} outcomes: {told}; floor {100 * self.floor:.0f}% each"
+
 
 class SettingsResolver:
     """``resolve(lead)``: the lead with its call settings as they will be sent. ``recorded``
     gives the ledger's entry of a key (None: none), whose version a split keeps."""
 
-    def __init__(self, settings: Settings, recorded: Callable[[str], Entry | None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        recorded: Callable[[str], Entry | None],
+        entries: Callable[[], Iterable[Entry]] = lambda: (),
+    ) -> None:
         self.settings = settings
         self.recorded = recorded
         self._made: dict[tuple[object, ...], Mapping[str, str]] = {}
+        self.adaptive: Adaptive | None = None  # --allocate adaptive: on ``entries``' outcomes
+        if settings.allocate == "adaptive" and settings.versions:
+            self.adaptive = Adaptive(settings.versions, entries())
 
     @property
     def active(self) -> bool:
@@ -49,7 +106,11 @@ class SettingsResolver:
             entry = self.recorded(lead.key)
             if entry is not None and entry.version_id:
                 return entry.version_id
-            return lead.settings.get("version_id") or assign_version(lead.key, s.versions)
+            if own := lead.settings.get("version_id"):
+                return own
+            if self.adaptive is not None:
+                return self.adaptive.choose(lead.key)
+            return assign_version(lead.key, s.versions)
         return lead.settings.get("version_id") or s.version_id or ""
 
     def language(self, lead: Lead) -> str:
@@ -93,9 +154,9 @@ def mix_lines(
     """The dry run's lines on the settings the leads to dial would be sent with: languages,
     versions (with the split and the leads already called that keep theirs), and any voice,
     voice model or interrupt set per lead. Nothing when every lead gets the campaign's."""
-    resolver = SettingsResolver(settings, lambda key: None)
-    kept = {e.key: e for e in (entries if settings.versions else ())
-            if e.version_id and e.status not in NEVER_SENT}  # fmt: skip
+    entries = list(entries) if settings.versions else []
+    resolver = SettingsResolver(settings, lambda key: None, lambda: entries)
+    kept = {e.key: e for e in entries if e.version_id and e.status not in NEVER_SENT}
     resolver.recorded = kept.get
     counts: dict[str, Counter[str]] = {name: Counter() for name in _SHOWN}
     own: Counter[str] = Counter()
@@ -126,10 +187,13 @@ def mix_lines(
         if name == "version_id" and settings.versions:
             total = sum(weight for _, weight in settings.versions)
             split = ", ".join(f"{v} {100 * w / total:.0f}%" for v, w in settings.versions)
-            notes.append(f"split {split}")
+            notes.append(
+                f"split {split}" if resolver.adaptive is None else resolver.adaptive.summary()
+            )
             if kept:
-                moved = sum(assign_version(key, settings.versions) != entry.version_id
-                            for key, entry in kept.items())  # fmt: skip
+                moved = 0 if resolver.adaptive is not None else sum(
+                    assign_version(key, settings.versions) != entry.version_id
+                    for key, entry in kept.items())  # fmt: skip
                 notes.append(f"{len(kept):,} leads already called keep their version"
                              + (f", {moved:,} of them not the one these weights would give"
                                 if moved else ""))  # fmt: skip

@@ -268,7 +268,7 @@ def plan(
                     until=seconds_until(settings, now))  # fmt: skip
     to_dial = choice.to_dial
     call = call_settings(settings)
-    resolver = SettingsResolver(settings, state.get)
+    resolver = SettingsResolver(settings, state.get, state.values)
     first = resolver.resolve(to_dial[0]) if to_dial else None
     sample = call.body(first.phone, first.params, first.settings) if first else None
     window = window_from(settings.calling_hours, settings.calling_days)
@@ -405,7 +405,7 @@ def run_campaign(
             if on_start is not None:
                 first = sess.to_dial[0] if sess.to_dial else None
                 if first is not None:
-                    first = SettingsResolver(settings, ledger.get).resolve(first)
+                    first = SettingsResolver(settings, ledger.get, ledger.entries).resolve(first)
                 sample = call.body(first.phone, first.params, first.settings) if first else None
                 on_start(Plan(loaded, sess.to_dial, sess.skipped, sample, sess.left_for_later,
                               sess.deferred, changes=changes))  # fmt: skip

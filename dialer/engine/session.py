@@ -273,7 +273,8 @@ class Session:
                 on_outcome(outcome)
 
         # Each lead's version and language chosen just before its intent, which records them.
-        resolved = SettingsResolver(self.settings, self.ledger.get).resolve_all(leads)
+        resolver = SettingsResolver(self.settings, self.ledger.get, self.ledger.entries)
+        resolved = resolver.resolve_all(leads)
         result = await dispatch(resolved, send, ledger=self.ledger, limiter=self.limiter,
                                 concurrency=self.settings.concurrency, retry=self.retry,
                                 stop=self.stop, on_outcome=seen,
