@@ -38,7 +38,10 @@ def test_libreoffice_utf8() -> None:
     assert result.param_names == ["Nombre", "Apellidos", "Correo", "Programa"]
     assert result.warnings == []  # its language column gives each lead's own language
     assert [dict(lead.settings) for lead in result.leads] == [
-        {"language": "ES"}, {"language": "EN"}, {}, {}
+        {"language": "ES"},
+        {"language": "EN"},
+        {},
+        {},
     ]
     assert result.leads[0] == Lead(
         2,
@@ -384,8 +387,13 @@ def test_rename_onto_reserved_or_taken_name(tmp_path: Path) -> None:
 def test_every_reserved_name_is_held_back(tmp_path: Path) -> None:
     # A column named after a call setting gives its lead's own setting, never a param.
     names = sorted(RESERVED - {"phone", "playbook_id"})
-    values = {"version_id": "v2", "voice_id": "3", "voice_model": "fast", "language": "fr",
-              "interrupt": "yes"}
+    values = {
+        "version_id": "v2",
+        "voice_id": "3",
+        "voice_model": "fast",
+        "language": "fr",
+        "interrupt": "yes",
+    }
     header = ",".join(["tel", *names, "city"])
     row = ",".join(["612345678", *(values[name] for name in names), "Soria"])
     result = load_leads(write(tmp_path, f"{header}\n{row}\n"))
