@@ -30,11 +30,19 @@ the first 10,000 rows tell which hold numbers (cells of 7 to 15 digits, whatever
 it is matched whole first. Phone columns are never sent as params. ``--params A,B`` sends only
 those columns (by column, or by the name ``--param`` gives them); ``--exclude`` still removes.
 
+Call settings per lead. A column named after a call setting (``language``, ``voice_id``,
+``voice_model``, ``version_id``, ``interrupt``; any case), or named by ``--setting-column
+SETTING=COL``, gives each row's own value of it (``Lead.settings``), checked by
+``dialer.campaign.check_call_setting`` (the campaign's own rules) and never sent as a param; a
+blank cell leaves the campaign's. A ``playbook_id`` column is refused (``ColumnError``) unless
+left out: a leads file must not redirect calls to another playbook.
+
 A row's status, decided in this order (the first that applies wins):
 
 1. ``invalid``: no phone cell gives a dialable number, read in the row's own country
    (``dialer.leads.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given), or
-   the row has more filled fields than the header (an unquoted delimiter in a value);
+   the row has more filled fields than the header (an unquoted delimiter in a value), or one of
+   its call setting cells is not a valid value (the reason says which and why);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
 4. ``missing_param``: a required param is empty;
