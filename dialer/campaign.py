@@ -11,6 +11,8 @@ the file's own folder.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -33,8 +35,18 @@ class Settings:
     version_id: str | None = None
     voice_id: str | None = None
     voice_model: str | None = None
-    language: str | None = None
+    language: str | None = None  # with ``language_auto``: the fallback (None: the API's)
     interrupt: bool | None = None
+    # --language auto: each lead's language from its number's country (``language`` else)
+    language_auto: bool = False
+    # --versions A=50,B=50: an A/B split, (version id, weight) each; () none
+    versions: tuple[tuple[str, float], ...] = ()
+    # how leads not called yet get a version: "split" (the weights) or "adaptive" (Thompson
+    # sampling on the outcomes so far, each version keeping a floor share)
+    allocate: str = "split"
+    # --setting-column SETTING=COL: the column holding each lead's own value of a call setting
+    # (a column named after the setting is taken without it)
+    setting_columns: dict[str, str] = field(default_factory=dict)
     # column mapping
     phone_column: str | None = None
     encoding: str | None = None  # None: detected
@@ -91,6 +103,9 @@ _FILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "voice_model": str,
     "language": str,
     "interrupt": bool,
+    "versions": (str, dict),
+    "allocate": str,
+    "setting_columns": dict,
     "phone_column": str,
     "encoding": str,
     "delimiter": str,
@@ -136,9 +151,102 @@ _KIND_NAMES = {
         int: "a whole number",
         dict: "a table",
         list: "a list of strings",
-    }.get(kind, "a number" if kind == (int, float) else "1 to 7")
+    }.get(
+        kind,
+        {
+            (int, float): "a number",
+            (str, dict): "a string such as 'A=50,B=50' or a table such as {A = 50, B = 50}",
+        }.get(kind, "1 to 7"),
+    )  # type: ignore[call-overload]
     for key, kind in _FILE_KEYS.items()
 }
+# The call settings a leads column may set for its own lead. Not ``playbook_id``: a leads file
+# must not redirect calls to another playbook.
+LEAD_SETTINGS = ("version_id", "voice_id", "voice_model", "language", "interrupt")
+_TRUE, _FALSE = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
+
+
+def check_call_setting(key: str, value: object) -> str:
+    """A call setting's value as sent (``"ES"``, ``"3"``, ``"fast"``, ``"true"``), else
+    ``ValueError`` saying why (``"must be 1 to 7, not '9'"``). The one set of rules for a
+    campaign's setting and a lead's own cell (``dialer.leads``)."""
+    text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
+    if key == "voice_id":
+        if text not in {str(i) for i in range(1, 8)}:
+            raise ValueError(f"must be 1 to 7, not {text!r}")
+    elif key == "voice_model":
+        text = text.lower()
+        if text not in ("fast", "human"):
+            raise ValueError(f"must be 'fast' or 'human', not {text!r}")
+    elif key == "language":
+        text = text.upper()
+        if not re.fullmatch(r"[A-Z]{2,3}", text):
+            raise ValueError(f"must be a language code such as ES or EN, not {text!r}")
+    elif key == "interrupt":
+        folded = text.lower()
+        if folded not in _TRUE | _FALSE:
+            raise ValueError(f"must be true or false, not {text!r}")
+        text = "true" if folded in _TRUE else "false"
+    elif key == "version_id":
+        if not text:
+            raise ValueError("is empty")
+    else:
+        raise ValueError(f"is not a call setting a lead may set ({', '.join(LEAD_SETTINGS)})")
+    return text
+
+
+def parse_versions(spec: str | Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    """``"A=50,B=50"`` (or a table ``{A = 50, B = 50}``) as ``(("A", 50.0), ("B", 50.0))``;
+    ``ValueError`` saying why for an empty spec, a bad weight, a repeated version or no weight
+    above zero."""
+    if isinstance(spec, Mapping):
+        items = [(str(name), weight) for name, weight in spec.items()]
+    else:
+        items = []
+        for part in str(spec).split(","):
+            if not part.strip():
+                continue
+            name, sep, weight = part.partition("=")
+            if not sep:
+                raise ValueError(f"takes VERSION=WEIGHT items such as A=50,B=50, not {part!r}")
+            items.append((name, weight.strip()))
+    if not items:
+        raise ValueError("names no version: give VERSION=WEIGHT items such as A=50,B=50")
+    out: list[tuple[str, float]] = []
+    for name, weight in items:
+        name = name.strip()
+        if not name:
+            raise ValueError("has a weight with no version id before its '='")
+        try:
+            number = float(weight) if not isinstance(weight, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"weight of {name!r} must be a number of at least 0, not {weight!r}")
+        if any(name == seen for seen, _ in out):
+            raise ValueError(f"names version {name!r} twice")
+        out.append((name, number))
+    if not any(weight > 0 for _, weight in out):
+        raise ValueError("needs a weight above 0")
+    return tuple(out)
+
+
+def split_point(key: str) -> float:
+    """Where a lead's ledger key falls in [0, 1): the first 8 bytes of its SHA-256. The same
+    on every machine and every run (unlike ``hash()``), so a lead keeps its version."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0**64
+
+
+def assign_version(key: str, versions: tuple[tuple[str, float], ...]) -> str:
+    """The version of ``versions`` a lead with ledger key ``key`` gets: its ``split_point``
+    against the cumulative weights (a weight of 0 never gets a lead)."""
+    point = split_point(key) * sum(weight for _, weight in versions)
+    total = 0.0
+    for name, weight in versions:
+        total += weight
+        if point < total:
+            return name
+    return next(name for name, weight in reversed(versions) if weight > 0)
 
 
 def read_campaign_file(path: str | Path) -> dict[str, Any]:
@@ -163,7 +271,8 @@ def read_campaign_file(path: str | Path) -> dict[str, Any]:
         if key in ("output", "dnc"):
             value = str((path.parent / value).resolve())
         values[key] = value
-    for key in ("params", "exclude", "require", "retry_outcomes", "params_only"):
+    for key in ("params", "exclude", "require", "retry_outcomes", "params_only",
+                "setting_columns"):  # fmt: skip
         items = values.get(key, {})
         pairs = items.items() if isinstance(items, dict) else [(v, v) for v in items]
         if any(not isinstance(k, str) or not isinstance(v, str) for k, v in pairs):
@@ -171,13 +280,15 @@ def read_campaign_file(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def parse_param_flags(items: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``--param COL=NAME`` values as a mapping."""
+def parse_param_flags(
+    items: tuple[str, ...] | list[str], flag: str = "--param", form: str = "COLUMN=NAME"
+) -> dict[str, str]:
+    """``--param COL=NAME`` values as a mapping (``--setting-column SETTING=COL`` too)."""
     out: dict[str, str] = {}
     for item in items:
         column, sep, name = item.partition("=")
         if not sep or not column.strip() or not name.strip():
-            raise ConfigError(f"--param takes COLUMN=NAME, not {item!r}")
+            raise ConfigError(f"{flag} takes {form}, not {item!r}")
         out[column.strip()] = name.strip()
     return out
 
@@ -199,14 +310,16 @@ def build_settings(
     for key, value in flags.items():
         if key not in _NAMES:
             raise ConfigError(f"unknown setting '{key}'")
-        if value is None or (key in ("params", "exclude", "require", "params_only") and not value):
+        if value is None or (
+            key in ("params", "exclude", "require", "params_only", "setting_columns") and not value
+        ):
             continue
-        if key == "params":
-            value = {**merged.get("params", {}), **value}
+        if key in ("params", "setting_columns"):
+            value = {**merged.get(key, {}), **value}
         elif key == "exclude":
             value = [*merged.get("exclude", []), *value]
         merged[key] = value
-        origin[key] = "--" + key.replace("_", "-")
+        origin[key] = "--" + key.replace("_", "-").removesuffix("s" * (key == "setting_columns"))
     leads_path = Path(leads)
     if sandbox and "output" not in flags_given(flags):
         merged["output"] = str(default_output(leads_path, sandbox=True))
@@ -260,18 +373,48 @@ def _validated(leads: Path, v: dict[str, Any], origin: dict[str, str]) -> Settin
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"{origin.get(key, key)} {why}")
 
-    if v.get("voice_id") is not None:
-        v["voice_id"] = str(v["voice_id"]).strip()
-        if v["voice_id"] not in {str(i) for i in range(1, 8)}:
-            raise bad("voice_id", f"must be 1 to 7, not {v['voice_id']!r}")
-    if v.get("voice_model") is not None and v["voice_model"] not in ("fast", "human"):
-        raise bad("voice_model", f"must be 'fast' or 'human', not {v['voice_model']!r}")
-    if v.get("language") is not None:
-        v["language"] = str(v["language"]).strip().upper()
-        if not re.fullmatch(r"[A-Z]{2,3}", v["language"]):
-            raise bad(
-                "language", f"must be a language code such as ES or EN, not {v['language']!r}"
-            )
+    language = v.get("language")
+    if language is not None and str(language).strip().lower().partition(":")[0] == "auto":
+        # --language auto[:FALLBACK]: each number's country, else the fallback (or the API's)
+        v["language_auto"] = True
+        v["language"] = str(language).strip().partition(":")[2].strip() or None
+    for key in ("voice_id", "voice_model", "language", "interrupt"):
+        if v.get(key) is not None:
+            try:
+                v[key] = check_call_setting(key, v[key])
+            except ValueError as exc:
+                raise bad(key, str(exc)) from None
+    if v.get("interrupt") is not None:
+        v["interrupt"] = v["interrupt"] == "true"
+    if v.get("versions") is not None:
+        try:
+            v["versions"] = parse_versions(v["versions"])
+        except ValueError as exc:
+            raise bad("versions", str(exc)) from None
+        if v.get("version_id") is not None:
+            raise bad("versions", "and a version id cannot both be given: with a split, each "
+                      "lead's version comes from it (drop --version-id)")  # fmt: skip
+    if v.get("allocate") is not None:
+        v["allocate"] = str(v["allocate"]).strip().lower()
+        if v["allocate"] not in ("split", "adaptive"):
+            raise bad("allocate", f"must be 'split' or 'adaptive', not {v['allocate']!r}")
+        if v["allocate"] == "adaptive" and not v.get("versions"):
+            raise bad("allocate", "adaptive needs the versions to choose between (--versions)")
+    if v.get("setting_columns"):
+        columns: dict[str, str] = {}
+        for setting, column in dict(v["setting_columns"]).items():
+            setting, column = str(setting).strip().lower(), str(column).strip()
+            if setting == "playbook_id":
+                raise bad(
+                    "setting_columns",
+                    "cannot take playbook_id: it stays a campaign "
+                    "setting (a leads file must not redirect calls to another playbook)",
+                )
+            if setting not in LEAD_SETTINGS or not column:
+                raise bad("setting_columns", f"takes SETTING=COLUMN with a setting among "
+                          f"{', '.join(LEAD_SETTINGS)}, not {setting}={column}")  # fmt: skip
+            columns[setting] = column
+        v["setting_columns"] = columns
     for key in ("max_per_second", "max_per_minute", "concurrency", "timeout"):
         if key in v and (why := _pacing_problem(key, v[key])):
             raise bad(key, why)

@@ -97,7 +97,31 @@ def cli() -> None:
 @click.option("--version-id", help="Playbook version (default: its production version).")
 @click.option("--voice-id", help="Voice 1 to 7 (API default 6).")
 @click.option("--voice-model", help="fast or human (API default human).")
-@click.option("--language", help="Call language: ES, EN, FR, DE, IT, PT... (API default ES).")
+@click.option(
+    "--language",
+    help="Call language: ES, EN, FR, DE, IT, PT... (API default ES); 'auto': each lead's from "
+    "its number's country, 'auto:EN': else EN.",
+)
+@click.option(
+    "--versions",
+    metavar="V=W,...",
+    help="A/B split between playbook versions, e.g. A=50,B=50 (weights): each lead gets one "
+    "from its phone, and keeps it on every later call.",
+)
+@click.option(
+    "--allocate",
+    type=click.Choice(["split", "adaptive"]),
+    help="How leads not called yet get a version of --versions: split (the weights) or "
+    "adaptive (more to the one doing better so far, after --sync; each keeps 10%).",
+)
+@click.option(
+    "--setting-column",
+    "setting_columns",
+    multiple=True,
+    metavar="SETTING=COL",
+    help="Column COL gives each lead's own language, voice_id, voice_model, version_id or "
+    "interrupt (a column so named does without); blank: the campaign's. Repeatable.",
+)
 @click.option(
     "--interrupt/--no-interrupt",
     default=None,
@@ -292,6 +316,9 @@ def run(leads: str, campaign_file: str | None, dry_run: bool, use_sandbox: bool,
     that matches exactly, or in any case, always wins.
     """
     flags["params"] = parse_param_flags(params)
+    flags["setting_columns"] = parse_param_flags(
+        flags.get("setting_columns") or (), "--setting-column", "SETTING=COLUMN"
+    )
     flags["exclude"] = list(exclude)
     flags["require"] = list(require)
     settings = build_settings(leads, flags, campaign_file, sandbox=use_sandbox)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import overload
 
 
@@ -39,6 +40,10 @@ RESERVED = frozenset(
 )
 
 
+# A lead with no call settings of its own (read-only, shared by every such lead).
+NO_SETTINGS: Mapping[str, str] = MappingProxyType({})
+
+
 def ledger_key(row: int, phone: str, status: Status) -> str:
     """The key a lead has in the ledger: its E.164 phone when dialable (one person, one key),
     ``row:<n>`` for a row rejected at load time (its phone may be empty or repeated)."""
@@ -62,7 +67,9 @@ class Lead:
 
     ``row`` is the row's number as a spreadsheet shows it (the header is row 1).
     ``phone`` is E.164 for a dialable lead, else the raw cell. ``params`` are the custom
-    params to send (renamed, excluded and empty cells already dropped).
+    params to send (renamed, excluded and empty cells already dropped). ``settings`` are the
+    lead's own call settings (``language``, ``voice_id``...: checked, as sent, blank cells
+    left out), laid over the campaign's; leads with the same ones share one read-only mapping.
     """
 
     row: int
@@ -74,6 +81,7 @@ class Lead:
     # The phone column the number (or the invalid cell) came from, when the file has several
     # (--phone-column Mobile,Phone); "" with one.
     phone_column: str = ""
+    settings: Mapping[str, str] = field(default_factory=lambda: NO_SETTINGS)
 
     @property
     def key(self) -> str:

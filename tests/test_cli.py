@@ -69,7 +69,9 @@ def test_a_campaign_file_error_names_the_file_and_key(capsys, tmp_path, monkeypa
     (tmp_path / "c.toml").write_text('playbook = "p"\nvoice_modle = "fast"\n', encoding="utf-8")
     code, _, err = run_main(capsys, "run", "x.csv", "--campaign", "c.toml")
     assert code == 2
-    assert err.startswith("error: c.toml: unknown key 'voice_modle' (known keys: allow_possible, ")
+    assert err.startswith(
+        "error: c.toml: unknown key 'voice_modle' (known keys: allocate, allow_possible, "
+    )
     assert "voice_model)" in err and err.count("\n") == 1
 
 

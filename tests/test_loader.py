@@ -36,9 +36,12 @@ def test_libreoffice_utf8() -> None:
     assert (result.encoding, result.delimiter) == ("utf-8", ",")
     assert result.phone_column == "Teléfono móvil"
     assert result.param_names == ["Nombre", "Apellidos", "Correo", "Programa"]
-    assert result.warnings == [
-        "column 'language' ignored: 'language' is a call setting; "
-        "rename it with --param language=NAME"
+    assert result.warnings == []  # its language column gives each lead's own language
+    assert [dict(lead.settings) for lead in result.leads] == [
+        {"language": "ES"},
+        {"language": "EN"},
+        {},
+        {},
     ]
     assert result.leads[0] == Lead(
         2,
@@ -49,6 +52,7 @@ def test_libreoffice_utf8() -> None:
             "Correo": "jose@example.com",
             "Programa": "Grado en Derecho, bilingüe",
         },
+        settings={"language": "ES"},
     )
     # Empty cells are not sent.
     assert result.leads[1].params == {
@@ -381,13 +385,22 @@ def test_rename_onto_reserved_or_taken_name(tmp_path: Path) -> None:
 
 
 def test_every_reserved_name_is_held_back(tmp_path: Path) -> None:
-    names = sorted(RESERVED - {"phone"})
+    # A column named after a call setting gives its lead's own setting, never a param.
+    names = sorted(RESERVED - {"phone", "playbook_id"})
+    values = {
+        "version_id": "v2",
+        "voice_id": "3",
+        "voice_model": "fast",
+        "language": "fr",
+        "interrupt": "yes",
+    }
     header = ",".join(["tel", *names, "city"])
-    row = ",".join(["612345678", *("x" for _ in names), "Soria"])
+    row = ",".join(["612345678", *(values[name] for name in names), "Soria"])
     result = load_leads(write(tmp_path, f"{header}\n{row}\n"))
     assert result.param_names == ["city"]
     assert result.leads[0].params == {"city": "Soria"}
-    assert len(result.warnings) == len(names)
+    assert result.leads[0].settings == values | {"language": "FR", "interrupt": "true"}
+    assert result.warnings == []
 
 
 # --- file errors --------------------------------------------------------------------------------

@@ -72,13 +72,20 @@ class CallSettings:
     language: str | None = None
     interrupt: bool | None = None
 
-    def body(self, phone: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """The JSON body for one call: custom params first, then the fixed keys on top."""
+    def body(
+        self, phone: str, params: Mapping[str, str], own: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The JSON body for one call: custom params first, then the fixed keys on top. ``own``
+        (``Lead.settings``: a lead's own call settings, as text) is laid over the campaign's;
+        never the phone nor the playbook."""
         body: dict[str, Any] = {k: v for k, v in params.items() if k not in RESERVED_KEYS}
         body["phone"] = phone
         body["playbook_id"] = self.playbook_id
+        own = own or {}
         for key in ("version_id", "voice_id", "voice_model", "language", "interrupt"):
-            value = getattr(self, key)
+            value = own.get(key) or getattr(self, key)
+            if key == "interrupt" and isinstance(value, str):
+                value = value == "true"
             if value is not None:
                 body[key] = value
         return body

@@ -23,6 +23,7 @@ import httpx
 
 from dialer.api.client import CallSettings, MeetzyClient, preflight
 from dialer.campaign import Settings, check_pacing
+from dialer.engine.experiment import SettingsResolver, mix_lines
 from dialer.engine.planner import Hours, choose, seconds_until
 from dialer.engine.pool import RetryPolicy
 from dialer.engine.reconcile import grace_ends, graces_left
@@ -64,6 +65,9 @@ class Plan:
     never: int = 0  # leads whose zones never share an open hour in the next 14 days
     rate: float = 0.0  # the calls per minute the forecast assumes
     changes: FileChanges | None = None  # how the leads file differs from the results
+    # The call settings the leads would be sent with, when they differ per lead (languages,
+    # versions of a split...): one line each (``dialer.engine.experiment.mix_lines``).
+    mix: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,7 @@ def load(settings: Settings) -> LoadResult:
         country_column=settings.country_column,
         require=settings.require,
         send_only=settings.params_only,
+        setting_columns=dict(settings.setting_columns),
     )
     options = {"mapping": dataclasses.asdict(mapping), "region": settings.default_region,
                "encoding": settings.encoding, "delimiter": settings.delimiter,
@@ -263,7 +268,9 @@ def plan(
                     until=seconds_until(settings, now))  # fmt: skip
     to_dial = choice.to_dial
     call = call_settings(settings)
-    sample = call.body(to_dial[0].phone, to_dial[0].params) if to_dial else None
+    resolver = SettingsResolver(settings, state.get, state.values)
+    first = resolver.resolve(to_dial[0]) if to_dial else None
+    sample = call.body(first.phone, first.params, first.settings) if first else None
     window = window_from(settings.calling_hours, settings.calling_days)
     # The forecast: when the leads of this run, and those waiting for their hours, are dialed.
     waiting = Subset(loaded.leads, sorted(i for i, _ in choice.deferred))
@@ -283,7 +290,19 @@ def plan(
     slots, never = forecast(groups.items(), window, now, per_minute=rate)
     return Plan(loaded, to_dial, choice.already_done, sample, choice.held_count,
                 len(choice.deferred), forecast=slots, never=never, rate=rate,
-                changes=changes)  # fmt: skip
+                changes=changes, mix=_mix(settings, loaded, to_dial, state))  # fmt: skip
+
+
+def _mix(
+    settings: Settings, loaded: LoadResult, to_dial: Sequence[Lead], state: Mapping[str, Entry]
+) -> list[str]:
+    """The dry run's settings mix; nothing to count (no pass over a million leads) when every
+    lead gets the campaign's settings: no split, no ``--language auto``, no setting column."""
+    names = getattr(loaded.leads, "setting_names", None)
+    own = bool(names) if names is not None else any(lead.settings for lead in to_dial)
+    if not (own or settings.versions or settings.language_auto):
+        return []
+    return mix_lines(settings, to_dial, state.values())
 
 
 def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> bool:
@@ -385,7 +404,9 @@ def run_campaign(
         def announce(sess: Session) -> None:
             if on_start is not None:
                 first = sess.to_dial[0] if sess.to_dial else None
-                sample = call.body(first.phone, first.params) if first else None
+                if first is not None:
+                    first = SettingsResolver(settings, ledger.get, ledger.entries).resolve(first)
+                sample = call.body(first.phone, first.params, first.settings) if first else None
                 on_start(Plan(loaded, sess.to_dial, sess.skipped, sample, sess.left_for_later,
                               sess.deferred, changes=changes))  # fmt: skip
 

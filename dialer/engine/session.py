@@ -27,6 +27,7 @@ from dialer.api.client import CallSettings, MeetzyClient
 from dialer.campaign import Settings
 from dialer.engine.budget import SHARED_UP_TO, AccountBudget
 from dialer.engine.dispatcher import dispatch
+from dialer.engine.experiment import SettingsResolver
 from dialer.engine.limits import SlidingWindows
 from dialer.engine.planner import Hours, choose, seconds_until
 from dialer.engine.pool import RetryPolicy
@@ -263,7 +264,8 @@ class Session:
             return done
 
         async def send(lead: Lead) -> str:
-            return (await self.client.create_call(self.call.body(lead.phone, lead.params))).call_id
+            body = self.call.body(lead.phone, lead.params, lead.settings)
+            return (await self.client.create_call(body)).call_id
 
         def seen(outcome: Outcome) -> None:
             self.touched.add(outcome.lead.key)
@@ -271,7 +273,10 @@ class Session:
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        result = await dispatch(leads, send, ledger=self.ledger, limiter=self.limiter,
+        # Each lead's version and language chosen just before its intent, which records them.
+        resolver = SettingsResolver(self.settings, self.ledger.get, self.ledger.entries)
+        resolved = resolver.resolve_all(leads)
+        result = await dispatch(resolved, send, ledger=self.ledger, limiter=self.limiter,
                                 concurrency=self.settings.concurrency, retry=self.retry,
                                 stop=self.stop, on_outcome=seen,
                                 admit=self.hours if self.hours.window else None)  # fmt: skip

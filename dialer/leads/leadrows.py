@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from itertools import compress
+from types import MappingProxyType
 from typing import overload
 
-from dialer.model import Lead, Status
+from dialer.campaign import check_call_setting
+from dialer.model import NO_SETTINGS, Lead, Status
 
 REASON_DNC = "on the do-not-call list"
 
@@ -32,14 +34,14 @@ def _marks(codes: bytes | bytearray, wanted: Collection[int]) -> bytes:
     return codes.translate(bytes(int(code in wanted) for code in range(256)))
 
 
-_FORMAT = 3  # of LeadRows.dump: bump it whenever the stored layout changes
+_FORMAT = 4  # of LeadRows.dump: bump it whenever the stored layout changes
 
 
 def _lead_setters() -> tuple[Callable[[Lead, object], None], ...] | None:
-    """The slot setters of ``Lead``'s seven fields, to build one without its ``__init__`` (a
+    """The slot setters of ``Lead``'s eight fields, to build one without its ``__init__`` (a
     frozen dataclass's costs ~1 µs, a million times over on each pass over a big file); None
     (use ``Lead(...)``) unless ``Lead`` is exactly these fields with no ``__post_init__``."""
-    names = ("row", "phone", "params", "status", "reason", "crm_id", "phone_column")
+    names = ("row", "phone", "params", "status", "reason", "crm_id", "phone_column", "settings")
     if tuple(f.name for f in fields(Lead)) != names or "__post_init__" in vars(Lead):
         return None
     return tuple(getattr(Lead, name).__set__ for name in names)
@@ -49,8 +51,8 @@ _SETTERS = _lead_setters()
 
 
 def _make_lead(row: int, phone: str, params: dict[str, str], status: Status, reason: str,
-               crm_id: str, phone_column: str) -> Lead:  # fmt: skip
-    values = (row, phone, params, status, reason, crm_id, phone_column)
+               crm_id: str, phone_column: str, settings: Mapping[str, str]) -> Lead:  # fmt: skip
+    values = (row, phone, params, status, reason, crm_id, phone_column, settings)
     if _SETTERS is None:
         return Lead(*values)
     lead = object.__new__(Lead)
@@ -71,6 +73,8 @@ class RowPlan:
     unnamed: list[int]  # columns with no header
     sent: list[int]  # the columns kept with each lead: the CRM id first, then the params
     country: int | None = None  # the column naming each row's country; None: the default region
+    # (column, call setting) of each column giving its row's own call setting (``Lead.settings``)
+    settings: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def phone(self) -> int:
@@ -113,14 +117,25 @@ class LeadRows(Sequence[Lead]):
         "_reason_index",
         "_reasons",
         "_rows",
+        "_setting_names",
+        "_settings",
         "_sources",
         "_starts",
     )
 
     def __init__(
-        self, params: Sequence[str], *, has_id: bool = False, phone_columns: Sequence[str] = ()
+        self,
+        params: Sequence[str],
+        *,
+        has_id: bool = False,
+        phone_columns: Sequence[str] = (),
+        settings: Sequence[str] = (),
     ) -> None:
         self._params = tuple(params)
+        # The call settings each row's last cells give (checked, as sent, "" when blank), and
+        # one read-only mapping per distinct combination of them (most leads share a few).
+        self._setting_names = tuple(settings)
+        self._settings: dict[tuple[str, ...], Mapping[str, str]] = {}
         self._has_id = has_id
         self._phone_columns = tuple(phone_columns)  # named only when there are several
         self._sources = bytearray()  # per row (several phone columns): the one it came from
@@ -195,10 +210,12 @@ class LeadRows(Sequence[Lead]):
         codes, rows, phones, reason_ids = self._codes, self._rows, self._phones, self._reason_ids
         dup_rows, statuses, new, setters = self._dup_rows, _CODES, object.__new__, _SETTERS
         set_row, set_phone, set_params, set_status, set_reason, set_crm, set_column = (
-            setters or [None] * 7
-        )
+            setters or [None] * 8
+        )[:7]
+        set_settings = setters[7] if setters else None
         extensions, sources, columns = self._extensions, self._sources, self._phone_columns
-        width = len(names) + has_id
+        n_settings, settings_of = len(self._setting_names), self._settings_of
+        width = len(names) + has_id + n_settings
         starts = [*self._starts, len(self)]
         for chunk, blob in enumerate(self._blobs):
             cells = blob.decode().split(_SEP) if blob else []
@@ -221,6 +238,11 @@ class LeadRows(Sequence[Lead]):
                     if code == _INVALID:
                         phone = values.pop()
                 crm_id = values.pop(0) if has_id else ""
+                settings = NO_SETTINGS
+                if n_settings:
+                    if code != _INVALID:
+                        settings = settings_of(tuple(values[-n_settings:]))
+                    del values[-n_settings:]
                 if code == _DUPLICATE:
                     reason = f"same phone as row {dup_rows[i]}"
                 else:
@@ -232,7 +254,7 @@ class LeadRows(Sequence[Lead]):
                     params.setdefault("extension", extensions[i])
                 column = columns[sources[i]] if columns else ""
                 if setters is None:
-                    yield Lead(row, phone, params, _CODES[code], reason, crm_id, column)
+                    yield Lead(row, phone, params, _CODES[code], reason, crm_id, column, settings)
                     continue
                 lead = new(Lead)
                 set_row(lead, row)
@@ -242,6 +264,7 @@ class LeadRows(Sequence[Lead]):
                 set_reason(lead, reason)
                 set_crm(lead, crm_id)
                 set_column(lead, column)
+                set_settings(lead, settings)
                 yield lead
 
     def __eq__(self, other: object) -> bool:
@@ -262,6 +285,11 @@ class LeadRows(Sequence[Lead]):
             values = list(self._odd[i])
         phone = values.pop() if code == _INVALID else f"+{self._phones[i]}"
         crm_id = values.pop(0) if self._has_id else ""
+        settings, n_settings = NO_SETTINGS, len(self._setting_names)
+        if n_settings:
+            if code != _INVALID:
+                settings = self._settings_of(tuple(values[-n_settings:]))
+            del values[-n_settings:]
         params = {name: value for name, value in zip(self._params, values, strict=True) if value}
         if i in self._extensions:
             params.setdefault("extension", self._extensions[i])
@@ -270,7 +298,21 @@ class LeadRows(Sequence[Lead]):
         else:
             reason = self._reasons[self._reason_ids[i]]
         column = self._phone_columns[self._sources[i]] if self._phone_columns else ""
-        return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id, column)
+        return _make_lead(self._rows[i], phone, params, _CODES[code], reason, crm_id, column,
+                          settings)  # fmt: skip
+
+    def _settings_of(self, cells: tuple[str, ...]) -> Mapping[str, str]:
+        """The one read-only ``Lead.settings`` of a row whose setting cells are ``cells``."""
+        found = self._settings.get(cells)
+        if found is None:
+            pairs = {k: v for k, v in zip(self._setting_names, cells, strict=True) if v}
+            found = self._settings[cells] = MappingProxyType(pairs) if pairs else NO_SETTINGS
+        return found
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        """The call settings the file gives per lead (``Lead.settings``' keys), in column order."""
+        return self._setting_names
 
     def add_chunk(
         self,
@@ -290,6 +332,9 @@ class LeadRows(Sequence[Lead]):
         end = 0
         first = len(self._rows)
         sent, required, phones = plan.sent, plan.required, plan.phones
+        own = plan.settings
+        checked: dict[tuple[int, str], str | None] = {}  # (column, cell) -> as sent, None: bad
+        problems: dict[tuple[int, str], str] = {}
         if self._phone_columns:
             self._sources += sources
         else:
@@ -297,6 +342,23 @@ class LeadRows(Sequence[Lead]):
         for (row, values), verdict, source in zip(kept, parsed, sources, strict=True):
             cells = [values[i] for i in sent]
             reason = ""
+            if own and verdict[0] == "+":
+                for at, (index, setting) in enumerate(own, start=len(cells) - len(own)):
+                    cell = values[index]
+                    if not cell:
+                        continue
+                    found = checked.get((index, cell), "")
+                    if found == "":
+                        try:
+                            found = check_call_setting(setting, cell)
+                        except ValueError as exc:
+                            found = None
+                            problems[(index, cell)] = f"{setting} {exc}"
+                        checked[(index, cell)] = found
+                    if found is None:
+                        verdict = problems[(index, cell)]  # the row is invalid, with why
+                        break
+                    cells[at] = found
             if verdict[0] != "+":
                 code, digits, reason = _INVALID, 0, verdict
                 cells.append(values[phones[source]])
@@ -360,6 +422,7 @@ class LeadRows(Sequence[Lead]):
         header = {
             "format": _FORMAT,
             "params": list(self._params),
+            "settings": list(self._setting_names),
             "has_id": self._has_id,
             "reasons": self._reasons,
             "odd": [[i, list(cells)] for i, cells in self._odd.items()],
@@ -379,7 +442,8 @@ class LeadRows(Sequence[Lead]):
         if header.get("format") != _FORMAT:
             raise ValueError("another format")
         rows = cls(header["params"], has_id=bool(header["has_id"]),
-                   phone_columns=[str(name) for name in header["phone_columns"]])  # fmt: skip
+                   phone_columns=[str(name) for name in header["phone_columns"]],
+                   settings=[str(name) for name in header["settings"]])  # fmt: skip
         rows._codes = bytearray(parts[1])
         arrays = []
         for (typecode, itemsize, length), raw in zip(header["arrays"], parts[2:8], strict=True):

@@ -30,11 +30,19 @@ the first 10,000 rows tell which hold numbers (cells of 7 to 15 digits, whatever
 it is matched whole first. Phone columns are never sent as params. ``--params A,B`` sends only
 those columns (by column, or by the name ``--param`` gives them); ``--exclude`` still removes.
 
+Call settings per lead. A column named after a call setting (``language``, ``voice_id``,
+``voice_model``, ``version_id``, ``interrupt``; any case), or named by ``--setting-column
+SETTING=COL``, gives each row's own value of it (``Lead.settings``), checked by
+``dialer.campaign.check_call_setting`` (the campaign's own rules) and never sent as a param; a
+blank cell leaves the campaign's. A ``playbook_id`` column is refused (``ColumnError``) unless
+left out: a leads file must not redirect calls to another playbook.
+
 A row's status, decided in this order (the first that applies wins):
 
 1. ``invalid``: no phone cell gives a dialable number, read in the row's own country
    (``dialer.leads.phones`` has the rules; ``Lead.phone`` keeps the cell whose reason is given), or
-   the row has more filled fields than the header (an unquoted delimiter in a value);
+   the row has more filled fields than the header (an unquoted delimiter in a value), or one of
+   its call setting cells is not a valid value (the reason says which and why);
 2. ``dnc``: the number, as E.164, is on the do-not-call list;
 3. ``duplicate``: an earlier row that will be dialed (``pending``) has the same E.164 number;
 4. ``missing_param``: a required param is empty;
@@ -73,6 +81,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TypeVar
 
+from dialer.campaign import LEAD_SETTINGS
 from dialer.errors import ColumnError, ConfigError, LeadsFileError
 from dialer.leads.leadrows import REASON_DNC, LeadRows, RowPlan
 from dialer.leads.phones import (
@@ -136,6 +145,9 @@ class ColumnMapping:
     country_column: str | None = None  # None: detect by name
     require: tuple[str, ...] = ()  # params (final name, or column header) that must have a value
     send_only: tuple[str, ...] | None = None  # columns sent as params ("A,B" too); None: all
+    # call setting -> the column holding each lead's own value (--setting-column); a column
+    # named after a call setting (``language``...) is taken without it
+    setting_columns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,6 +280,7 @@ def load_leads(
             plan.param_names,
             has_id=plan.id_index is not None,
             phone_columns=[headers[i] for i in plan.phones] if len(plan.phones) > 1 else (),
+            settings=[setting for _, setting in plan.settings],
         )
         blank_rows = 0
         unnamed_values: set[int] = set()
@@ -522,12 +535,54 @@ def _plan(
     id_index = None
     if mapping.id_column is not None:
         id_index = _column(name, headers, mapping.id_column, "--id-column", first_column)
-    params = _params(name, headers, phones, id_index, mapping, warnings, first_column)
+    settings = _settings(name, headers, phones, id_index, mapping, first_column)
+    own = [index for index, _ in settings]
+    params = _params(name, headers, phones, id_index, mapping, warnings, first_column, own)
     required = _required(name, headers, params, mapping, first_column)
     unnamed = [index for index, header in enumerate(headers) if not header]
     sent = ([id_index] if id_index is not None else []) + [index for index, _ in params]
+    sent += [index for index, _ in settings]
     country = _country_index(name, headers, mapping, first_column)
-    return RowPlan(phones, id_index, params, required, unnamed, sent, country)
+    return RowPlan(phones, id_index, params, required, unnamed, sent, country, settings)
+
+
+def _settings(
+    name: str,
+    headers: list[str],
+    phones: tuple[int, ...],
+    id_index: int | None,
+    mapping: ColumnMapping,
+    first_column: int = 0,
+) -> list[tuple[int, str]]:
+    """(column, call setting) of each column giving its lead's own call setting: those
+    ``--setting-column`` names, then each column named after a call setting (``language``,
+    ``voice_id``...) that is not renamed, left out or already one. A column named
+    ``playbook_id`` is refused: a leads file must not redirect calls to another playbook."""
+    excluded = {_find(headers, column, first_column) for column in mapping.exclude}
+    renamed = {_find(headers, column, first_column) for column in mapping.rename}
+    found: dict[str, int] = {}
+    for setting, column in mapping.setting_columns.items():
+        flag = f"--setting-column {setting}={column}"
+        index = _column(name, headers, column, flag, first_column)
+        if index in phones or index == id_index:
+            what = "a phone column" if index in phones else "the id column"
+            raise ColumnError(f"{name}: column '{one_line(headers[index])}' is {what}: "
+                              f"it cannot give {setting} too ({flag})")  # fmt: skip
+        found[setting] = index
+    for index, header in enumerate(headers):
+        folded = header.strip().casefold()
+        if index in phones or index == id_index or index in excluded or index in renamed:
+            continue
+        if folded == "playbook_id":
+            raise ColumnError(
+                f"{name}: column '{one_line(header)}' would choose each lead's playbook: the "
+                "playbook is the campaign's (--playbook), a leads file must not redirect calls "
+                f"to another one; rename the column, or leave it out with --exclude "
+                f"{shlex.quote(one_line(header))}"
+            )
+        if folded in LEAD_SETTINGS and folded not in found and index not in found.values():
+            found[folded] = index
+    return sorted(((index, setting) for setting, index in found.items()))
 
 
 def _fold(header: str) -> str:
@@ -928,9 +983,11 @@ def _params(
     mapping: ColumnMapping,
     warnings: list[str],
     first_column: int = 0,
+    own: Collection[int] = (),
 ) -> list[tuple[int, str]]:
     """(column index, param name) of every column sent as a custom param, in column order:
-    every named column but the phone columns and the id column, or only those ``send_only``
+    every named column but the phone columns, the id column and those giving a lead's own
+    call settings (``own``), or only those ``send_only``
     names (``--params``), less those ``--exclude`` names."""
     renamed: dict[int, str] = {}
     for column, new in mapping.rename.items():
@@ -953,16 +1010,17 @@ def _params(
             warnings.append(
                 f"column '{one_line(headers[index])}' is a phone column: {flag} for it is ignored"
             )
-        elif index == id_index:
+        elif index == id_index or index in own:
             flag = "--param" if index in renamed else "--params"
+            what = "the id column" if index == id_index else "a call setting's column"
             warnings.append(
-                f"column '{one_line(headers[index])}' is the id column: {flag} for it is ignored"
+                f"column '{one_line(headers[index])}' is {what}: {flag} for it is ignored"
             )
 
     chosen: list[tuple[int, str]] = []
     owner: dict[str, int] = {}
     for index, header in enumerate(headers):
-        if index in phones or index == id_index or index in excluded or not header:
+        if index in phones or index == id_index or index in own or index in excluded or not header:
             continue
         if wanted is not None and index not in wanted:
             continue

@@ -401,3 +401,54 @@ def normalize_rows(
         out.append(chosen or ParsedPhone(None, REASON_EMPTY))
         sources.append(source)
     return out, sources
+
+
+# --- the language of a number's country (--language auto) -------------------------------------
+
+# A country's call language, for the countries with one the API speaks. A country with several
+# (CH, BE, LU...) is left out: its leads get the campaign's fallback, never a guess.
+_LANGUAGES = {
+    "ES": "ES MX AR CO CL PE VE EC GT CU BO DO HN PY SV NI CR PA UY PR GQ",
+    "EN": "GB US IE AU NZ CA IM JE GG",
+    "FR": "FR MC GP MQ GF RE YT PM BL MF NC PF",
+    "DE": "DE AT LI",
+    "IT": "IT SM VA",
+    "PT": "PT BR AO MZ",
+}
+LANGUAGE_OF_REGION = {
+    region: language for language, regions in _LANGUAGES.items() for region in regions.split()
+}
+_MIXED = "?"  # a dialing code whose regions speak different languages (+1: US, CA, PR, DO...)
+_AREA_LANGUAGES: dict[str, str | None] = {}  # "+1809" -> "ES": NANP regions go by area code
+
+
+@functools.cache
+def _code_language(code: int) -> str | None:
+    """The language of every region of dialing code ``code``; ``_MIXED`` when they differ."""
+    found = {LANGUAGE_OF_REGION.get(r) for r in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[code]}
+    return found.pop() if len(found) == 1 else _MIXED
+
+
+def number_language(e164: str) -> str | None:
+    """The call language of an E.164 number's country (``LANGUAGE_OF_REGION``), None when its
+    country has none there. Cheap per number: looked up once per dialing code (per area code
+    in the +1 plan, where US, CA, PR and DO share the code); only other shared codes parse."""
+    for width in (1, 2, 3):
+        code = int(e164[1 : 1 + width] or 0)
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    language = _code_language(code)
+    if language != _MIXED:
+        return language
+    key = e164[:5] if code == 1 else e164
+    if key not in _AREA_LANGUAGES:
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        except NumberParseException:
+            region = None
+        if code != 1 and len(_AREA_LANGUAGES) > 10_000:
+            _AREA_LANGUAGES.clear()  # a bounded cache: numbers of mixed codes are few
+        _AREA_LANGUAGES[key] = LANGUAGE_OF_REGION.get(region or "")
+    return _AREA_LANGUAGES[key]

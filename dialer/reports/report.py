@@ -82,6 +82,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
     if plan.deferred:
         lines.append(f"Not now:       {plan.deferred:,} outside their calling hours")
     lines += change_lines(plan.changes, load.path.name)
+    lines += plan.mix
     lines += [f"Warning:       {w}" for w in load.warnings]
     lines += _listing(
         "Rejected rows",

@@ -66,11 +66,11 @@ def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, in
 
 
 # Journal keys of the fields written only when set (most lines have none): the call's outcome,
-# a recycled lead's history, an in-doubt lead's look-up times, and the phone column the number
-# came from (a file with several).
+# a recycled lead's history, an in-doubt lead's look-up times, the phone column the number
+# came from (a file with several), and the version and language the call was sent with.
 _OUTCOME_KEYS = {"o": "outcome", "d": "duration", "s": "summary", "oa": "outcome_at",
                  "h": "history", "ab": "abandoned_at", "u": "unseen",
-                 "pc": "phone_column"}  # fmt: skip
+                 "pc": "phone_column", "v": "version_id", "lg": "language"}  # fmt: skip
 
 
 def to_record(entry: Entry) -> dict[str, Any]:

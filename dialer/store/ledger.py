@@ -238,6 +238,13 @@ class Ledger:
                 ))  # fmt: skip
             if crashed or self._adopt:
                 self._fsync()
+            if _older_header(self.results):
+                # Written by an older dialer, with fewer columns: rewritten with today's,
+                # so that the rows appended below fit its header.
+                rows = sorted([*self._entries.values(), *self._load_rows.values()],
+                              key=lambda e: (e.row, e.phone))  # fmt: skip
+                replace_results(self.results, rows, durable=self.durable,
+                                keep_mode=file_mode(self.results))  # fmt: skip
             self._results_file = self._open_append(self.results)
             if self._results_file.size == 0:
                 # A BOM, so Excel reads UTF-8 accents right, and the header.
@@ -429,7 +436,9 @@ class Ledger:
                       attempts=entry.attempts if entry else 0, updated_at=utc_iso(),
                       crm_id=lead.crm_id, history=entry.history if entry else "",
                       unseen=entry.unseen if entry else "",
-                      phone_column=lead.phone_column)  # fmt: skip
+                      phone_column=lead.phone_column,
+                      version_id=entry.version_id if entry else "",
+                      language=entry.language if entry else "")  # fmt: skip
         self._entries[entry.key] = entry
         self._write_row(entry)
 
@@ -500,7 +509,8 @@ class Ledger:
         self._write_row(entry)
 
     def intent(self, lead: Lead) -> None:
-        """Durably record that ``lead`` is about to be dialed (fsync now). Call BEFORE the POST."""
+        """Durably record that ``lead`` is about to be dialed (fsync now), with the version and
+        language it is sent with (``lead.settings``). Call BEFORE the POST."""
         self._log(self._dialing(lead))
         self._fsync()
 
@@ -528,7 +538,7 @@ class Ledger:
                       utc_iso(), outcome.sent_at or (before.sent_at if before else 0.0),
                       lead.crm_id, history=before.history if before else "",
                       abandoned_at=abandoned, unseen=before.unseen if before else "",
-                      phone_column=lead.phone_column)  # fmt: skip
+                      phone_column=lead.phone_column, **_sent_with(lead))  # fmt: skip
         self._log(entry)
         self._write_row(entry)
 
@@ -601,7 +611,7 @@ class Ledger:
                      sent_at=time.time(), crm_id=lead.crm_id,
                      history=before.history if before else "",
                      unseen=before.unseen if before else "",
-                     phone_column=lead.phone_column)  # fmt: skip
+                     phone_column=lead.phone_column, **_sent_with(lead))  # fmt: skip
 
     def _log(self, entry: Entry) -> None:
         """Append one state line to the journal (written whole, not yet fsynced)."""
@@ -810,6 +820,25 @@ class Ledger:
         except (OSError, ValueError, LedgerError):
             with contextlib.suppress(OSError):
                 state_path(self.results).unlink()  # stale anyway: it names the old files
+
+
+def _sent_with(lead: Lead) -> dict[str, str]:
+    """The version and language a lead is sent with, as its entry records them: the lead's
+    settings as the engine resolved them (its own, the split's, the campaign's)."""
+    return {"version_id": lead.settings.get("version_id", ""),
+            "language": lead.settings.get("language", "")}  # fmt: skip
+
+
+def _older_header(results: Path) -> bool:
+    """Whether ``results`` begins with the header of an older dialer: today's columns, but
+    the last ones missing (``version_id``, ``language``...)."""
+    try:
+        with open(results, "rb") as handle:
+            line = handle.readline(4096)
+    except OSError:
+        return False
+    names = line.decode("utf-8", "replace").removeprefix("\ufeff").strip().split(",")
+    return len(names) < len(RESULT_COLUMNS) and names == RESULT_COLUMNS[: len(names)]
 
 
 def read_state(results: str | Path) -> Mapping[str, Entry]:

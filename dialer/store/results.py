@@ -23,6 +23,7 @@ from dialer.model import Status, ledger_key
 RESULT_COLUMNS = [
     "row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
     "outcome", "duration", "summary", "outcome_at", "calls", "history", "phone_column",
+    "version_id", "language",
 ]  # fmt: skip
 # API call statuses that end a call: ``dialer sync`` records them as the lead's ``outcome``.
 # Any other status (queued, ringing, open, wmat) is a call still in progress.
@@ -71,6 +72,10 @@ class Entry:
     # Unix times (as text, space-separated) of earlier attempts that a listing showed absent:
     # a call created very late could still appear; later look-ups check for it.
     unseen: str = ""
+    # The playbook version and the language the lead's last intent was sent with ("" none:
+    # the API's default). A recycled attempt or a rerun keeps the version of a split.
+    version_id: str = ""
+    language: str = ""
 
     @property
     def calls(self) -> int:
@@ -101,7 +106,7 @@ def row_cells(entry: Entry) -> list[str]:
     cells = [str(entry.row), entry.crm_id, entry.phone, entry.status.value, entry.call_id,
              str(entry.attempts), entry.error, entry.updated_at, entry.outcome, entry.duration,
              entry.summary, entry.outcome_at, str(entry.calls) if entry.calls else "",
-             entry.history, entry.phone_column]  # fmt: skip
+             entry.history, entry.phone_column, entry.version_id, entry.language]  # fmt: skip
     return [safe_cell(cell) for cell in cells]
 
 
@@ -187,7 +192,7 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
                 continue  # a blank line, as DictReader skips
             cells += [""] * (width + 1 - len(cells))
             (row, crm_id, phone, status, call_id, attempts, error, updated_at, outcome,
-             duration, summary, outcome_at, history, phone_column) = (
+             duration, summary, outcome_at, history, phone_column, version_id, language) = (
                 cells[i] for i in columns)  # fmt: skip
             try:
                 state = _STATUS[status]
@@ -199,13 +204,14 @@ def read_results(path: str | Path, *, start: int = 0) -> list[Entry]:
             entries[key] = Entry(key, number, phone, state, call_id, tries, error, updated_at,
                                  crm_id=crm_id, outcome=outcome, duration=duration,
                                  summary=_unsafe(summary), outcome_at=outcome_at,
-                                 history=history, phone_column=phone_column)  # fmt: skip
+                                 history=history, phone_column=phone_column,
+                                 version_id=version_id, language=language)  # fmt: skip
     return list(entries.values())
 
 
 _READ_COLUMNS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error",
                  "updated_at", "outcome", "duration", "summary", "outcome_at",
-                 "history", "phone_column")  # fmt: skip
+                 "history", "phone_column", "version_id", "language")  # fmt: skip
 _STATUS = {status.value: status for status in Status}
 
 

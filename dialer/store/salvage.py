@@ -29,7 +29,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -199,12 +199,7 @@ def read_leniently(path: Path, *, region: str = "ES") -> tuple[list[Entry], str]
             entry = _entry(cells, columns, status=status)
             if status not in LOAD_TIME:
                 phone = _e164(entry.phone, region)
-                entry = Entry(phone, entry.row, phone, status, entry.call_id, entry.attempts,
-                              entry.error, entry.updated_at, crm_id=entry.crm_id,
-                              outcome=entry.outcome, duration=entry.duration,
-                              summary=entry.summary, outcome_at=entry.outcome_at,
-                              history=entry.history,
-                              phone_column=entry.phone_column)  # fmt: skip
+                entry = replace(entry, key=phone, phone=phone)
         except ValueError as exc:
             raise _unreadable(path, f"row {number} cannot be read: {exc}") from exc
         entries[entry.key] = entry
@@ -302,7 +297,8 @@ def _cell(cells: list[str], columns: dict[str, int], name: str) -> str:
 
 
 _FIELDS = ("row", "crm_id", "phone", "status", "call_id", "attempts", "error", "updated_at",
-           "outcome", "duration", "summary", "outcome_at", "history", "phone_column")  # fmt: skip
+           "outcome", "duration", "summary", "outcome_at", "history", "phone_column",
+           "version_id", "language")  # fmt: skip
 _GUARDED = frozenset("=+-@\t\r")  # a cell starting so is written with a leading '
 
 
@@ -310,7 +306,7 @@ def _entry(cells: list[str], columns: dict[str, int], status: Status | None = No
     """One row as an ``Entry``; raises KeyError or ValueError."""
     width = len(cells)
     (row, crm_id, phone, state, call_id, attempts, error, updated_at, outcome, duration, summary,
-     outcome_at, history, phone_column) = (
+     outcome_at, history, phone_column, version_id, language) = (
         cells[i] if (i := columns.get(name, width)) < width else "" for name in _FIELDS
     )  # fmt: skip
     status = status or _STATUS[state]
@@ -320,8 +316,8 @@ def _entry(cells: list[str], columns: dict[str, int], status: Status | None = No
         summary = summary[1:]  # the guard was the dialer's, not the API's
     return Entry(key, number, phone, status, call_id, int(_number(attempts or "0")), error,
                  updated_at, crm_id=crm_id, outcome=outcome, duration=duration, summary=summary,
-                 outcome_at=outcome_at, history=history,
-                 phone_column=phone_column)  # fmt: skip
+                 outcome_at=outcome_at, history=history, phone_column=phone_column,
+                 version_id=version_id, language=language)  # fmt: skip
 
 
 def _number(text: str) -> str:
