@@ -102,3 +102,32 @@ def test_report_by_a_column_that_is_nowhere_is_one_line(quick, tmp_path):
         f"error: --by plan: not a column of leads.results.csv ({columns}) "
         "nor of leads.csv (first_name, phone)\n"
     )
+
+
+def test_a_versions_split_run_and_synced_is_judged_by_the_report(quick, tmp_path):
+    """The whole experiment as a user runs it: one ``--versions A=50,B=50`` run, ``--sync`` on
+    the next run, then ``report --by version_id``: the version the simulator made answer more
+    is found, and each group's size is what the simulator saw of that version."""
+    quick.config.version_outcomes = {"A": (("closed", 20), ("no-answer", 80)),
+                                     "B": (("closed", 80), ("no-answer", 20))}  # fmt: skip
+    phones = mobiles(100)
+    leads = write_leads(tmp_path / "leads.csv", phones)
+    out = tmp_path / "leads.results.csv"
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--versions", "A=50,B=50", *FAST,
+                   url=quick.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    time.sleep(0.3)  # every call has ended
+    proc = run_cli("run", str(leads), "--playbook", "pb", "--versions", "A=50,B=50", "--sync",
+                   *FAST, url=quick.url)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert set(per_phone(quick).values()) == {1} and len(quick.calls) == 100  # nobody twice
+    sent = {c.phone: c.body["version_id"] for c in quick.calls}
+    assert {row["phone"]: row["version_id"] for row in read_rows(out)} == sent
+    sizes = {v: sum(1 for s in sent.values() if s == v) for v in ("A", "B")}
+    assert 30 <= sizes["A"] <= 70 and sizes["A"] + sizes["B"] == 100
+    proc = run_cli("report", str(out), "--by", "version_id")
+    assert proc.returncode == 0, proc.stderr
+    for version in ("A", "B"):
+        assert re.search(rf"\n  {version}\s+{sizes[version]}\s", proc.stdout), proc.stdout
+    assert re.search(r"\nB leads: [\d.]+% success vs [\d.]+% for A \(p [<=] [\d.]+\): "
+                     r"the data can tell\.\n", proc.stdout), proc.stdout  # fmt: skip
