@@ -217,3 +217,20 @@ def test_load_stats_without_a_results_file(tmp_path):
     with pytest.raises(ConfigError, match=r"no results file .*x\.results\.csv.*dialer run") as err:
         load_stats(missing)
     assert "\n" not in str(err.value)
+
+
+def test_a_recall_scheduled_call_was_answered_in_the_summary_and_in_the_comparison():
+    """One definition of "answered" (``ANSWERED_OUTCOMES``): the person who asked to be called
+    again did answer; the summary, its average duration and ``--by`` count the same calls."""
+    from dialer.reports.compare import compare
+
+    leads = [
+        called("+34912345678", "c-1", "closed", "2025-05-12T08:30:00Z", duration="100"),
+        called("+34912345679", "c-2", "recall-scheduled", "2025-05-12T08:40:00Z", duration="20"),
+        called("+34912345680", "c-3", "no-answer", "2025-05-12T08:50:00Z"),
+    ]
+    stats = campaign_stats(leads)
+    assert (stats.answered, stats.answer_rate) == (2, pytest.approx(2 / 3))
+    assert stats.avg_duration == pytest.approx(60)  # 100 and 20 s
+    [group] = compare("all", [("x", entry) for entry in leads]).groups
+    assert (group.answered.count, group.success.count) == (2, 1)  # success: closed only

@@ -33,11 +33,11 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from dialer.reports.stats import ANSWERED_OUTCOMES
 from dialer.store.results import FINAL_OUTCOMES, Entry
 
 ALPHA = 0.05  # the test's level, and 1 - the intervals' confidence
 POWER = 0.8  # the chance of telling a real difference of the size seen, for ``more_calls``
-ANSWERED_OUTCOMES = frozenset({"closed", "recall-scheduled"})
 SUCCESS_OUTCOME = "closed"
 FISHER_BELOW = 5  # an expected count under this: Fisher's exact test, not the z-test
 BLANK = "(blank)"  # how a group of empty cells is named

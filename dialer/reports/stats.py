@@ -25,7 +25,9 @@ from dialer.store.ledger import read_state
 from dialer.store.results import Entry, parse_utc, require_results
 from dialer.terminal import plural, visible_lines
 
-ANSWERED = "closed"  # the API's status for a call that was answered and talked through
+# The outcomes of a call somebody answered: talked through (``closed``), or asked to be called
+# again (``recall-scheduled``). The one definition: the summary, the hours and ``--by`` use it.
+ANSWERED_OUTCOMES = frozenset({"closed", "recall-scheduled"})
 NO_OUTCOME = "no outcome yet"  # a call not synced yet, or still in progress
 # Call outcomes in the order they are listed, answered first.
 OUTCOME_ORDER = ("closed", "no-answer", "voicemail", "busy", "recall-scheduled", "failed",
@@ -65,7 +67,7 @@ class CampaignStats:
     outcomes: Mapping[str, int]  # calls per outcome (every call), OUTCOME_ORDER first
     calls: int  # calls created, current and earlier
     no_outcome: int  # calls without a final outcome yet (not synced, or in progress)
-    answered: int  # calls with outcome ``closed``
+    answered: int  # calls with an outcome in ``ANSWERED_OUTCOMES``
     answer_rate: float | None  # answered / calls with a known outcome; None when there are none
     avg_duration: float | None  # seconds, over answered calls whose duration is known
     attempts: Mapping[int, int]  # leads by number of calls made to them (1, 2, 3...), ascending
@@ -110,7 +112,7 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
         for outcome, when in lead_calls:
             calls += 1
             outcomes[outcome or NO_OUTCOME] += 1
-            answered = outcome == ANSWERED
+            answered = outcome in ANSWERED_OUTCOMES
             if when is None:
                 untimed += 1
                 continue
@@ -120,7 +122,8 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
                 bucket = hours[when.astimezone(local).hour]
                 bucket[0] += 1
                 bucket[1] += answered
-        if entry.call_id and entry.outcome == ANSWERED and (seconds := _seconds(entry.duration)):
+        seconds = _seconds(entry.duration) if entry.outcome in ANSWERED_OUTCOMES else None
+        if entry.call_id and seconds:
             durations.append(seconds)
     known = calls - outcomes[NO_OUTCOME]
     unit, over_time = _over_time(timed, zone)
@@ -130,8 +133,8 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
         outcomes=_ordered(outcomes, (*OUTCOME_ORDER, NO_OUTCOME)),
         calls=calls,
         no_outcome=outcomes[NO_OUTCOME],
-        answered=outcomes[ANSWERED],
-        answer_rate=outcomes[ANSWERED] / known if known else None,
+        answered=(answered := sum(outcomes[o] for o in ANSWERED_OUTCOMES)),
+        answer_rate=answered / known if known else None,
         avg_duration=sum(durations) / len(durations) if durations else None,
         attempts=dict(sorted(attempts.items())),
         zone=zone.key,
