@@ -33,7 +33,7 @@ from PIL import Image
 
 from dialer.errors import DialerError
 from dialer.model import Status
-from dialer.reports.htmlreport import CHART_IDS, write_html
+from dialer.reports.htmlreport import CHART_IDS, COMPARE_ID, write_html
 from dialer.reports.stats import campaign_stats, load_stats
 from dialer.schedule import check_timezone
 from dialer.store.results import Entry
@@ -75,7 +75,8 @@ def check_page(
     with tempfile.TemporaryDirectory(prefix="check-report-") as tmp:
         probe = Path(tmp) / "probe.html"
         text = page.read_text(encoding="utf-8")
-        script = _PROBE.replace("IDS", json.dumps(CHART_IDS))
+        charts = [*CHART_IDS, *([COMPARE_ID] if f'id="{COMPARE_ID}"' in text else [])]
+        script = _PROBE.replace("IDS", json.dumps(charts))
         probe.write_text(text.replace("</body>", script + "</body>", 1), encoding="utf-8")
         dom = _chromium(chromium, Path(tmp), f"--window-size={WIDTH},1000", "--dump-dom", probe)
         found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
@@ -91,7 +92,7 @@ def check_page(
     problems = []
     with Image.open(screenshot) as image:
         rgb = image.convert("RGB")
-        for chart_id in CHART_IDS:
+        for chart_id in charts:
             problem = _judge(chart_id, measured["charts"].get(chart_id), rgb, allow_notes)
             if problem:
                 problems.append(f"{chart_id}: {problem}")

@@ -44,7 +44,7 @@ COMPARE_ID = "chart-compare"  # with ``--by``: the groups' rates and their inter
 COLOURS = {"closed": "#2e7d32", "no-answer": "#f2a516", "voicemail": "#7e57c2", "busy": "#ef6c3a",
            "recall-scheduled": "#1e88e5", "failed": "#c62828", "wrong-phone-format": "#8d6e63",
            NO_OUTCOME: "#b0bec5"}  # fmt: skip
-LABELS = {"closed": "closed (answered)"}  # chart labels that need a word of explanation
+LABELS = {"closed": "closed (answered)", "recall-scheduled": "recall-scheduled (answered)"}
 OTHER, INK, MUTED, GRID = "#607d8b", "#263238", "#607d8b", "#e3e8eb"
 FEW_CALLS = 10  # an hour with fewer calls than this is drawn pale: its rate is a rough figure
 WIDTH = 10.4  # inches at 100 dpi: the page's content width, 1040 px
@@ -383,7 +383,7 @@ def _compare_svg(comparison: Comparison) -> str | None:
                           label=label, yerr=[below, above], capsize=4,
                           error_kw={"ecolor": INK, "elinewidth": 1.1})  # fmt: skip
             for i, bar in enumerate(bars):
-                bar.set_gid(f"{COMPARE_ID}-{metric}-{i}")
+                bar.set_gid(f"{COMPARE_ID}-bar-{metric}-{i}")
             handles.append(bars)
         ax.set_xticks(x, [f"{visible(g.name)} ({g.decided:,})" for g in groups])
         pad = max(0, 5 - len(groups)) / 2
