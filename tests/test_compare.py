@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dialer.errors import ConfigError
+from dialer.model import Status
 from dialer.reports.compare import (
     BLANK,
     calls_per_group,
@@ -21,7 +22,7 @@ from dialer.reports.compare import (
 )
 from dialer.reports.grouping import load_comparison
 from dialer.reports.report import comparison_lines, verdict
-from dialer.store.results import RESULT_COLUMNS
+from dialer.store.results import RESULT_COLUMNS, Entry
 
 # --- the statistics, against published values ------------------------------------------------
 
@@ -248,3 +249,27 @@ def test_many_groups_are_capped_and_hostile_names_are_shown_escaped(tmp_path):
     )
     assert page.count('id="chart-compare"') == 1
     assert "11 more groups, with fewer leads, are not shown." in page
+
+
+def test_the_split_over_time_is_shown_when_it_moved_and_not_when_it_held():
+    def lead(i: int, version: str) -> tuple[str, Entry]:
+        entry = Entry(f"+3461234{i:04d}", i + 2, f"+3461234{i:04d}", Status.CALLED, f"c{i}", 1,
+                      outcome="closed", sent_at=1000.0 + i)  # fmt: skip
+        return version, entry
+
+    # the first half alternates A and B; the second half goes 9 in 10 to B (adaptive-like)
+    moved = [lead(i, "AB"[i % 2] if i < 40 else ("A" if i % 10 == 0 else "B")) for i in range(80)]
+    parts = compare("version_id", moved).over_time
+    assert [(p.first, p.last, p.counts) for p in parts] == [
+        (1, 20, (("A", 10), ("B", 10))), (21, 40, (("A", 10), ("B", 10))),
+        (41, 60, (("A", 2), ("B", 18))), (61, 80, (("A", 2), ("B", 18))),
+    ]  # fmt: skip
+    assert parts[2].share("B") == 0.9
+    lines = comparison_lines(compare("version_id", reversed(moved)))  # order: by time sent
+    [head] = [line for line in lines if line.startswith("Split in order of calling")]
+    assert re.fullmatch(r"Split in order of calling \(version_id share of the leads called; it "
+                        r"moved: chi-square test, p [<=] 0\.0\d+\):", head), head  # fmt: skip
+    assert lines[lines.index(head) + 3] == "  leads 41-60: A 10%, B 90%"
+    held = [lead(i, "AB"[i % 2]) for i in range(80)]  # a fixed 50/50 split
+    assert compare("version_id", held).over_time == ()
+    assert not any(line.startswith("Split") for line in comparison_lines(compare("v", held)))

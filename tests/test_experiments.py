@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -369,6 +370,18 @@ def test_adaptive_sends_most_later_leads_to_the_better_version_and_journals_each
     for phone, calls in bodies(quick).items():
         assert intents[phone]["v"] == calls[0]["version_id"]
         assert intents[phone]["sent"] <= posts[phone]
+    # The report shows how the split moved: even in the first quarters, mostly B in the last.
+    report = run_cli("report", str(out), "--by", "version_id")
+    assert report.returncode == 0, report.stderr
+    text = report.stdout
+    assert "Split in order of calling (version_id share of the leads called; it moved" in text
+    shares = re.findall(r"\n  leads ([\d,]+)-([\d,]+): A (\d+)%, B (\d+)%", text)
+    assert [(a, b) for a, b, _, _ in shares] == [("1", "50"), ("51", "100"), ("101", "150"),
+                                                 ("151", "200")]  # fmt: skip
+    # the later half, by the order sent, is the second batch: B's share there is what the
+    # simulator received (50 leads a part: each share is a whole number of leads)
+    assert sum(int(b) * 50 // 100 for _, _, _, b in shares[2:]) == later["B"]
+    assert min(int(b) for _, _, _, b in shares[2:]) >= 70
 
 
 def test_thompson_sampling_favours_the_better_version_and_keeps_a_floor():

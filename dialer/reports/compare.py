@@ -28,10 +28,13 @@ power 0.8 at the effect size seen (Cohen's h, ``proportion_effectsize``;
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dialer.reports.stats import ANSWERED_OUTCOMES
 from dialer.store.results import FINAL_OUTCOMES, Entry
@@ -41,6 +44,7 @@ POWER = 0.8  # the chance of telling a real difference of the size seen, for ``m
 SUCCESS_OUTCOME = "closed"
 FISHER_BELOW = 5  # an expected count under this: Fisher's exact test, not the z-test
 BLANK = "(blank)"  # how a group of empty cells is named
+SLICES = 4  # the leads cut into this many parts, in order of calling, for ``over_time``
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
@@ -91,6 +95,19 @@ class Difference:
         return self.p_value is not None and self.p_value < ALPHA
 
 
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """The leads called ``first``-th to ``last``-th (in order of their latest call) by group."""
+
+    first: int
+    last: int
+    counts: tuple[tuple[str, int], ...]  # (group, leads), the groups in the comparison's order
+
+    def share(self, name: str) -> float:
+        total = self.last - self.first + 1
+        return dict(self.counts).get(name, 0) / total if total else 0.0
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The groups of a column and the tests between them."""
@@ -101,6 +118,11 @@ class Comparison:
     success: Difference
     answered: Difference
     notes: tuple[str, ...] = ()  # what the reader should know (e.g. a changed leads file)
+    # How the groups' shares moved in order of calling (``Slice`` per quarter of the leads),
+    # and the p-value of the chi-square test that they did; () when the test cannot tell
+    # (a fixed split, say).
+    over_time: tuple[Slice, ...] = ()
+    moved_p: float | None = None
 
     def group(self, name: str) -> Group:
         return next(g for g in self.groups if g.name == name)
@@ -177,11 +199,13 @@ def compare(
     results carry it (else a closed call is a success)."""
     tallies: dict[str, list[int]] = {}  # name -> [leads, awaiting, answered, success]
     durations: dict[str, list[float]] = {}
+    called: list[tuple[float, int, str]] = []  # (sent at, row, group) of each lead with a call
     for name, entry in labelled:
         outcomes = _outcomes(entry)
         if outcomes is None:
             continue
         name = name.strip() or BLANK
+        called.append((entry.sent_at, entry.row, name))
         tally = tallies.setdefault(name, [0, 0, 0, 0])
         tally[0] += 1
         final = [o for o in outcomes if o in FINAL_OUTCOMES]
@@ -207,7 +231,29 @@ def compare(
         success=difference("success", [(g.name, g.success) for g in groups]),
         answered=difference("answered", [(g.name, g.answered) for g in groups]),
         notes=tuple(notes),
+        **split_over_time(called, [g.name for g in groups]),
     )
+
+
+def split_over_time(called: list[tuple[float, int, str]], names: list[str]) -> dict[str, Any]:
+    """``over_time`` and ``moved_p`` of a comparison: the groups' shares in ``SLICES`` parts of
+    the leads in order of their latest call (its intent's time, then the row), when a
+    chi-square test of independence (part x group, ``scipy.stats.chi2_contingency``) says they
+    moved (p < ``ALPHA``: as under ``--allocate adaptive``); nothing when it cannot tell (a
+    fixed split) or there are too few leads."""
+    if len(names) < 2 or len(called) < 4 * SLICES:
+        return {}
+    from scipy.stats import chi2_contingency
+
+    ordered = [name for _, _, name in sorted(called)]
+    bounds = [round(len(ordered) * i / SLICES) for i in range(SLICES + 1)]
+    slices = []
+    for start, end in itertools.pairwise(bounds):
+        counts = Counter(ordered[start:end])
+        slices.append(Slice(start + 1, end, tuple((n, counts[n]) for n in names)))
+    table = [[count for _, count in part.counts] for part in slices]
+    p_value = float(chi2_contingency(table).pvalue)
+    return {"over_time": tuple(slices), "moved_p": p_value} if p_value < ALPHA else {}
 
 
 def difference(metric: str, rates: list[tuple[str, Rate]]) -> Difference:

@@ -497,6 +497,14 @@ def comparison_lines(comparison: Comparison) -> list[str]:
                   "closed;",
                   "  intervals: 95% Wilson; leads whose calls have no outcome yet are not in the "
                   "rates"]  # fmt: skip
+    if comparison.over_time:
+        lines.append(
+            f"Split in order of calling ({comparison.column} share of the leads called; "
+            f"it moved: chi-square test, {p_phrase(comparison.moved_p)}):"
+        )
+        for part in comparison.over_time:
+            shares = ", ".join(f"{name} {part.share(name):.0%}" for name, _ in part.counts)
+            lines.append(f"  leads {part.first:,}-{part.last:,}: {shares}")
     if tests := tests_phrase(comparison):
         lines.append(tests)
     lines.append(verdict(comparison.success, groups))
