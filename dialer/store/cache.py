@@ -69,12 +69,16 @@ def leads_mark_path(results: Path) -> Path:
 # --- the file: a header, parts, a checksum ---------------------------------------------------
 
 
-def write_parts(path: Path, header: dict[str, Any], parts: Sequence[bytes], durable: bool) -> None:
-    """Write ``parts`` under a JSON ``header``, atomically. Raises ``OSError``."""
+def write_parts(
+    path: Path, header: dict[str, Any], parts: Sequence[bytes | bytearray | memoryview],
+    durable: bool,
+) -> None:  # fmt: skip
+    """Write ``parts`` (byte buffers) under a JSON ``header``, atomically. Raises ``OSError``."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    head = {**header, "sizes": [len(part) for part in parts], "sha256": digest.hexdigest()}
+    sizes = [memoryview(part).nbytes for part in parts]
+    head = {**header, "sizes": sizes, "sha256": digest.hexdigest()}
     with atomic_file(path, "wb", durable=durable) as handle:
         handle.write(_MAGIC + json.dumps(head, ensure_ascii=False).encode() + b"\n")
         for part in parts:
@@ -352,33 +356,47 @@ class EntryTable:
         if not self.garbage and (not starts or (starts[0] == 0 and all(
                 starts[i + 1] == ends[i] for i in range(len(starts) - 1)))):  # fmt: skip
             return self.text, offsets
-        text = self.text
-        return b"".join(text[s:e] for s, e in zip(starts, ends, strict=True)), offsets
+        text, packed = memoryview(self.text), bytearray()
+        for s, e in zip(starts, ends, strict=True):
+            packed += text[s:e]
+        return packed, offsets
 
-    def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray]]:
+    def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
+        """The header and parts of the snapshot file (views of the table: write them before
+        changing it)."""
         header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
         text, offsets = self._packed_text()
         arrays = (self.rows, self.attempts, self.sent, offsets)
-        keys = "".join(key + _SEP for key in self.keys).encode()
-        parts = [keys, bytes(self.status), bytes(self.journaled), text]
-        return header, parts + [values.tobytes() for values in arrays]
+        keys = (_SEP.join(self.keys) + _SEP).encode() if self.keys else b""
+        parts = [keys, self.status, self.journaled, text]
+        return header, parts + [memoryview(values).cast("B") for values in arrays]
 
     @classmethod
     def restore(cls, header: dict[str, Any], parts: Sequence[bytes | bytearray | memoryview]
                 ) -> EntryTable:  # fmt: skip
-        """The table ``dump`` gave; ``ValueError`` when the parts do not fit together."""
+        """The table ``dump`` gave; ``ValueError`` when the parts do not fit together. A list
+        of parts is emptied as they are used (a part is freed once it is copied, not at the
+        end: a million leads' snapshot is never held twice)."""
         if header.get("fields") != _LAYOUT or len(parts) != 8:
             raise ValueError("another layout")
         table = cls()
         n = int(header["count"])
-        table.keys = str(parts[0], "utf-8").split(_SEP)[:-1] if n else []
-        table.status, table.journaled = bytearray(parts[1]), bytearray(parts[2])
-        text = parts[3]
+        taken = list(parts)
+        if isinstance(parts, list):
+            parts.clear()
+        keys = str(taken[0], "utf-8")
+        taken[0] = b""
+        table.keys = keys.split(_SEP)[:-1] if n else []
+        del keys
+        table.status, table.journaled = bytearray(taken[1]), bytearray(taken[2])
+        text = taken[3]
         table.text = text if isinstance(text, bytearray) else bytearray(text)
+        del text
         offsets = array("q")
-        for name, raw in zip(("rows", "attempts", "sent", None), parts[4:], strict=True):
+        for k, name in enumerate(("rows", "attempts", "sent", None), start=4):
             values = getattr(table, name)[:0] if name else offsets
-            values.frombytes(raw)
+            values.frombytes(taken[k])
+            taken[k] = b""
             if name:
                 setattr(table, name, values)
         lengths = (len(table.keys), len(table.status), len(table.journaled), len(table.rows),
@@ -388,6 +406,7 @@ class EntryTable:
         if max(table.status, default=0) >= len(_STATUSES) or offsets[-1] != len(table.text):
             raise ValueError("values out of range")
         table.starts, table.ends = offsets[:-1], offsets[1:]
+        del offsets
         table.odd = {int(i): [str(v) for v in values] for i, values in header["odd"]}
         table.index = dict(zip(table.keys, range(n), strict=True))
         if len(table.index) != n:
