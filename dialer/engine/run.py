@@ -39,6 +39,7 @@ from dialer.store.cache import (
     read_leads_cache,
     read_leads_mark,
     read_previous_leads,
+    release_freed_memory,
     save_leads_cache,
     write_leads_mark,
 )
@@ -228,6 +229,7 @@ def load(settings: Settings) -> LoadResult:
     if key is not None:
         cached = read_leads_cache(Path(settings.output), key, Path(settings.leads))
         if cached is not None:
+            release_freed_memory()
             return cached
     dnc = load_dnc(settings.dnc, default_region=settings.default_region) if settings.dnc else None
     loaded = load_leads(
@@ -241,6 +243,7 @@ def load(settings: Settings) -> LoadResult:
         allow_possible=settings.allow_possible,
         header_row=settings.header_row,
     )
+    release_freed_memory()  # what parsing the file held: the ledger's state comes next
     return dataclasses.replace(loaded, cache_key=key or "")
 
 

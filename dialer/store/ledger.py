@@ -70,6 +70,7 @@ from dialer.store.cache import (
     LedgerState,
     file_digest,
     read_snapshot,
+    release_freed_memory,
     snapshot_mark,
     state_path,
     write_parts,
@@ -737,6 +738,7 @@ class Ledger:
             self._end_last_row()
         self._base, self._load_rows = base, loads
         self._entries = LedgerState(base, {})
+        release_freed_memory()  # the files' text and the rows read: a run's peak starts here
 
     def _salvaged(self, check: ResultsCheck) -> tuple[EntryTable, dict[str, Entry]]:
         """The table and load-time rows ``_salvage`` leaves (the rare path: whole lists)."""
