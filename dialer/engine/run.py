@@ -323,9 +323,11 @@ def _changes(settings: Settings, loaded: LoadResult, state: Mapping[str, Entry])
         changes = carried(found, loaded.cache_key, counts[Status.REMOVED.value])
         if changes is not None:
             return changes
-    # From that very cache, the file has not changed since: nothing to compare it with.
-    previous = None if loaded.from_cache else read_previous_leads(output)
-    return compare(loaded, state, previous=lambda: previous)
+    # From that very cache, the file has not changed since: nothing to compare it with. Read
+    # only when a called lead's phone left the file (then the run still holds the old cache).
+    return compare(
+        loaded, state, previous=lambda: None if loaded.from_cache else read_previous_leads(output)
+    )
 
 
 def run_campaign(

@@ -34,7 +34,6 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import fields, replace
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -362,13 +361,14 @@ class EntryTable:
         (n + 1, cumulative) of that layout; the blob itself when it already is so."""
         starts, ends = self.starts, self.ends
         offsets = array("q", [0])
-        offsets.extend(accumulate(e - s for s, e in zip(starts, ends, strict=True)))
         if not self.garbage and (not starts or (starts[0] == 0 and all(
                 starts[i + 1] == ends[i] for i in range(len(starts) - 1)))):  # fmt: skip
+            offsets += ends
             return self.text, offsets
         text, packed = memoryview(self.text), bytearray()
         for s, e in zip(starts, ends, strict=True):
             packed += text[s:e]
+            offsets.append(len(packed))
         return packed, offsets
 
     def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
@@ -377,7 +377,9 @@ class EntryTable:
         header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
         text, offsets = self._packed_text()
         arrays = (self.rows, self.attempts, self.sent, offsets)
-        keys = (_SEP.join(self.keys) + _SEP).encode() if self.keys else b""
+        keys = bytearray()  # a slice of keys at a time: never a second copy of them all
+        for at in range(0, len(self.keys), 65536):
+            keys += "".join((_SEP.join(self.keys[at : at + 65536]), _SEP)).encode()
         parts = [keys, self.status, self.journaled, text]
         return header, parts + [memoryview(values).cast("B") for values in arrays]
 
