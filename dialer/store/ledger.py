@@ -836,15 +836,16 @@ class Ledger:
         try:
             base = self._base if self._base is not None else EntryTable()
             self._base = None  # from here on half-updated: never read again
-            journaled: set[str] = set()
+            overlay, journaled = self._entries.overlay, set()  # the overlay's keys only
 
             def put(entry: Entry) -> None:
-                journaled.add(entry.key)
+                if entry.key in overlay:
+                    journaled.add(entry.key)
                 if not base.put(entry, True):
                     raise ValueError("no layout for these entries")
 
             scan_journal(self.journal, put, start=self._journal_start)
-            for key, entry in self._entries.overlay.items():
+            for key, entry in overlay.items():
                 if entry.status in LOAD_TIME or key in journaled:
                     continue  # a load-time row (kept apart), or the journal decides this lead
                 i = base.index.get(key)
