@@ -240,3 +240,48 @@ def test_unseen_since_finds_exactly_the_entries_watching_for_a_late_call():
     expected = {e.key for e, _ in entries if e.unseen and e.sent_at >= now - 3600}
     assert {e.key for e in state.unseen_since(now - 3600)} == expected
     assert expected and len(expected) < 20
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(tables, tables, st.lists(st.integers(0, 5), max_size=8))
+def test_in_row_order_lists_every_entry_as_sorting_them_by_row_and_phone_does(first, changes, rows):
+    """The compaction's streamed order (no list of every ``Entry``) is ``sorted``'s, whatever
+    the table's order, the overlay over it and the rows moved in place."""
+    from dialer.store.cache import LedgerState
+
+    state = LedgerState(EntryTable.build(first.values()), {k: e for k, (e, _) in changes.items()})
+    for key, row in zip(list(state), rows, strict=False):
+        state.set_row(key, row)
+    expected = sorted(state.values(), key=lambda e: (e.row, e.phone))
+    got = list(state.in_row_order())
+    assert [(e.row, e.phone) for e in got] == [(e.row, e.phone) for e in expected]
+    assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+def test_in_row_order_sorts_a_reordered_million_row_table_too():
+    """Beyond the entries merged in (a reordered file): sorted whole, ties by phone."""
+    from dialer.store.cache import LedgerState
+
+    entries = [(Entry(f"+3460{i:07d}", (i * 7919) % 70_000, f"+3460{i:07d}", Status.CALLED), True)
+               for i in range(70_001)]  # fmt: skip
+    state = LedgerState(EntryTable.build(entries), {})
+    got = [(e.row, e.phone) for e in state.in_row_order()]
+    assert got == sorted((e.row, e.phone) for e, _ in entries)
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(tables, tables)
+def test_a_table_updated_in_place_dumps_and_restores_to_the_same_entries(first, changes):
+    """``put`` over existing keys leaves garbage in the blob; ``dump`` packs it, and a
+    replaced entry with the same text reuses its bytes."""
+    table = EntryTable.build(first.values())
+    assert table is not None and table.update(changes.values())
+    expected = {**first, **changes}
+    got = {key: (table.entry(i), bool(table.journaled[i])) for i, key in enumerate(table.keys)}
+    assert got == expected
+    header, parts = table.dump()
+    again = EntryTable.restore(header, [bytearray(p) for p in parts])
+    assert [again.entry(i) for i in range(len(again))] == [
+        table.entry(i) for i in range(len(table))
+    ]
+    assert again.garbage == 0 and len(again.text) == len(table.text) - table.garbage

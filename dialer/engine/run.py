@@ -40,6 +40,7 @@ from dialer.store.cache import (
     read_leads_cache,
     read_leads_mark,
     read_previous_leads,
+    release_freed_memory,
     save_leads_cache,
     write_leads_mark,
 )
@@ -233,6 +234,7 @@ def load(settings: Settings) -> LoadResult:
     if key is not None:
         cached = read_leads_cache(Path(settings.output), key, Path(settings.leads))
         if cached is not None:
+            release_freed_memory()
             return cached
     dnc = load_dnc(settings.dnc, default_region=settings.default_region) if settings.dnc else None
     loaded = load_leads(
@@ -246,6 +248,7 @@ def load(settings: Settings) -> LoadResult:
         allow_possible=settings.allow_possible,
         header_row=settings.header_row,
     )
+    release_freed_memory()  # what parsing the file held: the ledger's state comes next
     return dataclasses.replace(loaded, cache_key=key or "")
 
 
@@ -339,9 +342,11 @@ def _changes(settings: Settings, loaded: LoadResult, state: Mapping[str, Entry])
         changes = carried(found, loaded.cache_key, counts[Status.REMOVED.value])
         if changes is not None:
             return changes
-    # From that very cache, the file has not changed since: nothing to compare it with.
-    previous = None if loaded.from_cache else read_previous_leads(output)
-    return compare(loaded, state, previous=lambda: previous)
+    # From that very cache, the file has not changed since: nothing to compare it with. Read
+    # only when a called lead's phone left the file (then the run still holds the old cache).
+    return compare(
+        loaded, state, previous=lambda: None if loaded.from_cache else read_previous_leads(output)
+    )
 
 
 def run_campaign(

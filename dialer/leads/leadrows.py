@@ -146,7 +146,8 @@ class LeadRows(Sequence[Lead]):
         self._reason_ids = array("I")  # index into _reasons
         self._reasons: list[str] = [""]
         self._reason_index: dict[str, int] = {"": 0}
-        self._blobs: list[bytes] = []  # per chunk: [crm id] + params [+ raw phone], each + _SEP
+        # per chunk: [crm id] + params [+ raw phone], each + _SEP
+        self._blobs: list[bytes | bytearray] = []
         self._starts = array("q")  # per chunk: the index of its first row
         self._ends = array("I")  # per row: where its text ends in its chunk's blob
         self._odd: dict[int, tuple[str, ...]] = {}  # rows with the separator in a cell
@@ -459,7 +460,8 @@ class LeadRows(Sequence[Lead]):
         rows._odd = {int(i): tuple(cells) for i, cells in header["odd"]}
         rows._extensions = {int(i): str(extension) for i, extension in header["extensions"]}
         rows._sources = bytearray(parts[8])
-        rows._blobs = [bytes(blob) for blob in parts[9:]]
+        # A bytearray part (``dialer.store.cache.read_parts``) is kept as it is, not copied.
+        rows._blobs = [blob if isinstance(blob, bytearray) else bytes(blob) for blob in parts[9:]]
         n = len(rows._rows)
         sizes = (len(rows._codes), len(rows._phones), len(rows._reason_ids), len(rows._ends))
         if sizes != (n, n, n, n) or [len(b) for b in rows._blobs] != header["blobs"]:

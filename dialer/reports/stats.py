@@ -99,7 +99,11 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
     outcomes: Counter[str] = Counter()
     attempts: Counter[int] = Counter()
     hours = [[0, 0] for _ in range(24)]  # [calls with a known outcome, answered] per local hour
-    timed: list[tuple[datetime, bool]] = []
+    # Calls by the UTC minute they fall in, [calls, answered]: a million calls need not be
+    # kept one by one, and every zone's hours and days are made of whole minutes.
+    timed: dict[datetime, list[int]] = {}
+    first: datetime | None = None
+    last: datetime | None = None
     durations: list[float] = []
     leads = calls = untimed = 0
     for entry in entries:
@@ -116,7 +120,11 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
             if when is None:
                 untimed += 1
                 continue
-            timed.append((when, answered))
+            minute = timed.setdefault(when.replace(second=0, microsecond=0), [0, 0])
+            minute[0] += 1
+            minute[1] += answered
+            first = when if first is None or when < first else first
+            last = when if last is None or when > last else last
             if outcome:
                 local = local or _local_zone(entry.phone, zone)
                 bucket = hours[when.astimezone(local).hour]
@@ -126,7 +134,7 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
         if entry.call_id and seconds:
             durations.append(seconds)
     known = calls - outcomes[NO_OUTCOME]
-    unit, over_time = _over_time(timed, zone)
+    unit, over_time = _over_time(timed, first, last, zone)
     return CampaignStats(
         leads=leads,
         statuses=_ordered(statuses, STATUS_ORDER),
@@ -225,17 +233,18 @@ def _local_zone(phone: str, default: ZoneInfo) -> ZoneInfo:
 
 
 def _over_time(
-    timed: list[tuple[datetime, bool]], zone: ZoneInfo
-) -> tuple[str, tuple[TimeBucket, ...]]:
-    """Calls per day, or per hour when they span less than two days; empty buckets kept."""
-    if not timed:
+    timed: dict[datetime, list[int]], first: datetime | None, last: datetime | None,
+    zone: ZoneInfo,
+) -> tuple[str, tuple[TimeBucket, ...]]:  # fmt: skip
+    """Calls per day, or per hour when they span less than two days (from the ``first`` call
+    to the ``last``); empty buckets kept. ``timed``: [calls, answered] by UTC minute."""
+    if not timed or first is None or last is None:
         return "day", ()
-    first, last = min(t for t, _ in timed), max(t for t, _ in timed)
     unit = "hour" if last - first < HOURLY_BELOW else "day"
     counts: dict[datetime, list[int]] = {}  # by the bucket's start in UTC
-    for when, answered in timed:
-        bucket = counts.setdefault(_bucket(when, zone, unit), [0, 0])
-        bucket[0] += 1
+    for minute, (calls, answered) in timed.items():
+        bucket = counts.setdefault(_bucket(minute, zone, unit), [0, 0])
+        bucket[0] += calls
         bucket[1] += answered
     out = []
     step = timedelta(hours=1) if unit == "hour" else timedelta(hours=25)  # a day is 23 to 25 h

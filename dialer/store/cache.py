@@ -24,14 +24,16 @@ trusted, and the slow path runs instead. Deleting either at any time is safe.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
+import heapq
 import json
+import os
 import sys
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import fields, replace
-from itertools import accumulate, chain, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,8 @@ from dialer.store.results import Entry
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
 _STATUSES = list(Status)
+_CODES = {status: code for code, status in enumerate(_STATUSES)}
+_SEP_BYTE = _SEP.encode()
 # The code a parse depends on: a change to any of it makes every cache stale.
 # The parsing code, relative to the ``dialer`` package: a change to any of it re-parses.
 _SOURCES = ("leads/__init__.py", "leads/loader.py", "leads/leadrows.py", "leads/phones.py",
@@ -67,41 +71,47 @@ def leads_mark_path(results: Path) -> Path:
 # --- the file: a header, parts, a checksum ---------------------------------------------------
 
 
-def write_parts(path: Path, header: dict[str, Any], parts: Sequence[bytes], durable: bool) -> None:
-    """Write ``parts`` under a JSON ``header``, atomically. Raises ``OSError``."""
+def write_parts(
+    path: Path, header: dict[str, Any], parts: Sequence[bytes | bytearray | memoryview],
+    durable: bool,
+) -> None:  # fmt: skip
+    """Write ``parts`` (byte buffers) under a JSON ``header``, atomically. Raises ``OSError``."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(part)
-    head = {**header, "sizes": [len(part) for part in parts], "sha256": digest.hexdigest()}
+    sizes = [memoryview(part).nbytes for part in parts]
+    head = {**header, "sizes": sizes, "sha256": digest.hexdigest()}
     with atomic_file(path, "wb", durable=durable) as handle:
         handle.write(_MAGIC + json.dumps(head, ensure_ascii=False).encode() + b"\n")
         for part in parts:
             handle.write(part)
 
 
-def read_parts(path: Path) -> tuple[dict[str, Any], list[memoryview]] | None:
-    """The header and parts ``write_parts`` wrote, or None (missing, damaged, another format)."""
+def read_parts(path: Path) -> tuple[dict[str, Any], list[bytearray]] | None:
+    """The header and parts ``write_parts`` wrote, or None (missing, damaged, another format).
+    Each part is read into a buffer of its own (no copy of the whole file is ever held)."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        with open(path, "rb") as handle:
+            if handle.read(len(_MAGIC)) != _MAGIC:
+                return None
+            try:
+                header = json.loads(handle.readline())
+                sizes = [int(size) for size in header["sizes"]]
+            except (ValueError, TypeError, KeyError):
+                return None
+            if any(size < 0 for size in sizes) or sum(sizes) > os.fstat(handle.fileno()).st_size:
+                return None
+            digest, parts = hashlib.sha256(), []
+            for size in sizes:
+                part = bytearray(size)
+                if handle.readinto(part) != size:
+                    return None
+                digest.update(part)
+                parts.append(part)
+            if handle.read(1) or digest.hexdigest() != header.get("sha256"):
+                return None
+    except (OSError, ValueError):
         return None
-    if not data.startswith(_MAGIC):
-        return None
-    end = data.find(b"\n", len(_MAGIC))
-    try:
-        header = json.loads(data[len(_MAGIC) : end])
-        sizes = [int(size) for size in header["sizes"]]
-    except (ValueError, TypeError, KeyError):
-        return None
-    view = memoryview(data)[end + 1 :]
-    if end < 0 or sum(sizes) != len(view):
-        return None
-    if hashlib.sha256(view).hexdigest() != header.get("sha256"):
-        return None
-    parts, at = [], 0
-    for size in sizes:
-        parts.append(view[at : at + size])
-        at += size
     return header, parts
 
 
@@ -120,6 +130,14 @@ def file_digest(path: Path, size: int | None = None) -> str:
     if left:
         raise OSError(f"{path} is shorter than {size} bytes")
     return digest.hexdigest()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed so far back to the system. After a big file was read, parsed and
+    dropped, glibc keeps the freed heap pages mapped and a million-lead run's peak stacks on
+    top of them; ``malloc_trim`` returns them. A no-op where the C library has no such call."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 # --- the parse cache's key ---------------------------------------------------------------------
@@ -233,8 +251,13 @@ def read_leads_mark(results: Path, journal: Path) -> dict[str, Any] | None:
 class EntryTable:
     """Ledger entries kept compactly: fixed-size fields in arrays, text fields in one blob; an
     ``Entry`` is built on access. Each entry also carries whether the journal gave it (the
-    journal beats the results CSV for such a key). Read-only once built, but for a row number
-    (``LedgerState.set_row``)."""
+    journal beats the results CSV for such a key).
+
+    ``put`` adds an entry or replaces one in place (its new text goes at the blob's end, the
+    old bytes become garbage until ``dump`` writes the blob compacted), so replaying a million
+    results rows and journal lines builds the table one entry at a time, never a million
+    ``Entry`` objects. A text field of ``Entry`` is one more column here with no code: a blank
+    one costs a byte an entry."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
@@ -244,8 +267,10 @@ class EntryTable:
         self.rows = array("q")
         self.attempts = array("q")
         self.sent = array("d")
-        self.offsets = array("q", [0])  # per entry: where its text ends in ``text``
-        self.text = b""
+        self.starts = array("q")  # per entry: where its text begins in ``text``
+        self.ends = array("q")  # ... and ends
+        self.text = bytearray()
+        self.garbage = 0  # bytes of ``text`` no entry points at any more
         self.odd: dict[int, list[str]] = {}  # entries with the separator in a text field
 
     def __len__(self) -> int:
@@ -254,116 +279,147 @@ class EntryTable:
     def entry(self, i: int) -> Entry:
         texts = self.odd.get(i)
         if texts is None:
-            texts = self.text[self.offsets[i] : self.offsets[i + 1]].decode().split(_SEP)[:-1]
+            texts = self.text[self.starts[i] : self.ends[i]].decode().split(_SEP)[:-1]
         return Entry(key=self.keys[i], row=self.rows[i], status=_STATUSES[self.status[i]],
                      attempts=self.attempts[i], sent_at=self.sent[i],
                      **dict(zip(_TEXT_FIELDS, texts, strict=True)))  # fmt: skip
 
+    def put(self, entry: Entry, journaled: bool) -> bool:
+        """Add ``entry`` or replace the one of its key; False (nothing changed) when its key
+        holds the separator or this layout does not know ``Entry``'s fields."""
+        if _TEXT_FIELDS is None or _SEP in entry.key:
+            return False
+        values = [getattr(entry, name) for name in _TEXT_FIELDS]
+        raw = "".join(value + _SEP for value in values).encode()
+        odd = raw.count(_SEP_BYTE) != len(values)
+        if odd:
+            raw = b""
+        code = _CODES[entry.status]
+        i = self.index.get(entry.key)
+        if i is not None and i not in self.odd and self.text[self.starts[i] : self.ends[i]] == raw:
+            start = self.starts[i]  # the same text (a journal line over its results row)
+            self.garbage -= len(raw)  # not garbage after all (counted again below)
+        else:
+            start = len(self.text)
+            self.text += raw
+        if i is None:
+            self.index[entry.key] = len(self.keys)
+            self.keys.append(entry.key)
+            self.status.append(code)
+            self.journaled.append(journaled)
+            self.rows.append(entry.row)
+            self.attempts.append(entry.attempts)
+            self.sent.append(entry.sent_at)
+            self.starts.append(start)
+            self.ends.append(start + len(raw))
+            if odd:
+                self.odd[len(self.keys) - 1] = values
+            return True
+        self.garbage += self.ends[i] - self.starts[i]
+        self.status[i], self.journaled[i] = code, journaled
+        self.rows[i], self.attempts[i], self.sent[i] = entry.row, entry.attempts, entry.sent_at
+        self.starts[i], self.ends[i] = start, start + len(raw)
+        if odd:
+            self.odd[i] = values
+        else:
+            self.odd.pop(i, None)
+        return True
+
+    def update(self, changes: Iterable[tuple[Entry, bool]]) -> bool:
+        """``put`` each of ``changes`` (in place); False as ``put`` says (the table is then
+        part-changed: do not keep it)."""
+        return all(self.put(entry, journaled) for entry, journaled in changes)
+
     @classmethod
     def build(cls, entries: Iterable[tuple[Entry, bool]]) -> EntryTable | None:
-        """A table of ``(entry, journaled)`` (one per key), or None when ``Entry`` has fields
-        this layout does not know, or a key holds the separator."""
-        if _TEXT_FIELDS is None:
-            return None
+        """A table of ``(entry, journaled)`` (the last one per key wins), or None when
+        ``Entry`` has fields this layout does not know, or a key holds the separator."""
         table = cls()
-        codes = {status: code for code, status in enumerate(_STATUSES)}
-        texts, end = [], 0
-        for entry, journaled in entries:
-            if _SEP in entry.key or entry.key in table.index:
-                return None
-            values = [getattr(entry, name) for name in _TEXT_FIELDS]
-            text = "".join(value + _SEP for value in values)
-            if text.count(_SEP) != len(values):
-                table.odd[len(table.keys)] = values
-                text = ""
-            raw = text.encode()
-            end += len(raw)
-            texts.append(raw)
-            table.index[entry.key] = len(table.keys)
-            table.keys.append(entry.key)
-            table.status.append(codes[entry.status])
-            table.journaled.append(journaled)
-            table.rows.append(entry.row)
-            table.attempts.append(entry.attempts)
-            table.sent.append(entry.sent_at)
-            table.offsets.append(end)
-        table.text = b"".join(texts)
+        return table if table.update(entries) else None
+
+    def copy(self) -> EntryTable:
+        table = EntryTable()
+        table.keys, table.index = list(self.keys), dict(self.index)
+        table.status, table.journaled = bytearray(self.status), bytearray(self.journaled)
+        table.rows, table.attempts, table.sent = (array("q", self.rows),
+            array("q", self.attempts), array("d", self.sent))  # fmt: skip
+        table.starts, table.ends = array("q", self.starts), array("q", self.ends)
+        table.text, table.garbage = bytearray(self.text), self.garbage
+        table.odd = {i: list(values) for i, values in self.odd.items()}
         return table
 
     @classmethod
     def merged(
         cls, base: EntryTable | None, changes: dict[str, tuple[Entry, bool]]
     ) -> EntryTable | None:
-        """``base`` with ``changes`` applied (new keys at the end), copying the unchanged
-        entries' bytes rather than building them; None as ``build`` says."""
-        if base is None:
-            return cls.build(changes.values())
-        moved = {key: change for key, change in changes.items() if key in base.index}
-        patch = cls.build(moved.values())
-        added = cls.build(change for key, change in changes.items() if key not in base.index)
-        if patch is None or added is None:
-            return None
-        table = cls()
-        table.keys = base.keys + added.keys
-        table.index = dict(base.index)
-        table.index.update((key, len(base) + i) for i, key in enumerate(added.keys))
-        table.status = base.status + added.status
-        table.journaled = base.journaled + added.journaled
-        table.rows, table.attempts, table.sent = (base.rows + added.rows,
-            base.attempts + added.attempts, base.sent + added.sent)  # fmt: skip
-        table.odd = {i: values for i, values in base.odd.items() if base.keys[i] not in moved}
-        table.odd.update((len(base) + i, values) for i, values in added.odd.items())
-        at = sorted((base.index[key], j) for j, key in enumerate(patch.keys))
-        pieces, lengths, previous = [], [], 0
-        offsets = base.offsets
-        for i, j in at:
-            table.status[i], table.journaled[i] = patch.status[j], patch.journaled[j]
-            table.rows[i], table.attempts[i] = patch.rows[j], patch.attempts[j]
-            table.sent[i] = patch.sent[j]
-            if j in patch.odd:
-                table.odd[i] = patch.odd[j]
-            pieces += [base.text[offsets[previous] : offsets[i]],
-                       patch.text[patch.offsets[j] : patch.offsets[j + 1]]]  # fmt: skip
-            lengths.append((i, patch.offsets[j + 1] - patch.offsets[j]))
-            previous = i + 1
-        pieces += [base.text[offsets[previous] :], added.text]
-        table.text = b"".join(pieces)
-        sizes = [end - start for start, end in pairwise(offsets)]
-        for i, length in lengths:
-            sizes[i] = length
-        added_sizes = (end - start for start, end in pairwise(added.offsets))
-        table.offsets = array("q", accumulate(chain(sizes, added_sizes), initial=0))
-        if table.offsets[-1] != len(table.text):
-            raise ValueError("the merged text does not add up")
-        return table
+        """A copy of ``base`` with ``changes`` applied (new keys at the end); None as
+        ``build`` says. (The ledger updates its own table in place instead.)"""
+        table = base.copy() if base is not None else cls()
+        return table if table.update(changes.values()) else None
 
-    def dump(self) -> tuple[dict[str, Any], list[bytes]]:
+    def _packed_text(self) -> tuple[bytes | bytearray, array[int]]:
+        """The blob with each entry's text in entry order and nothing else, and the offsets
+        (n + 1, cumulative) of that layout; the blob itself when it already is so."""
+        starts, ends = self.starts, self.ends
+        offsets = array("q", [0])
+        if not self.garbage and (not starts or (starts[0] == 0 and all(
+                starts[i + 1] == ends[i] for i in range(len(starts) - 1)))):  # fmt: skip
+            offsets += ends
+            return self.text, offsets
+        text, packed = memoryview(self.text), bytearray()
+        for s, e in zip(starts, ends, strict=True):
+            packed += text[s:e]
+            offsets.append(len(packed))
+        return packed, offsets
+
+    def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
+        """The header and parts of the snapshot file (views of the table: write them before
+        changing it)."""
         header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
-        arrays = (self.rows, self.attempts, self.sent, self.offsets)
-        keys = "".join(key + _SEP for key in self.keys).encode()
-        parts = [keys, bytes(self.status), bytes(self.journaled), self.text]
-        return header, parts + [values.tobytes() for values in arrays]
+        text, offsets = self._packed_text()
+        arrays = (self.rows, self.attempts, self.sent, offsets)
+        keys = bytearray()  # a slice of keys at a time: never a second copy of them all
+        for at in range(0, len(self.keys), 65536):
+            keys += "".join((_SEP.join(self.keys[at : at + 65536]), _SEP)).encode()
+        parts = [keys, self.status, self.journaled, text]
+        return header, parts + [memoryview(values).cast("B") for values in arrays]
 
     @classmethod
-    def restore(cls, header: dict[str, Any], parts: Sequence[memoryview]) -> EntryTable:
-        """The table ``dump`` gave; ``ValueError`` when the parts do not fit together."""
+    def restore(cls, header: dict[str, Any], parts: Sequence[bytes | bytearray | memoryview]
+                ) -> EntryTable:  # fmt: skip
+        """The table ``dump`` gave; ``ValueError`` when the parts do not fit together. A list
+        of parts is emptied as they are used (a part is freed once it is copied, not at the
+        end: a million leads' snapshot is never held twice)."""
         if header.get("fields") != _LAYOUT or len(parts) != 8:
             raise ValueError("another layout")
         table = cls()
         n = int(header["count"])
-        table.keys = bytes(parts[0]).decode().split(_SEP)[:-1] if n else []
-        table.status, table.journaled = bytearray(parts[1]), bytearray(parts[2])
-        table.text = bytes(parts[3])
-        for name, raw in zip(("rows", "attempts", "sent", "offsets"), parts[4:], strict=True):
-            values = getattr(table, name)[:0]
-            values.frombytes(raw)
-            setattr(table, name, values)
+        taken = list(parts)
+        if isinstance(parts, list):
+            parts.clear()
+        keys = str(taken[0], "utf-8")
+        taken[0] = b""
+        table.keys = keys.split(_SEP)[:-1] if n else []
+        del keys
+        table.status, table.journaled = bytearray(taken[1]), bytearray(taken[2])
+        text = taken[3]
+        table.text = text if isinstance(text, bytearray) else bytearray(text)
+        del text
+        offsets = array("q")
+        for k, name in enumerate(("rows", "attempts", "sent", None), start=4):
+            values = getattr(table, name)[:0] if name else offsets
+            values.frombytes(taken[k])
+            taken[k] = b""
+            if name:
+                setattr(table, name, values)
         lengths = (len(table.keys), len(table.status), len(table.journaled), len(table.rows),
-                   len(table.attempts), len(table.sent), len(table.offsets) - 1)  # fmt: skip
+                   len(table.attempts), len(table.sent), len(offsets) - 1)  # fmt: skip
         if lengths != (n,) * 7:
             raise ValueError("parts of another length")
-        if max(table.status, default=0) >= len(_STATUSES) or table.offsets[-1] != len(table.text):
+        if max(table.status, default=0) >= len(_STATUSES) or offsets[-1] != len(table.text):
             raise ValueError("values out of range")
+        table.starts, table.ends = offsets[:-1], offsets[1:]
+        del offsets
         table.odd = {int(i): [str(v) for v in values] for i, values in header["odd"]}
         table.index = dict(zip(table.keys, range(n), strict=True))
         if len(table.index) != n:
@@ -435,6 +491,15 @@ def snapshot_mark(results: Path) -> tuple[int, str] | None:
         return None
 
 
+def _row_phone(entry: Entry) -> tuple[int, str]:
+    return entry.row, entry.phone
+
+
+def _by_phone(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries of one row number in (row, phone) order, stably."""
+    return sorted(entries, key=lambda entry: entry.phone)
+
+
 class LedgerState(MutableMapping[str, Entry]):
     """The ledger's entries: a read-only ``EntryTable`` (from the snapshot) under a dict of
     the entries replayed after it or written since. The table builds an ``Entry`` only when
@@ -476,6 +541,57 @@ class LedgerState(MutableMapping[str, Entry]):
             i = base.status.find(code, i + 1)
         return found + [entry for entry in overlay.values() if entry.status is status]
 
+    def in_row_order(self) -> Iterator[Entry]:
+        """Every entry, ordered by (row, phone) as ``sorted`` would (stably, in iteration
+        order), building one ``Entry`` at a time: the results CSV's compaction."""
+        base, overlay = self.base, self.overlay
+        n, keys, index = len(base), base.keys, base.index
+        extra = [entry for key, entry in overlay.items() if key not in index]
+        rows = array("q", base.rows)
+        for key, entry in overlay.items():
+            if (i := index.get(key)) is not None:
+                rows[i] = entry.row
+        rows.extend(entry.row for entry in extra)
+
+        def at(i: int) -> Entry:
+            if i >= n:
+                return extra[i - n]
+            entry = overlay.get(keys[i])
+            return entry if entry is not None else base.entry(i)
+
+        # The table is in the order the results CSV had when it was read, which this wrote
+        # sorted: the entries that break the order (moved rows, new leads) are sorted apart
+        # and merged in. Many of them (a reordered file): all are sorted by their rows.
+        late, side, last = bytearray(len(rows)), [], -(2**63)
+        for i, row in enumerate(rows):
+            if row > last:
+                last = row
+            else:
+                late[i] = 1
+                side.append(i)
+        if len(side) <= 65536:
+            main = (at(i) for i, out in enumerate(late) if not out)
+            rest = sorted(map(at, side), key=_row_phone)
+            yield from heapq.merge(main, rest, key=_row_phone)
+            return
+        del late, side
+        import numpy  # here: only a close after a reordered file needs it
+
+        values = numpy.frombuffer(rows, dtype=numpy.int64)
+        order = numpy.argsort(values, kind="stable")
+        ordered = values[order]
+        tied = numpy.zeros(len(order), dtype=bool)  # True: the row number of the one before
+        tied[1:] = ordered[1:] == ordered[:-1]
+        group: list[int] = []
+        for start in range(0, len(order), 65536):
+            for i, tie in zip(order[start : start + 65536].tolist(),
+                              tied[start : start + 65536].tolist(), strict=True):  # fmt: skip
+                if not tie and group:
+                    yield from _by_phone(map(at, group))
+                    group.clear()
+                group.append(i)
+        yield from _by_phone(map(at, group))
+
     def set_row(self, key: str, row: int) -> Entry:
         """Give ``key``'s entry another row number (the leads file moved it); the table's
         arrays are changed in place, so a reordered million-row file builds no ``Entry`` to
@@ -503,13 +619,13 @@ class LedgerState(MutableMapping[str, Entry]):
         base, overlay = self.base, self.overlay
         found = []
         if base.sent and max(base.sent) >= cutoff:
-            text, offsets, odd = base.text, base.offsets, base.odd
+            text, ends, odd = base.text, base.ends, base.odd
             last_empty = _TEXT_FIELDS is not None and _TEXT_FIELDS[-1] == "unseen"
             sep = _SEP.encode()[0]
             for i, t in enumerate(base.sent):
                 if t < cutoff or base.keys[i] in overlay:
                     continue
-                if last_empty and i not in odd and text[offsets[i + 1] - 2] == sep:
+                if last_empty and i not in odd and text[ends[i] - 2] == sep:
                     continue  # nothing watched: no Entry built
                 entry = base.entry(i)
                 if entry.unseen:

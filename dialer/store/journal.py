@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,32 +38,49 @@ def read_journal(journal: Path, *, start: int = 0) -> tuple[list[Entry], int, in
     """The journal's records, the bytes they span and the file's size (a torn last line is
     left out). Damage before the last line raises ``LedgerError``; a missing file is empty.
     ``start`` (a line's start) reads only the records from that byte on; the sizes stay
-    counted from the file's start."""
+    counted from the file's start. ``scan_journal`` does the same without the list."""
+    records: list[Entry] = []
+    good, size = scan_journal(journal, records.append, start=start)
+    return records, good, size
+
+
+def scan_journal(journal: Path, sink: Callable[[Entry], object], *, start: int = 0
+                 ) -> tuple[int, int]:  # fmt: skip
+    """Hand each record of the journal to ``sink``, in order, reading line by line (a
+    million-line journal is never held whole); ``(good, size)`` as ``read_journal`` says.
+    Raises ``LedgerError`` as it does, after handing over the records before the damage."""
     try:
-        with open(journal, "rb") as handle:
-            handle.seek(start)
-            data = handle.read()
+        handle = open(journal, "rb")  # noqa: SIM115
     except FileNotFoundError:
-        return [], 0, 0
+        return 0, 0
     except OSError as exc:
         raise LedgerError(f"cannot read the journal {journal}: {exc.strerror}") from exc
-    lines = data.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]
-    records = []
     good = start  # bytes of the journal that hold whole, valid lines
-    for number, raw in enumerate(complete, start=1):
-        record = decode_line(raw)
-        if record is None:
-            if number == len(complete) and not tail:
-                break  # the last line, garbled by a crash mid-write: a torn tail
-            where = f"line {number}" + (f" after byte {start:,}" if start else "")
-            raise LedgerError(
-                f"the journal {journal} is damaged at {where}: the run stops so "
-                "that nobody is dialed twice; restore the file or ask for help"
-            )
-        records.append(record)
-        good += len(raw) + 1
-    return records, good, start + len(data)
+    with handle:
+        try:
+            handle.seek(start)
+            lines = iter(handle)
+            raw = next(lines, b"")
+            number = 0
+            while raw.endswith(b"\n"):
+                number += 1
+                following = next(lines, b"")
+                record = decode_line(raw[:-1])
+                if record is None:
+                    if not following:
+                        break  # the last line, garbled by a crash mid-write: a torn tail
+                    where = f"line {number}" + (f" after byte {start:,}" if start else "")
+                    raise LedgerError(
+                        f"the journal {journal} is damaged at {where}: the run stops so "
+                        "that nobody is dialed twice; restore the file or ask for help"
+                    )
+                sink(record)
+                good += len(raw)
+                raw = following
+            size = handle.seek(0, 2)
+        except OSError as exc:
+            raise LedgerError(f"cannot read the journal {journal}: {exc.strerror}") from exc
+    return good, size
 
 
 # Journal keys of the fields written only when set (most lines have none): the call's outcome,

@@ -70,11 +70,18 @@ from dialer.store.cache import (
     LedgerState,
     file_digest,
     read_snapshot,
+    release_freed_memory,
     snapshot_mark,
     state_path,
     write_parts,
 )
-from dialer.store.journal import encode_line, journal_path, read_journal, to_record
+from dialer.store.journal import (
+    encode_line,
+    journal_path,
+    read_journal,
+    scan_journal,
+    to_record,
+)
 from dialer.store.results import (
     RANG_TWICE,
     RESULT_COLUMNS,
@@ -92,6 +99,9 @@ from dialer.store.salvage import (
     set_aside,
 )
 from dialer.store.sandboxmark import check_kind, mark_sandbox
+
+_STATUSES = list(Status)
+_FINISHED = DIALED - {Status.DIALING}  # a journal line so: the results must have a row
 
 
 def runs_path(results: Path) -> Path:
@@ -184,7 +194,6 @@ class Ledger:
         self._entries = LedgerState(None, {})
         # What the results CSV and the journal say before this run's changes (see _replay).
         self._base: EntryTable | None = None
-        self._tail: dict[str, tuple[Entry, bool]] = {}  # key -> (entry, from the journal)
         self._load_rows: dict[str, Entry] = {}  # load-time rows the results CSV holds
         self._journal_start = 0  # the journal's size once opened: this run appends after it
         self._lock = RunLock(lock_path(self.results))
@@ -665,15 +674,10 @@ class Ledger:
             raise self._failed(self.results, exc) from exc
 
     def _read_journal(self, start: int = 0) -> list[Entry]:
-        records, good, size = read_journal(self.journal, start=start)
-        self._journal_start = good
-        if good < size:
-            # Cut the torn tail off so the next record starts on a line of its own.
-            self.torn_tail = True
-            try:
-                truncate_file(self.journal, good)
-            except OSError as exc:
-                raise self._failed(self.journal, exc, "repair the journal") from exc
+        """The journal's records from ``start``; a torn tail is cut off, so that the next
+        record starts on a line of its own."""
+        records: list[Entry] = []
+        self._scan_journal(start, records.append)
         return records
 
     def log_run(self, record: Mapping[str, Any]) -> None:
@@ -686,9 +690,8 @@ class Ledger:
             raise self._failed(path, exc) from exc
 
     def _compact(self) -> None:
-        rows = sorted(self._entries.values(), key=lambda e: (e.row, e.phone))
         try:
-            replace_results(self.results, rows, durable=self.durable)
+            replace_results(self.results, self._entries.in_row_order(), durable=self.durable)
         except LedgerError as exc:
             if self.failure is None:
                 self.failure = exc
@@ -700,31 +703,76 @@ class Ledger:
         """The state before this run: the snapshot if it still matches the files, then the
         results rows and journal lines after it (all of both without one). Per lead, the
         journal's last line beats any results row; a results row counts only otherwise. A
-        results file that is not the dialer's own any more is rebuilt first (``_salvage``)."""
+        results file that is not the dialer's own any more is rebuilt first (``_salvage``).
+
+        Everything is folded into one ``EntryTable`` as it is read, a row or a line at a time
+        (no ``Entry`` kept per lead); the rows rejected at load time are kept apart."""
         found = read_snapshot(self.results, self.journal)
         check = inspect_results(self.results, start=found[3]) if found is not None else None
         if check is None or not check.ok:
             found = None  # no snapshot, or trouble after it: the whole file is looked at
             check = inspect_results(self.results, written=snapshot_mark(self.results))
-        base, loads, journal_at, _ = found or (None, {}, 0, 0)
-        records = self._read_journal(start=journal_at)
-        rows = check.entries if found is not None else self._salvage(check, records)
+        if found is not None:
+            base, loads, journal_at, _ = found
+            loads.update(check.loads)
+            rows = check.table
+            for i in range(len(rows)):
+                j = base.index.get(rows.keys[i])
+                if j is None or not base.journaled[j]:  # else the journal has the say
+                    base.put(rows.entry(i), False)
+            self._scan_journal(journal_at, lambda entry: base.put(entry, True))
+        elif check.ok:
+            base, loads = check.table, dict(check.loads)
+            known, lines = len(base), [0]
+
+            def put(entry: Entry) -> None:
+                lines[0] += 1
+                base.put(entry, True)
+
+            self._scan_journal(0, put)
+            gone = any(_STATUSES[base.status[i]] in _FINISHED for i in range(known, len(base)))
+            if gone:  # rows deleted by hand: rebuilt from the journal (read again, whole)
+                check = inspect_results(self.results, written=snapshot_mark(self.results))
+                base, loads = self._salvaged(check)
+            elif not lines[0]:  # no journal: the rows that record calls become its lines
+                self._adopt = [base.entry(i) for i in range(len(base)) if _dialed(base.entry(i))]
+                if self._adopt:
+                    self.notices.append(f"the journal {self.journal.name} was missing: rebuilt "
+                                        f"it from {self.results.name} "
+                                        f"({len(self._adopt):,} leads)")  # fmt: skip
+        else:
+            base, loads = self._salvaged(check)
         if check.torn_at is not None:
             self._cut_torn_row(check.torn_at)
         elif check.unterminated:
             self._end_last_row()
-        tail: dict[str, tuple[Entry, bool]] = {}
-        for entry in rows:
+        self._base, self._load_rows = base, loads
+        self._entries = LedgerState(base, {})
+        release_freed_memory()  # the files' text and the rows read: a run's peak starts here
+
+    def _salvaged(self, check: ResultsCheck) -> tuple[EntryTable, dict[str, Entry]]:
+        """The table and load-time rows ``_salvage`` leaves (the rare path: whole lists)."""
+        records = self._read_journal()
+        base, loads = EntryTable(), {}
+        for entry in self._salvage(check, records):
             if entry.status in LOAD_TIME:
                 loads[entry.key] = entry
-                continue
-            i = base.index.get(entry.key) if base is not None else None
-            if i is None or not base.journaled[i]:  # type: ignore[union-attr]
-                tail[entry.key] = (entry, False)
-        for entry in records:
-            tail[entry.key] = (entry, True)
-        self._base, self._tail, self._load_rows = base, tail, loads
-        self._entries = LedgerState(base, {key: entry for key, (entry, _) in tail.items()})
+            else:
+                base.put(entry, False)
+        if not base.update((entry, True) for entry in records):
+            raise TypeError("EntryTable does not know the fields of Entry")
+        return base, loads
+
+    def _scan_journal(self, start: int, sink: Callable[[Entry], object]) -> None:
+        """``_read_journal`` handing each record to ``sink`` instead of listing them."""
+        good, size = scan_journal(self.journal, sink, start=start)
+        self._journal_start = good
+        if good < size:
+            self.torn_tail = True
+            try:
+                truncate_file(self.journal, good)
+            except OSError as exc:
+                raise self._failed(self.journal, exc, "repair the journal") from exc
 
     def _salvage(self, check: ResultsCheck, records: list[Entry]) -> list[Entry]:
         """The results rows to replay under the journal's ``records``. A results file that is
@@ -793,23 +841,28 @@ class Ledger:
     def _save_snapshot(self) -> None:
         """Write the state as the journal and the compacted results CSV now give it (not this
         run's in-memory view: an in-doubt conversion is redone from the journal each open).
-        Only saves time: on any trouble, no snapshot, and the next open replays everything."""
+        Only saves time: on any trouble, no snapshot, and the next open replays everything.
+        The table read at open is updated in place: the run is over."""
         try:
-            changes = dict(self._tail)
-            for entry in read_journal(self.journal, start=self._journal_start)[0]:
-                changes[entry.key] = (entry, True)
-            base = self._base
-            for key, entry in self._entries.overlay.items():
-                if entry.status in LOAD_TIME or changes.get(key, (None, False))[1]:
+            base = self._base if self._base is not None else EntryTable()
+            self._base = None  # from here on half-updated: never read again
+            overlay, journaled = self._entries.overlay, set()  # the overlay's keys only
+
+            def put(entry: Entry) -> None:
+                if entry.key in overlay:
+                    journaled.add(entry.key)
+                if not base.put(entry, True):
+                    raise ValueError("no layout for these entries")
+
+            scan_journal(self.journal, put, start=self._journal_start)
+            for key, entry in overlay.items():
+                if entry.status in LOAD_TIME or key in journaled:
                     continue  # a load-time row (kept apart), or the journal decides this lead
-                i = base.index.get(key) if base is not None else None
-                if i is None or not base.journaled[i]:  # type: ignore[union-attr]
-                    changes[key] = (entry, False)  # a results row only (defer): it stands
-            table = EntryTable.merged(base, changes)
+                i = base.index.get(key)
+                if (i is None or not base.journaled[i]) and not base.put(entry, False):
+                    raise ValueError("no layout for these entries")  # a results row only
             loads = [to_record(e) for e in self._entries.overlay.values() if e.status in LOAD_TIME]
-            if table is None:
-                raise ValueError("no layout for these entries")
-            header, parts = table.dump()
+            header, parts = base.dump()
             header |= {
                 "kind": "ledger-state",
                 "journal": [self.journal.stat().st_size, file_digest(self.journal)],
@@ -864,21 +917,22 @@ def read_state_noted(
         base, loads, journal_at, results_at = found
         check = inspect_results(results, start=results_at)
         if check.ok:
-            overlay: dict[str, Entry] = dict(loads)
-            for entry in check.entries:
-                i = base.index.get(entry.key)
-                if entry.status in LOAD_TIME or i is None or not base.journaled[i]:
-                    overlay[entry.key] = entry  # the journal has no say on this lead
-            for entry in read_journal(journal, start=journal_at)[0]:
-                overlay[entry.key] = entry
-            return LedgerState(base, overlay), _torn_note(results, check)
+            rows = check.table
+            for i in range(len(rows)):
+                j = base.index.get(rows.keys[i])
+                if j is None or not base.journaled[j]:  # the journal has no say on this lead
+                    base.put(rows.entry(i), False)
+            scan_journal(journal, lambda entry: base.put(entry, True), start=journal_at)
+            return LedgerState(base, {**loads, **check.loads}), _torn_note(results, check)
     check = inspect_results(results, written=snapshot_mark(results))
+    if check.ok:  # the results rows, each lead's journal lines over them: one table
+        table, known = check.table, len(check.table)
+        scan_journal(journal, lambda entry: table.put(entry, True))
+        if not any(_STATUSES[table.status[i]] in _FINISHED for i in range(known, len(table))):
+            return LedgerState(table, dict(check.loads)), _torn_note(results, check)
+        check = inspect_results(results, written=snapshot_mark(results))  # read again, whole
     records = read_journal(journal)[0]
     gone = missing_rows(check, records) if check.ok and records else []
-    if check.ok and not gone:
-        state = {e.key: e for e in check.entries}
-        state.update((e.key, e) for e in records)
-        return state, _torn_note(results, check)
     how = _how(check, gone)
     if not records:
         if check.kind == "missing":

@@ -28,7 +28,7 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +37,12 @@ from dialer.errors import LeadsFileError, LedgerError
 from dialer.files import PRIVATE_FILE
 from dialer.leads.phones import normalize
 from dialer.model import LOAD_TIME, Status, ledger_key
+from dialer.store.cache import EntryTable
 from dialer.store.results import RESULT_COLUMNS, Entry, safe_cell
 
 _BOM = codecs.BOM_UTF8
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
+_LINES = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+")  # a line and its end, as csv reads it
 _STATUS = {status.value: status for status in Status}
 _REQUIRED = ("row", "phone", "status")
 # Statuses only a request makes: a lead with one was (or may have been) dialed.
@@ -49,9 +51,14 @@ DIALED = frozenset({Status.CALLED, Status.FAILED, Status.IN_DOUBT, Status.DIALIN
 
 @dataclass
 class ResultsCheck:
-    """What ``inspect_results`` found: the rows read, and whether the file is the dialer's own."""
+    """What ``inspect_results`` found: the rows read, and whether the file is the dialer's own.
 
-    entries: list[Entry] = field(default_factory=list)  # the last row per lead, torn row left out
+    The last row per lead, torn row left out: the dialed and pending leads' in ``table`` (a
+    compact ``EntryTable``, each marked as not from the journal), the rows rejected at load
+    time (a few) in ``loads``; ``entries`` lists both as ``Entry`` objects."""
+
+    table: EntryTable = field(default_factory=EntryTable)
+    loads: dict[str, Entry] = field(default_factory=dict)
     problem: str = ""  # why the file is not the dialer's own ("" when it is)
     kind: str = ""  # "missing", "re-saved", "damaged" (with ``problem``), else ""
     torn_at: int | None = None  # the byte offset where a torn last row starts
@@ -60,6 +67,13 @@ class ResultsCheck:
     @property
     def ok(self) -> bool:
         return not self.kind
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Every row kept, as ``Entry`` objects (a million of them for a million leads: the
+        ledger's usual path reads ``table`` instead)."""
+        table = self.table
+        return [*self.loads.values(), *(table.entry(i) for i in range(len(table)))]
 
 
 def inspect_results(
@@ -92,12 +106,13 @@ def inspect_results(
             check.kind, check.problem = "re-saved", "rows were sorted, deleted or edited"
         if not data.startswith(_BOM):
             signs.append("no UTF-8 BOM")
-        header_line, body, at = _first_line(data)
+        header_line, at = _first_line(data)
+        body = memoryview(data)[at:]  # no copy of a big file
     else:
-        body, at = data, start
+        body, at = memoryview(data), start
     try:
         header_text = header_line.removeprefix(_BOM).decode("utf-8")
-        text = body.decode("utf-8")
+        text = str(body, "utf-8")
     except UnicodeDecodeError:
         signs.append("not UTF-8")
         header_text = header_line.removeprefix(_BOM).decode("utf-8", "replace")
@@ -114,54 +129,69 @@ def inspect_results(
         return _resaved("its header was re-written")
     if any(name not in RESULT_COLUMNS for name in header):
         return _damaged("its header has columns the dialer never writes")
-    torn = _torn(body)
-    if torn is not None and _whole_row(body[torn:], len(header), header.index("status")):
+    torn = _torn(data, len(data) - len(body))
+    if torn is not None and _whole_row(bytes(body[torn:]), len(header), header.index("status")):
         check.unterminated = True  # a whole row, only its line end lost: kept
         text += "\r\n"
     elif torn is not None:
         check.torn_at = at + torn
-        text = body[:torn].decode("utf-8")
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        return _damaged(f"it cannot be parsed: {exc}")
+        text = str(body[:torn], "utf-8")
+    del data, body  # from here on only the text is held (and the table it fills)
+    lines: list[str] = []  # the physical lines of the row being read
+
+    def feed() -> Iterator[str]:  # as io.StringIO(text, newline="") splits, without its copy
+        for match in _LINES.finditer(text):  # (four bytes a character)
+            lines.append(match.group())
+            yield lines[-1]
+
+    reader = csv.reader(feed(), strict=True)
     width = len(header)
     columns = {name: i for i, name in enumerate(header)}
-    pos, line = 0, 1
-    entries: dict[str, Entry] = {}
-    for number, cells in enumerate(rows, start=1):
-        line += 1
-        last = number == len(rows) and check.torn_at is None
-        if last and cells and len(cells) < width and not _cell(cells, columns, "status"):
-            check.torn_at = at + len(text[:pos].encode("utf-8"))
-            break  # a torn last row that happened to end its line: left out
-        if not cells:
-            return _resaved(f"blank lines (line {line})")
-        if len(cells) != width:
-            return _damaged(f"line {line} has {len(cells)} cells, not {width}")
-        expected = _line(cells)
-        if not text.startswith(expected, pos):
-            return _resaved(f"its quoting or line ends changed (line {line})")
-        pos += len(expected)
-        try:
-            entry = _entry(cells, columns)
-        except (KeyError, ValueError):
-            return _damaged(f"line {line} cannot be read")
-        if not _GUARDED.isdisjoint([c[:1] for c in cells]) and any(
-            safe_cell(c) != c for c in cells
-        ):
-            return _resaved(f"a formula guard (') was removed (line {line})")
-        if entry.status not in LOAD_TIME and not _E164.fullmatch(entry.phone):
-            return _resaved(f"the phone on line {line} is not in E.164 ({entry.phone!r})")
-        entries[entry.key] = entry
-    check.entries = list(entries.values())
+    pos, line, table, loads = 0, 1, check.table, check.loads
+    try:
+        cells = next(reader, None)
+        while cells is not None:
+            raw = "".join(lines)
+            lines.clear()
+            following = next(reader, None)
+            line += 1
+            last = following is None and check.torn_at is None
+            if last and cells and len(cells) < width and not _cell(cells, columns, "status"):
+                check.torn_at = at + len(text[:pos].encode("utf-8"))
+                break  # a torn last row that happened to end its line: left out
+            if not cells:
+                return _resaved(f"blank lines (line {line})")
+            if len(cells) != width:
+                return _damaged(f"line {line} has {len(cells)} cells, not {width}")
+            expected = _line(cells)
+            if raw != expected:
+                return _resaved(f"its quoting or line ends changed (line {line})")
+            pos += len(expected)
+            try:
+                entry = _entry(cells, columns)
+            except (KeyError, ValueError):
+                return _damaged(f"line {line} cannot be read")
+            if not _GUARDED.isdisjoint([c[:1] for c in cells]) and any(
+                safe_cell(c) != c for c in cells
+            ):
+                return _resaved(f"a formula guard (') was removed (line {line})")
+            if entry.status in LOAD_TIME:
+                loads[entry.key] = entry
+            else:
+                if not _E164.fullmatch(entry.phone):
+                    return _resaved(f"the phone on line {line} is not in E.164 ({entry.phone!r})")
+                if not table.put(entry, False):  # the key is E.164: only a new Entry field
+                    raise TypeError("EntryTable does not know the fields of Entry")
+            cells = following
+    except csv.Error as exc:
+        return _damaged(f"it cannot be parsed: {exc}")
     return check
 
 
 def missing_rows(check: ResultsCheck, journal: Iterable[Entry]) -> list[str]:
     """Keys of the leads the journal says finished (or were settled) that the results file has
     no row for: rows deleted by hand (the file is then rebuilt from the journal)."""
-    have = {entry.key for entry in check.entries}
+    have = set(check.table.index) | set(check.loads)
     last = {entry.key: entry for entry in journal}
     return [k for k, e in last.items() if e.status in DIALED - {Status.DIALING} and k not in have]
 
@@ -249,16 +279,17 @@ def _delimiter(line: str) -> str:
     return "tab" if line.count("\t") > line.count(";") else ";"
 
 
-def _first_line(data: bytes) -> tuple[bytes, bytes, int]:
+def _first_line(data: bytes) -> tuple[bytes, int]:
     end = data.find(b"\n") + 1 or len(data)
-    return data[:end], data[end:], end
+    return data[:end], end
 
 
-def _torn(body: bytes) -> int | None:
-    """Where a last row without its newline starts, or None when the body ends a line."""
-    if not body or body.endswith(b"\n"):
+def _torn(data: bytes, at: int) -> int | None:
+    """Where a last row without its newline starts (from ``at``, where the rows start), or
+    None when the rows end a line."""
+    if len(data) == at or data.endswith(b"\n"):
         return None
-    return body.rfind(b"\n") + 1
+    return data.rfind(b"\n", at) + 1 - at if data.rfind(b"\n", at) >= 0 else 0
 
 
 def _whole_row(raw: bytes, width: int, status_at: int) -> bool:
