@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dialer.reports.stats import ANSWERED_OUTCOMES
+from dialer.reports.stats import ANSWERED_OUTCOMES, call_seconds
 from dialer.store.results import FINAL_OUTCOMES, Entry
 
 ALPHA = 0.05  # the test's level, and 1 - the intervals' confidence
@@ -215,7 +215,7 @@ def compare(
         tally[2] += any(o in ANSWERED_OUTCOMES for o in final)
         said = success.get(entry.key) if success else None
         tally[3] += said if said is not None else SUCCESS_OUTCOME in final
-        if entry.outcome in ANSWERED_OUTCOMES and (seconds := _seconds(entry.duration)):
+        if entry.outcome in ANSWERED_OUTCOMES and (seconds := call_seconds(entry.duration)):
             durations.setdefault(name, []).append(seconds)
     groups = []
     for name in sorted(tallies, key=lambda n: (n == BLANK, n.casefold(), n)):
@@ -281,14 +281,6 @@ def _outcomes(entry: Entry) -> list[str] | None:
     earlier = [outcome for call_id, outcome, _ in entry.earlier_calls() if call_id]
     calls = earlier + ([entry.outcome.strip()] if entry.call_id else [])
     return calls or None
-
-
-def _seconds(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if 0 < value < 86_400 else None
 
 
 def parse_success(text: str) -> bool | None:

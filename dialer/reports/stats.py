@@ -130,7 +130,7 @@ def campaign_stats(entries: Iterable[Entry], *, zone: ZoneInfo | None = None) ->
                 bucket = hours[when.astimezone(local).hour]
                 bucket[0] += 1
                 bucket[1] += answered
-        seconds = _seconds(entry.duration) if entry.outcome in ANSWERED_OUTCOMES else None
+        seconds = call_seconds(entry.duration) if entry.outcome in ANSWERED_OUTCOMES else None
         if entry.call_id and seconds:
             durations.append(seconds)
     known = calls - outcomes[NO_OUTCOME]
@@ -216,7 +216,9 @@ def _clean(outcome: str) -> str:
     return "" if outcome in ("", "-") else outcome
 
 
-def _seconds(text: str) -> float | None:
+def call_seconds(text: str) -> float | None:
+    """A ``duration`` cell as seconds; None when empty, not a number, or not a call's length
+    (zero, negative, a day or more)."""
     try:
         value = float(text)
     except ValueError:
