@@ -15,7 +15,7 @@ from pathlib import Path
 from dialer.leads.loader import ColumnMapping, load_leads
 from dialer.model import Status
 from dialer.store.edits import REMOVED_REASON, PhoneChange, compare
-from dialer.store.results import Entry
+from dialer.store.results import RESULT_COLUMNS, Entry
 from tests.conftest import mobiles, read_rows, run_cli, write_leads
 
 AGAIN = "not dialed; pending again if put back"
@@ -306,7 +306,8 @@ def test_an_unchanged_file_carries_the_last_comparison_through_runs_and_syncs(
         run_module, "compare", lambda *a, **k: compared.append(1) or compare(*a, **k)
     )
     with open(results, "a", encoding="utf-8") as handle:
-        handle.write(f"9,,{mobiles(1, start=90)[0]},pending,,0,,,,,,,,,\r\n")  # 15 columns
+        cells = ["9", "", mobiles(1, start=90)[0], "pending", "", "0"]
+        handle.write(",".join(cells + [""] * (len(RESULT_COLUMNS) - len(cells))) + "\r\n")
     preview = run_module.plan(build_settings(leads, {"playbook": "pb"}))
     assert compared and preview.changes.removed_total == 2  # the appended lead is not in the file
 
