@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import csv
 import errno
+import heapq
 import io
 import json
 import os
@@ -250,8 +251,9 @@ class Ledger:
             if _older_header(self.results):
                 # Written by an older dialer, with fewer columns: rewritten with today's,
                 # so that the rows appended below fit its header.
-                rows = sorted([*self._entries.values(), *self._load_rows.values()],
-                              key=lambda e: (e.row, e.phone))  # fmt: skip
+                # Streamed, an entry at a time (a million leads are not held twice).
+                loads = sorted(self._load_rows.values(), key=_row_phone)
+                rows = heapq.merge(self._entries.in_row_order(), loads, key=_row_phone)
                 replace_results(self.results, rows, durable=self.durable,
                                 keep_mode=file_mode(self.results))  # fmt: skip
             self._results_file = self._open_append(self.results)
@@ -880,6 +882,10 @@ def _sent_with(lead: Lead) -> dict[str, str]:
     settings as the engine resolved them (its own, the split's, the campaign's)."""
     return {"version_id": lead.settings.get("version_id", ""),
             "language": lead.settings.get("language", "")}  # fmt: skip
+
+
+def _row_phone(entry: Entry) -> tuple[int, str]:
+    return entry.row, entry.phone
 
 
 def _older_header(results: Path) -> bool:
