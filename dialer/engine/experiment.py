@@ -35,10 +35,9 @@ from types import MappingProxyType
 from dialer.campaign import Settings, assign_version
 from dialer.leads.phones import number_language
 from dialer.model import NEVER_SENT, Lead, Status
-from dialer.store.results import Entry
+from dialer.store.results import SUCCESS_OUTCOME, Entry
 
 FLOOR = 0.10  # the share of the leads each version keeps under --allocate adaptive (at most)
-SUCCESS = "closed"  # the outcome that counts as a success: the lead answered and talked
 
 
 class Adaptive:
@@ -52,7 +51,7 @@ class Adaptive:
         for entry in entries:
             if entry.version_id in self.names and entry.outcome:
                 self.calls[entry.version_id] += 1
-                self.successes[entry.version_id] += entry.outcome == SUCCESS
+                self.successes[entry.version_id] += entry.outcome == SUCCESS_OUTCOME
         self.floor = min(FLOOR, 0.5 / len(self.names))
 
     def choose(self, key: str) -> str:

@@ -36,12 +36,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dialer.reports.stats import ANSWERED_OUTCOMES, call_seconds
-from dialer.store.results import FINAL_OUTCOMES, Entry
+from dialer.reports.stats import call_seconds
+from dialer.store.results import ANSWERED_OUTCOMES, FINAL_OUTCOMES, SUCCESS_OUTCOME, Entry
 
 ALPHA = 0.05  # the test's level, and 1 - the intervals' confidence
 POWER = 0.8  # the chance of telling a real difference of the size seen, for ``more_calls``
-SUCCESS_OUTCOME = "closed"
 FISHER_BELOW = 5  # an expected count under this: Fisher's exact test, not the z-test
 BLANK = "(blank)"  # how a group of empty cells is named
 SLICES = 4  # the leads cut into this many parts, in order of calling, for ``over_time``

@@ -22,12 +22,9 @@ from zoneinfo import ZoneInfo
 from dialer.model import STATUS_ORDER
 from dialer.schedule import lead_zones
 from dialer.store.ledger import read_state
-from dialer.store.results import Entry, parse_utc, require_results
+from dialer.store.results import ANSWERED_OUTCOMES, Entry, parse_utc, require_results
 from dialer.terminal import plural, visible_lines
 
-# The outcomes of a call somebody answered: talked through (``closed``), or asked to be called
-# again (``recall-scheduled``). The one definition: the summary, the hours and ``--by`` use it.
-ANSWERED_OUTCOMES = frozenset({"closed", "recall-scheduled"})
 NO_OUTCOME = "no outcome yet"  # a call not synced yet, or still in progress
 # Call outcomes in the order they are listed, answered first.
 OUTCOME_ORDER = ("closed", "no-answer", "voicemail", "busy", "recall-scheduled", "failed",

@@ -31,6 +31,11 @@ FINAL_OUTCOMES = frozenset(
     {"closed", "no-answer", "voicemail", "busy", "failed", "recall-scheduled",
      "wrong-phone-format"}
 )  # fmt: skip
+# What an outcome means, defined once for the summary, ``report --by`` and ``--allocate
+# adaptive``: somebody answered (talked it through, or asked to be called again); a success
+# (the call ran its course: the API's ``success`` is true exactly for these).
+ANSWERED_OUTCOMES = frozenset({"closed", "recall-scheduled"})
+SUCCESS_OUTCOME = "closed"
 # A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
 # The ``history`` outcome of a call found late, after the lead was dialed again.
 RANG_TWICE = "rang-twice"
