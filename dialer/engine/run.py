@@ -270,10 +270,8 @@ def plan(
                     max_calls=settings.max_calls,
                     until=seconds_until(settings, now))  # fmt: skip
     to_dial = choice.to_dial
-    call = call_settings(settings)
-    resolver = SettingsResolver(settings, state.get, state.values)
-    first = resolver.resolve(to_dial[0]) if to_dial else None
-    sample = call.body(first.phone, first.params, first.settings) if first else None
+    sample = first_request(call_settings(settings), to_dial,
+                           SettingsResolver(settings, state.get, state.values))  # fmt: skip
     window = window_from(settings.calling_hours, settings.calling_days)
     # The forecast: when the leads of this run, and those waiting for their hours, are dialed.
     waiting = Subset(loaded.leads, sorted(i for i, _ in choice.deferred))
@@ -294,6 +292,18 @@ def plan(
     return Plan(loaded, to_dial, choice.already_done, sample, choice.held_count,
                 len(choice.deferred), forecast=slots, never=never, rate=rate,
                 changes=changes, mix=_mix(settings, loaded, to_dial, state))  # fmt: skip
+
+
+def first_request(
+    call: CallSettings, to_dial: Sequence[Lead], resolver: SettingsResolver
+) -> dict[str, Any] | None:
+    """The body of the first ``POST /call`` the run sends (None: nobody to dial), with the
+    lead's version and language as ``resolver`` chooses them: what the dry run and the run's
+    start line show."""
+    if not to_dial:
+        return None
+    first = resolver.resolve(to_dial[0])
+    return call.body(first.phone, first.params, first.settings)
 
 
 def _mix(
@@ -408,10 +418,7 @@ def run_campaign(
 
         def announce(sess: Session) -> None:
             if on_start is not None:
-                first = sess.to_dial[0] if sess.to_dial else None
-                if first is not None:
-                    first = SettingsResolver(settings, ledger.get, ledger.entries).resolve(first)
-                sample = call.body(first.phone, first.params, first.settings) if first else None
+                sample = first_request(call, sess.to_dial, sess.resolver)
                 on_start(Plan(loaded, sess.to_dial, sess.skipped, sample, sess.left_for_later,
                               sess.deferred, changes=changes))  # fmt: skip
 

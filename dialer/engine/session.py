@@ -93,6 +93,8 @@ class Session:
         self.left_for_later = 0  # leads held back by --max-calls or --until
         self.recycled = 0  # called leads due another call (retry_outcomes), made pending again
         self.synced: SyncResult | None = None  # what --sync found
+        self.resolver = SettingsResolver(s, ledger.get)  # each lead's settings as sent; _run
+        # gives it the ledger's outcomes once the sync has recorded them (an adaptive split)
         self.clock = clock
         self.wall = wall  # unix time, for the grace (the calling-hours ``clock`` may be moved)
         self.sleep = sleep
@@ -188,6 +190,9 @@ class Session:
         self.ended_by = self.ended_by or choice.ended_by
         if until is not None and until > 0:
             asyncio.get_running_loop().call_later(until, self._until_reached)
+        # An adaptive split learns from the outcomes the sync above recorded: counted once.
+        if self.settings.allocate == "adaptive":
+            self.resolver = SettingsResolver(self.settings, ledger.get, ledger.entries)
         if on_start is not None:
             on_start(self)
         deadline = None if until is None else time.monotonic() + until
@@ -273,9 +278,7 @@ class Session:
             if on_outcome is not None:
                 on_outcome(outcome)
 
-        # Each lead's version and language chosen just before its intent, which records them.
-        resolver = SettingsResolver(self.settings, self.ledger.get, self.ledger.entries)
-        resolved = resolver.resolve_all(leads)
+        resolved = self.resolver.resolve_all(leads)  # each chosen just before its intent
         result = await dispatch(resolved, send, ledger=self.ledger, limiter=self.limiter,
                                 concurrency=self.settings.concurrency, retry=self.retry,
                                 stop=self.stop, on_outcome=seen,
