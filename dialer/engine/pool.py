@@ -21,8 +21,10 @@ In the style of aiometer (``amap``/``run_on_each``), with the dialer's own limit
   ``slow_down_every``-th 429 lowers the limits. The windows are taken per request, not per
   item, so that a caller can make its item durable first and retry within the item.
 * **Retries.** ``RetryPolicy`` builds the one tenacity policy (exponential backoff, full jitter
-  unless ``jitter=False``, an injectable sleep); ``Pool.lookup`` is a paced request retried
-  under it (a look-up rings nobody, so it is safe to repeat).
+  unless ``jitter=False``, an injectable sleep); ``RetryPolicy.call`` applies it with the first
+  try made before tenacity's machinery is built (the dispatcher's sends: most succeed at once);
+  ``Pool.lookup`` is a paced request retried under it (a look-up rings nobody, so it is safe
+  to repeat).
 """
 
 from __future__ import annotations
