@@ -229,6 +229,37 @@ def test_create_call_current_shape_and_request() -> None:
     assert json.loads(request.content) == BODY
 
 
+def test_a_post_call_is_the_request_httpx_itself_would_build() -> None:
+    """The client builds POST /call from headers made once (``_post``): the request must be
+    byte for byte the one ``httpx.Request(content=...)`` makes, header order included."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"success": True, "id": f"c-{len(seen)}"})
+
+    async def main() -> None:
+        async with MeetzyClient(BASE, TOKEN, transport=httpx.MockTransport(handler)) as api:
+            for body in (BODY, {**BODY, "firstname": "Zoë ✓", "note": 'a "quoted" line'}):
+                await api.create_call(body)
+
+    asyncio.run(main())
+    for request in seen:
+        content = request.content
+        headers = {
+            "Authorization": f"Bearer {TOKEN}",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": request.headers["User-Agent"],
+            "Content-Type": "application/json",
+        }
+        expected = httpx.Request("POST", f"{BASE}/call", headers=headers, content=content)
+        assert request.headers.raw == expected.headers.raw
+        assert request.url == expected.url and request.method == "POST"
+        assert request.headers["Content-Length"] == str(len(content))
+    assert json.loads(seen[1].content)["firstname"] == "Zoë ✓"
+
+
 def test_create_call_older_envelope() -> None:
     handler = answer(200, {"success": True, "data": {"call_id": "c-456", "status": "initiated"}})
     assert create(handler) == Created("c-456")

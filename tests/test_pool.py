@@ -14,7 +14,7 @@ import pytest
 
 from dialer.engine.limits import SlidingWindows
 from dialer.engine.pool import Abandoned, Pool, RetryPolicy, lookup_policy
-from dialer.errors import NotSent, RateLimited
+from dialer.errors import NotSent, RateLimited, Rejected
 from tests.conftest import FakeClock
 
 
@@ -462,6 +462,63 @@ def test_the_retry_policy_jitters_below_the_doubling_cap():
 
     with pytest.raises(NotSent):
         asyncio.run(policy.retrying(NotSent)(refused))
+    caps = [1.0, 2.0, 3.0, 3.0]
+    assert len(clock.sleeps) == 4
+    assert all(0 <= slept <= cap for slept, cap in zip(clock.sleeps, caps, strict=True))
+
+
+@pytest.mark.parametrize("fails", [0, 1, 2, 4, 9])
+def test_call_retries_exactly_as_retrying_does(fails):
+    """``RetryPolicy.call`` (the first try without tenacity) makes the same tries and waits as
+    ``retrying``: the same sleeps, the same result or last error."""
+
+    def attempt(clock: FakeClock, runner) -> tuple[object, list[float], int]:
+        tries = 0
+
+        async def flaky() -> str:
+            nonlocal tries
+            tries += 1
+            if tries <= fails:
+                raise NotSent(f"refused {tries}")
+            return f"ok after {tries}"
+
+        try:
+            result: object = asyncio.run(runner(flaky))
+        except NotSent as exc:
+            result = f"raised {exc}"
+        return result, clock.sleeps, tries
+
+    fast, tenacity = FakeClock(), FakeClock()
+    policy = RetryPolicy(max_attempts=5, backoff=1.0, backoff_max=3.0, jitter=False)
+    fast_policy = RetryPolicy(**{**policy.__dict__, "sleep": fast.sleep})
+    slow_policy = RetryPolicy(**{**policy.__dict__, "sleep": tenacity.sleep})
+    got = attempt(fast, lambda fn: fast_policy.call(fn, NotSent))
+    want = attempt(tenacity, lambda fn: slow_policy.retrying(NotSent)(fn))
+    assert got == want
+    assert got[1] == [1.0, 2.0, 3.0, 3.0][: min(fails, 4)]
+
+
+def test_call_does_not_retry_other_errors_nor_sleep():
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=5, sleep=clock.sleep)
+
+    async def refused() -> None:
+        raise Rejected("HTTP 400 invalid_phone")
+
+    with pytest.raises(Rejected):
+        asyncio.run(policy.call(refused, NotSent))
+    assert clock.sleeps == []
+
+
+def test_call_jitters_below_the_same_caps():
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=5, backoff=1.0, backoff_max=3.0, sleep=clock.sleep)
+
+    async def refused() -> None:
+        raise NotSent("no route")
+
+    with pytest.raises(NotSent):
+        asyncio.run(policy.call(refused, NotSent))
     caps = [1.0, 2.0, 3.0, 3.0]
     assert len(clock.sleeps) == 4
     assert all(0 <= slept <= cap for slept, cap in zip(clock.sleeps, caps, strict=True))

@@ -250,6 +250,10 @@ class MeetzyClient:
             ("User-Agent", f"dialer/{__version__}"),
         ]
         self._json_headers = [*self._headers, ("Content-Type", "application/json")]
+        # A POST /call's headers as httpx would lay them out (Host first), built once: each
+        # request copies them and adds its Content-Length (``_post``).
+        host = ("Host", self._call_url.netloc.decode("ascii"))
+        self._post_headers = httpx.Headers([host, *self._json_headers])
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self._extensions = {"timeout": timeouts.as_dict()}  # where AsyncClient puts them
 
@@ -321,14 +325,17 @@ class MeetzyClient:
         if json is not None:
             headers, content = self._json_headers, _json_bytes(json)
         try:
-            request = httpx.Request(
-                method,
-                self._call_url if path == "/call" else self.base_url + path,
-                params=dict(params) if params else None,
-                headers=headers,
-                content=content,
-                extensions=self._extensions,
-            )
+            if method == "POST" and path == "/call" and content is not None:
+                request = self._post(content)
+            else:
+                request = httpx.Request(
+                    method,
+                    self.base_url + path,
+                    params=dict(params) if params else None,
+                    headers=headers,
+                    content=content,
+                    extensions=self._extensions,
+                )
         except (ValueError, TypeError) as exc:  # a header or URL httpx cannot send: unsent
             raise NotSent(
                 f"request not built ({type(exc).__name__}): nothing was sent", code="not_sent"
@@ -351,6 +358,22 @@ class MeetzyClient:
             )
         _map_response(answer, self._redact)
         return answer
+
+    def _post(self, content: bytes) -> httpx.Request:
+        """The ``POST /call`` request carrying ``content``, as ``httpx.Request(content=...)``
+        builds it (the same headers, in the same order, the body read), without encoding the
+        body and normalising every header again for each call: the URL and headers are
+        built once (``__init__``)."""
+        request = httpx.Request(
+            "POST",
+            self._call_url,
+            headers=self._post_headers,  # copied
+            stream=httpx.ByteStream(content),
+            extensions=self._extensions,
+        )
+        request.headers["Content-Length"] = str(len(content))
+        request.read()  # its content, as the transport reads it
+        return request
 
     def _redact(self, text: str) -> str:
         return redact(text, self._token)

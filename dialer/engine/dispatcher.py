@@ -122,7 +122,7 @@ async def dispatch(
                 raise
 
         try:
-            call_id = await retry.retrying(NotSent)(attempt)
+            call_id = await retry.call(attempt, NotSent)
         except AuthError as exc:
             result.auth_error = result.auth_error or exc
             stop.set()

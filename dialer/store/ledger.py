@@ -204,7 +204,7 @@ class Ledger:
         self._row = io.StringIO()  # one results row, as the csv module writes it
         self._results_writer = csv.writer(self._row, lineterminator="\r\n")
         self._written = self._synced = 0  # journal lines written / known durable
-        self._sync_lock = asyncio.Lock()
+        self._flushing: asyncio.Future[None] | None = None  # the fsync under way
         self.torn_tail = False  # the journal's last line was torn by a crash and ignored
         # The first write the OS refused: raised again by every later write, never by close.
         self.failure: LedgerError | None = None
@@ -647,16 +647,31 @@ class Ledger:
             raise self._failed(self.journal, exc, "sync the journal") from exc
 
     async def sync(self) -> None:
-        """Make every line written so far durable; callers waiting together share one fsync.
-        After a refused write or fsync, every caller gets that error: nobody is dialed."""
+        """Make every line written so far durable; callers waiting together share one fsync
+        (group commit) and wake together when it ends: they wait on one task, not on a lock
+        handed from caller to caller, one loop turn each. A line written while an fsync runs
+        waits for the next one, which its first caller starts. After a refused write or fsync,
+        every caller gets that error: nobody is dialed."""
         target = self._written
-        async with self._sync_lock:
+        while True:
             self._check_writable()
             if self._synced >= target:
-                return  # an fsync that started after our write already covered it
-            upto = self._written
-            await asyncio.to_thread(self._fsync)
-            self._synced = upto
+                return  # an fsync that started after our write covered it
+            if self._flushing is None:
+
+                async def flush() -> None:
+                    upto = self._written  # every line written before the fsync starts
+                    try:
+                        await asyncio.to_thread(self._fsync)
+                        self._synced = max(self._synced, upto)
+                    finally:
+                        self._flushing = None  # before the task is done: no caller spins
+
+                self._flushing = asyncio.ensure_future(flush())
+                # Its error is every waiting caller's; read here too, in case none is left.
+                self._flushing.add_done_callback(lambda t: t.cancelled() or t.exception())
+            # Shielded: a caller cancelled (a second signal) does not cancel the others' fsync.
+            await asyncio.shield(self._flushing)
 
     def _write_row(self, entry: Entry) -> None:
         self._check_writable()
