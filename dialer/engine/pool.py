@@ -31,12 +31,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
 
 from dialer.engine.limits import Sleep
 from dialer.errors import NotSent, RateLimited
@@ -111,11 +117,13 @@ class RetryPolicy:
         )
 
     def wait(self, failed: int) -> float:
-        """The wait after the ``failed``-th try failed: ``backoff`` doubling with each try,
-        capped at ``backoff_max``; drawn at random below that (full jitter) unless ``jitter``
-        is off."""
-        cap = min(self.backoff * 2.0 ** min(failed - 1, 64), self.backoff_max)
-        return random.uniform(0.0, cap) if self.jitter else cap
+        """The wait after the ``failed``-th try failed, as tenacity computes it: ``backoff``
+        doubling with each try, capped at ``backoff_max``; drawn at random below that (full
+        jitter) unless ``jitter`` is off."""
+        kind = wait_random_exponential if self.jitter else wait_exponential
+        state = RetryCallState(None, None, (), {})  # tenacity's own formula, at try ``failed``
+        state.attempt_number = failed
+        return kind(multiplier=self.backoff, max=self.backoff_max)(state)
 
     async def call(
         self,
