@@ -496,8 +496,9 @@ def _clean(
     ``wide`` row is kept even when the cells left of its cut are empty: it is rejected)."""
     kept: list[tuple[int, list[str]]] = []
     blank = 0
+    clean = _already_clean(rows)
     for offset, cells in enumerate(rows):
-        values = [cell.replace("\r\n", "\n").strip() for cell in cells]
+        values = cells if clean else [cell.replace("\r\n", "\n").strip() for cell in cells]
         if not any(values) and first_row + offset not in wide:
             blank += 1
             continue
@@ -506,6 +507,20 @@ def _clean(
                 unnamed_values.add(index)
         kept.append((first_row + offset, values))
     return kept, blank
+
+
+# In a chunk's cells joined with NUL around each: a cell that starts or ends with white space
+# (``str.strip`` and ``\s`` agree on what that is). The pattern starts with a literal, so the
+# search skips from NUL to NUL in C.
+_PADDED_CELL = re.compile(r"\x00(?:(?=\s)|(?<=\s\x00))")
+
+
+def _already_clean(rows: Rows) -> bool:
+    """True when no cell of ``rows`` has white space around it or a CRLF in it: ``_clean``
+    would change nothing, so the rows are kept as read (one search a chunk, not a new list and
+    a strip per cell). A NUL inside a cell can only make this say False."""
+    text = "\x00" + "\x00".join(["\x00".join(cells) for cells in rows]) + "\x00"
+    return "\r\n" not in text and _PADDED_CELL.search(text) is None
 
 
 def _reject_wide(
