@@ -203,7 +203,7 @@ def normalize_many(
 # description and one of them match (mobile only when its pattern is not the fixed line's).
 _KINDS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
           "voicemail", "fixed_line")  # fmt: skip
-_Desc = tuple[frozenset[int], re.Pattern[str]]
+_Desc = tuple[frozenset[int], str]  # possible lengths (none: any), the pattern
 
 
 def is_valid(number: phonenumbers.PhoneNumber) -> bool:
@@ -234,19 +234,30 @@ def _validator(country_code: int) -> Callable[[str], bool] | None:
         pattern = getattr(found, "national_number_pattern", None)
         if found is None or not pattern:
             return None  # phonenumbers: no description, or an empty pattern, matches nothing
-        return frozenset(getattr(found, "possible_length", None) or ()), re.compile(pattern)
+        return frozenset(getattr(found, "possible_length", None) or ()), pattern
 
     general = desc(metadata.general_desc)
     names = _KINDS if metadata.same_mobile_and_fixed_line_pattern else (*_KINDS, "mobile")
     kinds = [kind for name in names if (kind := desc(getattr(metadata, name))) is not None]
     if general is None:
         return lambda nsn: False
+    # Per length a number may have: one pattern, the general one and then any of the kinds
+    # that allow that length (a kind with no lengths listed allows any). None: no match.
+    by_length: dict[int, re.Pattern[str] | None] = {}
 
-    def matches(nsn: str, found: _Desc) -> bool:
-        lengths, pattern = found
-        return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+    def pattern_for(length: int) -> re.Pattern[str] | None:
+        if length not in by_length:
+            allowed = [p for lengths, p in kinds if not lengths or length in lengths]
+            fits = allowed and (not general[0] or length in general[0])
+            either = "|".join(f"(?:{p})" for p in allowed)
+            by_length[length] = re.compile(rf"(?=(?:{general[1]})\Z)(?:{either})") if fits else None
+        return by_length[length]
 
-    return lambda nsn: matches(nsn, general) and any(matches(nsn, kind) for kind in kinds)
+    def valid(nsn: str) -> bool:
+        pattern = pattern_for(len(nsn))
+        return pattern is not None and pattern.fullmatch(nsn) is not None
+
+    return valid
 
 
 def _first_possible(
