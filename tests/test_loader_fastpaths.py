@@ -7,15 +7,19 @@ Both are checked against the plain rule, written out here, on generated cells th
 cases the fast paths must notice: white space of every kind, CRLF, NUL, the row separator,
 text that is not ASCII. ``phones.is_valid`` answers as ``phonenumbers.is_valid_number`` does, for
 every region's example numbers, their near misses, and any digits under any country code.
+Duplicates are found with numpy in a big file: the same pairs as the plain dict pass.
 """
 
 from __future__ import annotations
 
+from array import array
+
 import phonenumbers
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dialer.leads import loader, phones
+from dialer.leads import leadrows, loader, phones
 from dialer.leads.leadrows import LeadRows, RowPlan
 from dialer.model import Lead, Status
 
@@ -123,3 +127,20 @@ def test_any_number_judged_as_phonenumbers_does(code: int, digits: str, zero: bo
     number = phonenumbers.PhoneNumber(country_code=code, national_number=int(digits),
                                       italian_leading_zero=zero or None)  # fmt: skip
     assert phones.is_valid(number) == phonenumbers.is_valid_number(number)
+
+
+# --- duplicates: found with numpy in a big file, with a dict in a small one -------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0, 1, 3, 4]), st.integers(0, 6)), max_size=60))
+def test_duplicates_found_in_bulk_are_those_the_plain_pass_finds(rows: list) -> None:
+    """Codes pending (0), invalid (1), dnc (3), missing param (4) over a few numbers: the
+    same ``(row, first claimant)`` pairs either way, blocks of 8 rows in bulk."""
+    codes = bytearray(code for code, _ in rows)
+    numbers = array("q", [number for _, number in rows])
+    expected = list(leadrows._claimed(codes, numbers))
+    assert all(codes[first] == 0 and first < i for i, first in expected)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(leadrows, "_BLOCK", 8)
+        assert list(leadrows._claimed_in_bulk(codes, numbers)) == expected

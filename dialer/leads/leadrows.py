@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import accumulate, compress
 from operator import itemgetter
@@ -38,6 +38,57 @@ def _taker(columns: Sequence[int]) -> Callable[[Sequence[str]], Sequence[str]]:
         only = columns[0]
         return lambda values: (values[only],)
     return lambda values: ()
+
+
+_BULK_ROWS = 100_000  # from this many rows, duplicates are found with numpy (``_claimed_in_bulk``)
+_BLOCK = 1 << 16  # rows looked up at a time there
+
+
+def _claimed(codes: bytearray, phones: array[int]) -> Iterator[tuple[int, int]]:
+    """``(i, first)`` for each pending or missing-param row ``i`` whose number an earlier
+    pending row ``first`` claimed (the first pending row with that number), in order."""
+    owner: dict[int, int] = {}  # number -> the index of the first pending row claiming it
+    for i in compress(range(len(codes)), _marks(codes, {_PENDING})):
+        owner.setdefault(phones[i], i)
+    for i in compress(range(len(codes)), _marks(codes, {_PENDING, _MISSING})):
+        first = owner.get(phones[i], i)
+        if first < i:
+            yield i, first
+
+
+def _claimed_in_bulk(codes: bytearray, phones: array[int]) -> Iterator[tuple[int, int]]:
+    """``_claimed``'s pairs, found with numpy: the pending rows' numbers sorted once (a stable
+    sort keeps the first row of each number first), then looked up a block of rows at a time.
+    A million rows hold ~40 MB of arrays at most, where ``_claimed``'s dict of Python ints
+    holds ~80 MB."""
+    import numpy as np  # here: pandas has loaded it for a big file already; small ones skip it
+
+    status = np.frombuffer(codes, dtype=np.uint8)
+    numbers = np.frombuffer(phones, dtype=np.int64)
+    try:
+        pending = np.flatnonzero(status == _PENDING)
+        order = np.argsort(numbers[pending], kind="stable")
+        pending = pending[order]  # by number, then by row
+        sorted_numbers = numbers[pending]
+        del order
+        starts = np.ones(len(pending), dtype=bool)
+        starts[1:] = sorted_numbers[1:] != sorted_numbers[:-1]
+        claimed, owners = sorted_numbers[starts], pending[starts]
+        del pending, sorted_numbers, starts
+        found: list[tuple[int, int]] = []
+        for lo in range(0, len(status), _BLOCK):
+            block = status[lo : lo + _BLOCK]
+            rows = np.flatnonzero((block == _PENDING) | (block == _MISSING)) + lo
+            if not len(claimed) or not len(rows):
+                continue
+            wanted = numbers[rows]
+            at = np.minimum(np.searchsorted(claimed, wanted), len(claimed) - 1)
+            first = owners[at]
+            hit = (claimed[at] == wanted) & (first < rows)
+            found += zip(rows[hit].tolist(), first[hit].tolist(), strict=True)
+    finally:
+        del status, numbers  # the views pin the buffers: let the caller write codes again
+    return iter(found)
 
 
 def _marks(codes: bytes | bytearray, wanted: Collection[int]) -> bytes:
@@ -422,18 +473,17 @@ class LeadRows(Sequence[Lead]):
 
     def settle(self) -> None:
         """Mark duplicates: a row whose number an earlier ``pending`` row already claimed."""
-        codes, phones, rows = self._codes, self._phones, self._rows
-        owner: dict[int, int] = {}  # number -> the index of the first pending row claiming it
-        for i in compress(range(len(codes)), _marks(codes, {_PENDING})):
-            owner.setdefault(phones[i], i)
+        codes, rows = self._codes, self._rows
+        if len(codes) >= _BULK_ROWS:
+            found: Iterable[tuple[int, int]] = _claimed_in_bulk(codes, self._phones)
+        else:
+            found = _claimed(codes, self._phones)
         dup_rows = None
-        for i in compress(range(len(codes)), _marks(codes, {_PENDING, _MISSING})):
-            first = owner.get(phones[i], i)
-            if first < i:
-                if dup_rows is None:
-                    dup_rows = array("i", bytes(4 * len(codes)))
-                codes[i] = _DUPLICATE
-                dup_rows[i] = rows[first]
+        for i, first in found:
+            if dup_rows is None:
+                dup_rows = array("i", bytes(4 * len(codes)))
+            codes[i] = _DUPLICATE
+            dup_rows[i] = rows[first]
         if dup_rows is not None:
             self._dup_rows = dup_rows
 
