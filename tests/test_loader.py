@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dialer.errors import ColumnError, ConfigError, DialerError, LeadsFileError
-from dialer.leads import loader
+from dialer.leads import loader, phonepool
 from dialer.leads.loader import RESERVED, ColumnMapping, LeadRows, LoadResult, load_leads
 from dialer.leads.phones import REASON_EMPTY, REASON_SCIENTIFIC
 from dialer.model import Lead, Status
@@ -666,14 +666,14 @@ def test_pool_and_serial_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     started: list[int] = []
 
-    class CountingPool(loader.ProcessPoolExecutor):
+    class CountingPool(phonepool.ProcessPoolExecutor):
         def __init__(self, max_workers: int) -> None:
             started.append(max_workers)
             super().__init__(max_workers=max_workers)
 
-    monkeypatch.setattr(loader, "ProcessPoolExecutor", CountingPool)
-    monkeypatch.setattr(loader, "_worker_count", lambda: 2)
-    monkeypatch.setattr(loader, "_PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(phonepool, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(phonepool, "_worker_count", lambda: 2)
+    monkeypatch.setattr(phonepool, "_PARALLEL_MIN_ROWS", 0)
     monkeypatch.setattr(loader, "_CHUNK_ROWS", 7)
     pooled = load_leads(path, mapping, dnc={"+34699000000"})
     assert started == [2]
@@ -703,16 +703,16 @@ def test_pool_trouble_falls_back_to_this_process(
             pass
 
         def submit(self, *args: object, **kwargs: object) -> object:
-            raise loader.BrokenProcessPool("a worker died")
+            raise phonepool.BrokenProcessPool("a worker died")
 
         def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
             pass
 
-    monkeypatch.setattr(loader, "_worker_count", lambda: 2)
-    monkeypatch.setattr(loader, "_PARALLEL_MIN_ROWS", 0)
+    monkeypatch.setattr(phonepool, "_worker_count", lambda: 2)
+    monkeypatch.setattr(phonepool, "_PARALLEL_MIN_ROWS", 0)
     monkeypatch.setattr(loader, "_CHUNK_ROWS", 5)
     for pool in (NoPool, BrokenPool):
-        monkeypatch.setattr(loader, "ProcessPoolExecutor", pool)
+        monkeypatch.setattr(phonepool, "ProcessPoolExecutor", pool)
         assert list(load_leads(path).leads) == expected
 
 

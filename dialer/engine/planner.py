@@ -117,6 +117,8 @@ def choose(
             recycled.append((i, why))
             picked.append(i)
     choice = Choice(Subset(leads, picked), recycled, already_done=dialable - len(picked))
+    if isinstance(closed, Hours) and closed.window is None:
+        closed = None  # no calling hours: nobody is closed, and no Lead need be built to see it
     if closed is not None and picked:
         inside = []
         for i in picked:

@@ -264,8 +264,9 @@ def plan(
     now = clock()
     state = read_state(settings.output)
     changes = _changes(settings, loaded, state)
-    choice = choose(loaded, open_key=lambda key: _open_in(state, settings, key, now.timestamp()),
-                    due=lambda index, key: _due_in(state, settings, key, now.timestamp()),
+    stamp = now.timestamp()
+    choice = choose(loaded, open_key=lambda key: _open_in(state, settings, key, stamp),
+                    due=lambda index, key: _due_in(state, settings, key, stamp),
                     closed=Hours(settings, lambda: now),
                     max_calls=settings.max_calls,
                     until=seconds_until(settings, now))  # fmt: skip

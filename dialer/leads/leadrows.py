@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from itertools import compress
+from itertools import accumulate, compress
+from operator import itemgetter
 from types import MappingProxyType
 from typing import overload
 
@@ -27,6 +28,67 @@ REASON_DNC = "on the do-not-call list"
 _CODES = (Status.PENDING, Status.INVALID, Status.DUPLICATE, Status.DNC, Status.MISSING_PARAM)
 _PENDING, _INVALID, _DUPLICATE, _DNC, _MISSING = range(len(_CODES))
 _SEP = "\x1f"  # ends each cell of a row; a row with the separator in a cell is kept aside
+
+
+def _taker(columns: Sequence[int]) -> Callable[[Sequence[str]], Sequence[str]]:
+    """The cells of ``columns`` of a row, in that order, as one C call (``itemgetter``)."""
+    if len(columns) > 1:
+        return itemgetter(*columns)
+    if columns:
+        only = columns[0]
+        return lambda values: (values[only],)
+    return lambda values: ()
+
+
+_BULK_ROWS = 100_000  # from this many rows, duplicates are found with numpy (``_claimed_in_bulk``)
+_BLOCK = 1 << 16  # rows looked up at a time there
+
+
+def _claimed(codes: bytearray, phones: array[int]) -> Iterator[tuple[int, int]]:
+    """``(i, first)`` for each pending or missing-param row ``i`` whose number an earlier
+    pending row ``first`` claimed (the first pending row with that number), in order."""
+    owner: dict[int, int] = {}  # number -> the index of the first pending row claiming it
+    for i in compress(range(len(codes)), _marks(codes, {_PENDING})):
+        owner.setdefault(phones[i], i)
+    for i in compress(range(len(codes)), _marks(codes, {_PENDING, _MISSING})):
+        first = owner.get(phones[i], i)
+        if first < i:
+            yield i, first
+
+
+def _claimed_in_bulk(codes: bytearray, phones: array[int]) -> Iterator[tuple[int, int]]:
+    """``_claimed``'s pairs, found with numpy: the pending rows' numbers sorted once (a stable
+    sort keeps the first row of each number first), then looked up a block of rows at a time.
+    A million rows hold ~40 MB of arrays at most, where ``_claimed``'s dict of Python ints
+    holds ~80 MB."""
+    import numpy as np  # here: pandas has loaded it for a big file already; small ones skip it
+
+    status = np.frombuffer(codes, dtype=np.uint8)
+    numbers = np.frombuffer(phones, dtype=np.int64)
+    try:
+        pending = np.flatnonzero(status == _PENDING)
+        order = np.argsort(numbers[pending], kind="stable")
+        pending = pending[order]  # by number, then by row
+        sorted_numbers = numbers[pending]
+        del order
+        starts = np.ones(len(pending), dtype=bool)
+        starts[1:] = sorted_numbers[1:] != sorted_numbers[:-1]
+        claimed, owners = sorted_numbers[starts], pending[starts]
+        del pending, sorted_numbers, starts
+        found: list[tuple[int, int]] = []
+        for lo in range(0, len(status), _BLOCK):
+            block = status[lo : lo + _BLOCK]
+            rows = np.flatnonzero((block == _PENDING) | (block == _MISSING)) + lo
+            if not len(claimed) or not len(rows):
+                continue
+            wanted = numbers[rows]
+            at = np.minimum(np.searchsorted(claimed, wanted), len(claimed) - 1)
+            first = owners[at]
+            hit = (claimed[at] == wanted) & (first < rows)
+            found += zip(rows[hit].tolist(), first[hit].tolist(), strict=True)
+    finally:
+        del status, numbers  # the views pin the buffers: let the caller write codes again
+    return iter(found)
 
 
 def _marks(codes: bytes | bytearray, wanted: Collection[int]) -> bytes:
@@ -329,21 +391,27 @@ class LeadRows(Sequence[Lead]):
         it had one) or (not starting with "+") the reason; ``sources``, with several phone
         columns, the index into ``plan.phones`` of the cell each verdict came from.
         """
-        texts: list[bytes] = []
-        end = 0
         first = len(self._rows)
         sent, required, phones = plan.sent, plan.required, plan.phones
         own = plan.settings
+        take = _taker(sent)
         checked: dict[tuple[int, str], str | None] = {}  # (column, cell) -> as sent, None: bad
         problems: dict[tuple[int, str], str] = {}
         if self._phone_columns:
             self._sources += sources
         else:
             sources = bytes(len(kept))  # one phone column: each verdict is its cell's
-        for (row, values), verdict, source in zip(kept, parsed, sources, strict=True):
-            cells = [values[i] for i in sent]
+        # Per row, gathered for the chunk and added to the arrays at the end (one call each).
+        texts: list[str] = []
+        rows, codes, numbers, reason_ids = [], bytearray(), [], []
+        reason_index, extensions, odd = self._reason_index, self._extensions, self._odd
+        for at_row, ((row, values), verdict, source) in enumerate(
+            zip(kept, parsed, sources, strict=True), start=first
+        ):
+            cells = take(values)
             reason = ""
             if own and verdict[0] == "+":
+                cells = list(cells)
                 for at, (index, setting) in enumerate(own, start=len(cells) - len(own)):
                     cell = values[index]
                     if not cell:
@@ -362,11 +430,11 @@ class LeadRows(Sequence[Lead]):
                     cells[at] = found
             if verdict[0] != "+":
                 code, digits, reason = _INVALID, 0, verdict
-                cells.append(values[phones[source]])
+                cells = (*cells, values[phones[source]])
             else:
                 if "x" in verdict:
                     verdict, extension = verdict.split("x")
-                    self._extensions[len(self._rows)] = extension
+                    extensions[at_row] = extension
                 digits = int(verdict[1:])
                 if blocked is not None and verdict in blocked:
                     code, reason = _DNC, REASON_DNC
@@ -377,40 +445,45 @@ class LeadRows(Sequence[Lead]):
                         quoted = ", ".join(f"'{label}'" for label in missing)
                         plural = "s" if len(missing) > 1 else ""
                         reason = f"missing required param{plural} {quoted}"
-            joined = "".join(cell + _SEP for cell in cells)
+            joined = _SEP.join(cells) + _SEP if cells else ""
             if joined.count(_SEP) != len(cells):
-                self._odd[len(self._rows)] = tuple(cells)
+                odd[at_row] = tuple(cells)
                 joined = _SEP * len(cells)  # keeps every row's cell count: see __iter__
-            text = joined.encode()
-            end += len(text)
-            texts.append(text)
-            self._ends.append(end)
-            self._rows.append(row)
-            self._codes.append(code)
-            self._phones.append(digits)
-            reason_id = self._reason_index.get(reason)
+            texts.append(joined)
+            rows.append(row)
+            codes.append(code)
+            numbers.append(digits)
+            reason_id = reason_index.get(reason)
             if reason_id is None:
-                reason_id = self._reason_index[reason] = len(self._reasons)
+                reason_id = reason_index[reason] = len(self._reasons)
                 self._reasons.append(reason)
-            self._reason_ids.append(reason_id)
+            reason_ids.append(reason_id)
+        self._rows.fromlist(rows)
+        self._codes += codes
+        self._phones.fromlist(numbers)
+        self._reason_ids.fromlist(reason_ids)
+        text = "".join(texts)
+        if text.isascii():  # a byte a character: each row's end is the running sum of lengths
+            self._ends.fromlist(list(accumulate(map(len, texts))))
+        else:
+            self._ends.fromlist(list(accumulate(len(one.encode()) for one in texts)))
         if texts:
             self._starts.append(first)
-            self._blobs.append(b"".join(texts))
+            self._blobs.append(text.encode())
 
     def settle(self) -> None:
         """Mark duplicates: a row whose number an earlier ``pending`` row already claimed."""
-        codes, phones, rows = self._codes, self._phones, self._rows
-        owner: dict[int, int] = {}  # number -> the index of the first pending row claiming it
-        for i in compress(range(len(codes)), _marks(codes, {_PENDING})):
-            owner.setdefault(phones[i], i)
+        codes, rows = self._codes, self._rows
+        if len(codes) >= _BULK_ROWS:
+            found: Iterable[tuple[int, int]] = _claimed_in_bulk(codes, self._phones)
+        else:
+            found = _claimed(codes, self._phones)
         dup_rows = None
-        for i in compress(range(len(codes)), _marks(codes, {_PENDING, _MISSING})):
-            first = owner.get(phones[i], i)
-            if first < i:
-                if dup_rows is None:
-                    dup_rows = array("i", bytes(4 * len(codes)))
-                codes[i] = _DUPLICATE
-                dup_rows[i] = rows[first]
+        for i, first in found:
+            if dup_rows is None:
+                dup_rows = array("i", bytes(4 * len(codes)))
+            codes[i] = _DUPLICATE
+            dup_rows[i] = rows[first]
         if dup_rows is not None:
             self._dup_rows = dup_rows
 

@@ -50,11 +50,12 @@ import functools
 import gettext
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from dialer.errors import ConfigError
 
@@ -152,7 +153,7 @@ def normalize(raw: str, default_region: str = "ES", *, allow_possible: bool = Fa
     else:
         error = None
 
-    valid = number is not None and phonenumbers.is_valid_number(number)
+    valid = number is not None and is_valid(number)
     candidate = None
     if not valid:
         # "00" is the international prefix in most of the world, but phonenumbers only reads it
@@ -163,7 +164,7 @@ def normalize(raw: str, default_region: str = "ES", *, allow_possible: bool = Fa
                 candidate = phonenumbers.parse(retry, region)
             except NumberParseException:
                 candidate = None
-            if candidate is not None and phonenumbers.is_valid_number(candidate):
+            if candidate is not None and is_valid(candidate):
                 number, error, valid = candidate, None, True
 
     if not valid:
@@ -196,6 +197,67 @@ def normalize_many(
             seen[raw] = parsed
         out.append(parsed)
     return out
+
+
+# The number types ``phonenumbers`` tries, in its order; a number is valid when the general
+# description and one of them match (mobile only when its pattern is not the fixed line's).
+_KINDS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+          "voicemail", "fixed_line")  # fmt: skip
+_Desc = tuple[frozenset[int], str]  # possible lengths (none: any), the pattern
+
+
+def is_valid(number: phonenumbers.PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number(number)``, the same answer at a fraction of the cost
+    (a million numbers a file): for a country code of one region, the region's patterns are
+    compiled once and tried straight; any other code asks the library itself."""
+    valid = _validator(number.country_code or 0)
+    if valid is None:
+        return phonenumbers.is_valid_number(number)
+    return valid(phonenumbers.national_significant_number(number))
+
+
+@functools.cache
+def _validator(country_code: int) -> Callable[[str], bool] | None:
+    """The validity test of national significant numbers under ``country_code``, as
+    ``phonenumbers``' ``_number_type_helper`` decides it (type UNKNOWN: invalid); None when
+    several regions share the code (the library picks the region by the number) or the code
+    is unusual."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1 or regions[0] == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
+        return None
+    region = regions[0]
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    if metadata is None or phonenumbers.country_code_for_valid_region(region) != country_code:
+        return None
+
+    def desc(found: object) -> _Desc | None:
+        pattern = getattr(found, "national_number_pattern", None)
+        if found is None or not pattern:
+            return None  # phonenumbers: no description, or an empty pattern, matches nothing
+        return frozenset(getattr(found, "possible_length", None) or ()), pattern
+
+    general = desc(metadata.general_desc)
+    names = _KINDS if metadata.same_mobile_and_fixed_line_pattern else (*_KINDS, "mobile")
+    kinds = [kind for name in names if (kind := desc(getattr(metadata, name))) is not None]
+    if general is None:
+        return lambda nsn: False
+    # Per length a number may have: one pattern, the general one and then any of the kinds
+    # that allow that length (a kind with no lengths listed allows any). None: no match.
+    by_length: dict[int, re.Pattern[str] | None] = {}
+
+    def pattern_for(length: int) -> re.Pattern[str] | None:
+        if length not in by_length:
+            allowed = [p for lengths, p in kinds if not lengths or length in lengths]
+            fits = allowed and (not general[0] or length in general[0])
+            either = "|".join(f"(?:{p})" for p in allowed)
+            by_length[length] = re.compile(rf"(?=(?:{general[1]})\Z)(?:{either})") if fits else None
+        return by_length[length]
+
+    def valid(nsn: str) -> bool:
+        pattern = pattern_for(len(nsn))
+        return pattern is not None and pattern.fullmatch(nsn) is not None
+
+    return valid
 
 
 def _first_possible(

@@ -8,9 +8,9 @@ million-row file is never held whole:
   else UTF-8 if every byte decodes, else detected by charset-normalizer on the first 4 MB
   (Windows-1252 preferred when it reads as well, for Excel's Spanish exports). The delimiter is
   ``,`` ``;`` or tab: the given one, else sniffed from the first 16 KB. Pandas' C parser splits
-  the rows of files of 8 MiB or more, Python's csv module those of smaller ones (where importing
-  pandas would cost more than it saves); both split alike, a property test checks it. Cells stay
-  text as written: ``NA``, ``null`` and ``08001`` are not converted.
+  the rows of files of 256 MiB or more, Python's csv module those of smaller ones (where
+  importing pandas costs more time and memory than it saves); both split alike, a property
+  test checks it. Cells stay text as written: ``NA``, ``null`` and ``08001`` are not converted.
 * ``.xlsx``/``.xlsm``: the first sheet or the named one, every cell as the text a person
   would expect (``dialer.leads.workbook``). ``.xls`` (Excel 97-2003) is refused with a message
   saying to save it as ``.xlsx``.
@@ -62,9 +62,11 @@ _SNIFF_BYTES = 16 * 1024
 _DETECT_BYTES = 4 * 1024 * 1024
 _BLOCK_BYTES = 1024 * 1024
 # Text files this big or bigger are split by pandas' C parser, smaller ones by Python's csv
-# module: pandas splits a million rows in 0.6 s where csv takes 1.0 s, but importing pandas
-# (and numpy) costs 0.3 s of CPU, more than csv's extra time below a few hundred thousand rows.
-PANDAS_FROM_BYTES = 8 * 1024 * 1024
+# module. Measured on 2026-12-02 at a million rows of six short columns (67 MB): csv 1.45-1.70 s
+# of CPU, pandas 1.59-1.84 s with its import (1.20-1.33 s without), and pandas holds 45 MB more
+# for the rest of the command (its modules; 55 MB more at the peak): it pays only for files of
+# several million rows, where the leads themselves are beyond the memory a command aims at.
+PANDAS_FROM_BYTES = 256 * 1024 * 1024
 _SNIFF_CANDIDATES = ",;\t"
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes

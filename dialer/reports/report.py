@@ -66,7 +66,7 @@ def plan_lines(plan: Plan, *, output: str) -> list[str]:
     load = plan.load
     counts = load.counts()
     counts = {("dialable" if s == Status.PENDING.value else s): n for s, n in counts.items()}
-    rejected = [lead for lead in load.leads if lead.status is not Status.PENDING]
+    rejected = list(load.rejects())  # the leads final at load time, the only ones not pending
     lines = [
         "Dry run: nobody dialed, no token used.",
         f"Leads file:    {load.path} ({load.encoding}, delimiter {_delimiter(load.delimiter)})",

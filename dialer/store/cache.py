@@ -51,9 +51,10 @@ _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _SEP_BYTE = _SEP.encode()
 # The code a parse depends on: a change to any of it makes every cache stale.
 # The parsing code, relative to the ``dialer`` package: a change to any of it re-parses.
-_SOURCES = ("leads/__init__.py", "leads/loader.py", "leads/leadrows.py", "leads/phones.py",
-            "leads/sheets.py", "leads/table.py", "leads/workbook.py", "model.py",
-            "campaign.py")  # fmt: skip
+_SOURCES = ("leads/__init__.py", "leads/loader.py", "leads/columns.py", "leads/headers.py",
+            "leads/phonecolumns.py", "leads/phonepool.py", "leads/leadrows.py",
+            "leads/phones.py", "leads/sheets.py", "leads/table.py", "leads/workbook.py",
+            "model.py", "campaign.py")  # fmt: skip
 
 
 def leads_cache_path(results: Path) -> Path:

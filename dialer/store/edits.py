@@ -163,6 +163,8 @@ def compare(
     base, overlay = table.base, table.overlay
     index, codes, rows = base.index, base.status, base.rows
     changes = FileChanges(moves=Moves(base))
+    if not len(table):  # nothing recorded (a first run): nothing can differ, no pass needed
+        return changes
     seen = bytearray(len(base))
     seen_extra: set[str] = set()
     fresh = array("I")  # file indices of leads never called: a new phone may be among them
