@@ -42,6 +42,7 @@ from dialer.leads.leadrows import LeadRows
 from dialer.leads.loader import LoadResult
 from dialer.model import Status
 from dialer.store.journal import from_record
+from dialer.store.keyindex import KeyIndex
 from dialer.store.results import Entry
 
 _MAGIC = b"dialer-cache 1\n"
@@ -260,8 +261,7 @@ class EntryTable:
     one costs a byte an entry."""
 
     def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
+        self.keys = KeyIndex()  # each entry's key, and each key's entry (``keys.get``)
         self.status = bytearray()  # index into Status
         self.journaled = bytearray()  # 1: the journal's last record; 0: a results row
         self.rows = array("q")
@@ -295,7 +295,7 @@ class EntryTable:
         if odd:
             raw = b""
         code = _CODES[entry.status]
-        i = self.index.get(entry.key)
+        i = self.keys.get(entry.key)
         if i is not None and i not in self.odd and self.text[self.starts[i] : self.ends[i]] == raw:
             start = self.starts[i]  # the same text (a journal line over its results row)
             self.garbage -= len(raw)  # not garbage after all (counted again below)
@@ -303,7 +303,6 @@ class EntryTable:
             start = len(self.text)
             self.text += raw
         if i is None:
-            self.index[entry.key] = len(self.keys)
             self.keys.append(entry.key)
             self.status.append(code)
             self.journaled.append(journaled)
@@ -339,7 +338,7 @@ class EntryTable:
 
     def copy(self) -> EntryTable:
         table = EntryTable()
-        table.keys, table.index = list(self.keys), dict(self.index)
+        table.keys = self.keys.copy()
         table.status, table.journaled = bytearray(self.status), bytearray(self.journaled)
         table.rows, table.attempts, table.sent = (array("q", self.rows),
             array("q", self.attempts), array("d", self.sent))  # fmt: skip
@@ -375,12 +374,11 @@ class EntryTable:
     def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
         """The header and parts of the snapshot file (views of the table: write them before
         changing it)."""
-        header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
+        keys, other = self.keys.dump()
+        header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items()),
+                  "other_keys": other}  # fmt: skip
         text, offsets = self._packed_text()
         arrays = (self.rows, self.attempts, self.sent, offsets)
-        keys = bytearray()  # a slice of keys at a time: never a second copy of them all
-        for at in range(0, len(self.keys), 65536):
-            keys += "".join((_SEP.join(self.keys[at : at + 65536]), _SEP)).encode()
         parts = [keys, self.status, self.journaled, text]
         return header, parts + [memoryview(values).cast("B") for values in arrays]
 
@@ -397,10 +395,8 @@ class EntryTable:
         taken = list(parts)
         if isinstance(parts, list):
             parts.clear()
-        keys = str(taken[0], "utf-8")
+        table.keys = KeyIndex.restore(taken[0], header["other_keys"])
         taken[0] = b""
-        table.keys = keys.split(_SEP)[:-1] if n else []
-        del keys
         table.status, table.journaled = bytearray(taken[1]), bytearray(taken[2])
         text = taken[3]
         table.text = text if isinstance(text, bytearray) else bytearray(text)
@@ -421,9 +417,6 @@ class EntryTable:
         table.starts, table.ends = offsets[:-1], offsets[1:]
         del offsets
         table.odd = {int(i): [str(v) for v in values] for i, values in header["odd"]}
-        table.index = dict(zip(table.keys, range(n), strict=True))
-        if len(table.index) != n:
-            raise ValueError("a key twice")
         return table
 
 
@@ -445,7 +438,9 @@ def _text_fields() -> tuple[str, ...] | None:
 
 
 _TEXT_FIELDS = _text_fields()
-_LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder]
+# "keys 2": the keys as numbers (``store.keyindex``); a snapshot of text keys is not read.
+_LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder,
+           "keys 2"]  # fmt: skip
 
 
 # --- the ledger's state, over the snapshot -------------------------------------------------
@@ -508,19 +503,22 @@ class LedgerState(MutableMapping[str, Entry]):
     def __init__(self, base: EntryTable | None, overlay: dict[str, Entry]) -> None:
         self.base = base if base is not None else EntryTable()
         self.overlay = overlay
-        self._extra = sum(key not in self.base.index for key in overlay)
+        self._extra = sum(key not in self.base.keys for key in overlay)
 
     def __getitem__(self, key: str) -> Entry:
         entry = self.overlay.get(key)
         if entry is not None:
             return entry
-        return self.base.entry(self.base.index[key])
+        i = self.base.keys.get(key)
+        if i is None:
+            raise KeyError(key)
+        return self.base.entry(i)
 
     def get(self, key: str, default: Any = None) -> Any:
         entry = self.overlay.get(key)
         if entry is not None:
             return entry
-        i = self.base.index.get(key)
+        i = self.base.keys.get(key)
         return default if i is None else self.base.entry(i)
 
     def status(self, key: str) -> Status | None:
@@ -528,7 +526,7 @@ class LedgerState(MutableMapping[str, Entry]):
         entry = self.overlay.get(key)
         if entry is not None:
             return entry.status
-        i = self.base.index.get(key)
+        i = self.base.keys.get(key)
         return None if i is None else _STATUSES[self.base.status[i]]
 
     def with_status(self, status: Status) -> list[Entry]:
@@ -545,18 +543,21 @@ class LedgerState(MutableMapping[str, Entry]):
         """Every entry, ordered by (row, phone) as ``sorted`` would (stably, in iteration
         order), building one ``Entry`` at a time: the results CSV's compaction."""
         base, overlay = self.base, self.overlay
-        n, keys, index = len(base), base.keys, base.index
-        extra = [entry for key, entry in overlay.items() if key not in index]
+        n, keys = len(base), base.keys
+        extra, shown = [], {}  # the overlay's new leads; the table's entries it replaces
         rows = array("q", base.rows)
         for key, entry in overlay.items():
-            if (i := index.get(key)) is not None:
+            if (i := keys.get(key)) is not None:
                 rows[i] = entry.row
+                shown[i] = entry
+            else:
+                extra.append(entry)
         rows.extend(entry.row for entry in extra)
 
         def at(i: int) -> Entry:
             if i >= n:
                 return extra[i - n]
-            entry = overlay.get(keys[i])
+            entry = shown.get(i)
             return entry if entry is not None else base.entry(i)
 
         # The table is in the order the results CSV had when it was read, which this wrote
@@ -601,7 +602,9 @@ class LedgerState(MutableMapping[str, Entry]):
             entry = replace(entry, row=row)
             self.overlay[key] = entry
             return entry
-        i = self.base.index[key]
+        i = self.base.keys.get(key)
+        if i is None:
+            raise KeyError(key)
         self.base.rows[i] = row
         return self.base.entry(i)
 
@@ -635,7 +638,7 @@ class LedgerState(MutableMapping[str, Entry]):
     def counts(self) -> Counter[str]:
         base, overlay = self.base, self.overlay
         found = [base.status.count(code) for code in range(len(_STATUSES))]
-        for i in map(base.index.get, overlay):
+        for i in map(base.keys.get, overlay):
             if i is not None:
                 found[base.status[i]] -= 1  # shown by the overlay instead
         counts = Counter({_STATUSES[code].value: n for code, n in enumerate(found) if n})
@@ -643,7 +646,7 @@ class LedgerState(MutableMapping[str, Entry]):
         return counts
 
     def __setitem__(self, key: str, entry: Entry) -> None:
-        if key not in self.overlay and key not in self.base.index:
+        if key not in self.overlay and key not in self.base.keys:
             self._extra += 1
         self.overlay[key] = entry
 
@@ -652,11 +655,11 @@ class LedgerState(MutableMapping[str, Entry]):
 
     def __iter__(self) -> Iterator[str]:
         yield from self.base.keys
-        index = self.base.index
-        yield from (key for key in self.overlay if key not in index)
+        keys = self.base.keys
+        yield from (key for key in self.overlay if key not in keys)
 
     def __len__(self) -> int:
         return len(self.base) + self._extra
 
     def __contains__(self, key: object) -> bool:
-        return key in self.overlay or key in self.base.index
+        return key in self.overlay or key in self.base.keys

@@ -719,7 +719,7 @@ class Ledger:
             loads.update(check.loads)
             rows = check.table
             for i in range(len(rows)):
-                j = base.index.get(rows.keys[i])
+                j = base.keys.get(rows.keys[i])
                 if j is None or not base.journaled[j]:  # else the journal has the say
                     base.put(rows.entry(i), False)
             self._scan_journal(journal_at, lambda entry: base.put(entry, True))
@@ -860,7 +860,7 @@ class Ledger:
             for key, entry in overlay.items():
                 if entry.status in LOAD_TIME or key in journaled:
                     continue  # a load-time row (kept apart), or the journal decides this lead
-                i = base.index.get(key)
+                i = base.keys.get(key)
                 if (i is None or not base.journaled[i]) and not base.put(entry, False):
                     raise ValueError("no layout for these entries")  # a results row only
             loads = [to_record(e) for e in self._entries.overlay.values() if e.status in LOAD_TIME]
@@ -925,7 +925,7 @@ def read_state_noted(
         if check.ok:
             rows = check.table
             for i in range(len(rows)):
-                j = base.index.get(rows.keys[i])
+                j = base.keys.get(rows.keys[i])
                 if j is None or not base.journaled[j]:  # the journal has no say on this lead
                     base.put(rows.entry(i), False)
             scan_journal(journal, lambda entry: base.put(entry, True), start=journal_at)
