@@ -14,9 +14,10 @@ It is pure: it reads nothing, writes nothing and keeps leads as indices (a milli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -89,10 +90,25 @@ def seconds_until(settings: Settings, now: datetime) -> float | None:
     return (until - local).total_seconds()
 
 
+def _judged(
+    pending: Iterable[tuple[int, str]], open_keys: Callable[[Sequence[str]], Sequence[bool]]
+) -> Iterator[tuple[int, str, bool]]:
+    """``(index, key, open)`` of each pending lead, asking ``open_keys`` a batch at a time."""
+    batch: list[tuple[int, str]] = []
+    for item in chain(pending, [None]):
+        if item is not None:
+            batch.append(item)
+        if batch and (item is None or len(batch) >= 65536):
+            flags = open_keys([key for _, key in batch])
+            yield from ((i, key, flag) for (i, key), flag in zip(batch, flags, strict=True))
+            batch = []
+
+
 def choose(
     loaded: LoadResult,
     *,
     open_key: Callable[[str], bool],
+    open_keys: Callable[[Sequence[str]], Sequence[bool]] | None = None,
     due: Callable[[int, str], str | None] | None = None,
     closed: Callable[[Lead], str | None] | None = None,
     max_calls: int | None = None,
@@ -100,7 +116,8 @@ def choose(
 ) -> Choice:
     """Who is dialed now, from the dialable leads of ``loaded`` in file order.
 
-    ``open_key(key)``: the records allow a first call (none yet, or never sent). ``due(index,
+    ``open_key(key)``: the records allow a first call (none yet, or never sent); ``open_keys``,
+    when given, answers it for many keys at once (asked instead). ``due(index,
     key)``: for a lead that is not open, why it is due another call (recycling), else None.
     ``closed(lead)``: why it may not be called now (calling hours), else None. ``max_calls``
     caps the leads dialed; ``until`` is the seconds left before ``--until`` (<= 0: passed, so
@@ -109,9 +126,13 @@ def choose(
     picked: list[int] = []
     recycled: list[tuple[int, str]] = []
     dialable = 0
-    for i, key in loaded.pending_keys():
+    if open_keys is None:
+        judged = ((i, key, open_key(key)) for i, key in loaded.pending_keys())
+    else:
+        judged = _judged(loaded.pending_keys(), open_keys)
+    for i, key, opened in judged:
         dialable += 1
-        if open_key(key):
+        if opened:
             picked.append(i)
         elif due is not None and (why := due(i, key)) is not None:
             recycled.append((i, why))

@@ -265,6 +265,7 @@ def plan(
     state = read_state(settings.output)
     changes = _changes(settings, loaded, state)
     choice = choose(loaded, open_key=lambda key: _open_in(state, settings, key, now.timestamp()),
+                    open_keys=_opens_in(state, settings, now.timestamp()),
                     due=lambda index, key: _due_in(state, settings, key, now.timestamp()),
                     closed=Hours(settings, lambda: now),
                     max_calls=settings.max_calls,
@@ -320,6 +321,29 @@ def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: floa
         and settings.redial_in_doubt
         and (grace_ends(entry, settings.in_doubt_grace) <= now)
     )
+
+
+def _opens_in(
+    state: Mapping[str, Entry], settings: Settings, now: float
+) -> Callable[[Sequence[str]], list[bool]] | None:
+    """``_open_in`` for many keys at once, over the ledger's table (None for a plain dict):
+    only a lead in doubt is looked at one by one."""
+    if not isinstance(state, LedgerState):
+        return None
+
+    def opens(keys: Sequence[str]) -> list[bool]:
+        found = []
+        for key, status in zip(keys, state.statuses(keys), strict=True):
+            if status is None or status in NEVER_SENT:
+                found.append(True)
+            else:
+                found.append(status in _DOUBT and _open_in(state, settings, key, now))
+        return found
+
+    return opens
+
+
+_DOUBT = (Status.IN_DOUBT, Status.DIALING)
 
 
 def _due_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> str | None:

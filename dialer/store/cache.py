@@ -356,30 +356,41 @@ class EntryTable:
         table = base.copy() if base is not None else cls()
         return table if table.update(changes.values()) else None
 
-    def _packed_text(self) -> tuple[bytes | bytearray, array[int]]:
-        """The blob with each entry's text in entry order and nothing else, and the offsets
-        (n + 1, cumulative) of that layout; the blob itself when it already is so."""
-        starts, ends = self.starts, self.ends
-        offsets = array("q", [0])
-        if not self.garbage and (not starts or (starts[0] == 0 and all(
-                starts[i + 1] == ends[i] for i in range(len(starts) - 1)))):  # fmt: skip
-            offsets += ends
-            return self.text, offsets
-        text, packed = memoryview(self.text), bytearray()
-        for s, e in zip(starts, ends, strict=True):
-            packed += text[s:e]
-            offsets.append(len(packed))
-        return packed, offsets
+    def pack(self) -> None:
+        """Lay the blob out as each entry's text in entry order and nothing else, in place:
+        the entries already so from the first one on (usually all but the few a run changed)
+        stay where they are; only the text of the entries after them is copied (a million
+        leads' blob is never held twice)."""
+        starts, ends, text = self.starts, self.ends, self.text
+        n, k, at = len(starts), 0, 0
+        while k < n and starts[k] == at:
+            at = ends[k]
+            k += 1
+        if k == n and at == len(text):
+            self.garbage = 0
+            return
+        tail = bytearray()
+        with memoryview(text) as view:
+            for i in range(k, n):
+                start, end = starts[i], ends[i]
+                starts[i] = at + len(tail)
+                tail += view[start:end]
+                ends[i] = at + len(tail)
+        del text[at:]
+        text += tail
+        self.garbage = 0
 
     def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
         """The header and parts of the snapshot file (views of the table: write them before
-        changing it)."""
+        changing it). Packs the blob first (``pack``)."""
+        self.pack()
         keys, other = self.keys.dump()
         header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items()),
                   "other_keys": other}  # fmt: skip
-        text, offsets = self._packed_text()
+        offsets = array("q", [0])
+        offsets += self.ends
         arrays = (self.rows, self.attempts, self.sent, offsets)
-        parts = [keys, self.status, self.journaled, text]
+        parts = [keys, self.status, self.journaled, self.text]
         return header, parts + [memoryview(values).cast("B") for values in arrays]
 
     @classmethod
@@ -528,6 +539,18 @@ class LedgerState(MutableMapping[str, Entry]):
             return entry.status
         i = self.base.keys.get(key)
         return None if i is None else _STATUSES[self.base.status[i]]
+
+    def statuses(self, keys: Sequence[str]) -> list[Status | None]:
+        """``status`` of each of ``keys`` at once (the table searched in one call)."""
+        base, overlay = self.base, self.overlay
+        codes = base.status
+        found = [None if i < 0 else _STATUSES[codes[i]] for i in base.keys.find_many(keys)]
+        if overlay:
+            for n, key in enumerate(keys):
+                entry = overlay.get(key)
+                if entry is not None:
+                    found[n] = entry.status
+        return found
 
     def with_status(self, status: Status) -> list[Entry]:
         code, base, overlay = _STATUSES.index(status), self.base, self.overlay

@@ -75,6 +75,30 @@ class KeyIndex:
         j = bisect_left(found, code)
         return self.order[j] if j < len(found) and found[j] == code else None
 
+    def find_many(self, keys: Sequence[str]) -> list[int]:
+        """The entry of each of ``keys``, -1 for none: ``get`` for many at once (a resume's
+        planner asks for a million, searched in one numpy call)."""
+        if len(keys) < _SMALL:
+            return [-1 if (i := self.get(key)) is None else i for key in keys]
+        import numpy
+
+        self.merge()
+        codes = numpy.fromiter(map(key_code, keys), numpy.int64, len(keys))
+        if not self.sorted:
+            found = numpy.full(len(keys), -1, dtype=numpy.int64)
+        else:
+            ordered = numpy.frombuffer(self.sorted, dtype=numpy.int64)
+            j = numpy.searchsorted(ordered, codes)
+            j[j >= len(ordered)] = 0
+            hit = (ordered[j] == codes) & (codes >= 0)
+            found = numpy.where(hit, numpy.frombuffer(self.order, dtype=numpy.int64)[j], -1)
+            del ordered, j, hit  # the arrays' buffers are free again (they may grow)
+        result = found.tolist()
+        if self.other_at:
+            for n in numpy.flatnonzero(codes < 0).tolist():
+                result[n] = self.other_at.get(keys[n], -1)
+        return result
+
     def append(self, key: str) -> int:
         """Add ``key`` (which has no entry yet) as the next entry; returns that entry."""
         i = len(self.codes)
@@ -103,15 +127,16 @@ class KeyIndex:
             return
         import numpy  # here: a small or unchanged table needs none (numpy comes with pandas)
 
-        codes = numpy.concatenate((numpy.frombuffer(self.sorted, dtype=numpy.int64),
-                                   numpy.fromiter((c for c, _ in added), numpy.int64,
-                                                  len(added))))  # fmt: skip
-        at = numpy.concatenate((numpy.frombuffer(self.order, dtype=numpy.int64),
-                                numpy.fromiter((i for _, i in added), numpy.int64,
-                                               len(added))))  # fmt: skip
+        codes = numpy.fromiter((c for c, _ in added), numpy.int64, len(added))
+        at = numpy.fromiter((i for _, i in added), numpy.int64, len(added))
         del added
-        order = numpy.argsort(codes, kind="stable")  # two sorted runs: merged in linear time
-        self.sorted, self.order = _array(codes[order]), _array(at[order])
+        where = numpy.searchsorted(numpy.frombuffer(self.sorted, dtype=numpy.int64), codes)
+        # One array at a time, each copied into an ``array`` and its numpy result freed: a
+        # million keys' merge holds two copies of one array at most.
+        self.sorted = _array(numpy.insert(numpy.frombuffer(self.sorted, dtype=numpy.int64),
+                                          where, codes))  # fmt: skip
+        self.order = _array(numpy.insert(numpy.frombuffer(self.order, dtype=numpy.int64),
+                                         where, at))  # fmt: skip
         self.recent = {}
 
     def copy(self) -> KeyIndex:

@@ -47,7 +47,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -411,6 +411,10 @@ class Ledger:
         """True when the ledger has no final or in-doubt record for a dialable lead's ``key``."""
         status = self._entries.status(key)
         return status is None or status in NEVER_SENT
+
+    def open_keys(self, keys: Sequence[str]) -> list[bool]:
+        """``open_key`` of each of ``keys`` at once (a resume's planner asks for a million)."""
+        return [status is None or status in NEVER_SENT for status in self._entries.statuses(keys)]
 
     def status_of(self, key: str) -> Status | None:
         """The status recorded for ``key``, None if none (no ``Entry`` is built)."""
