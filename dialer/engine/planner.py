@@ -14,10 +14,10 @@ It is pure: it reads nothing, writes nothing and keeps leads as indices (a milli
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
+from itertools import compress, islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -90,20 +90,6 @@ def seconds_until(settings: Settings, now: datetime) -> float | None:
     return (until - local).total_seconds()
 
 
-def _judged(
-    pending: Iterable[tuple[int, str]], open_keys: Callable[[Sequence[str]], Sequence[bool]]
-) -> Iterator[tuple[int, str, bool]]:
-    """``(index, key, open)`` of each pending lead, asking ``open_keys`` a batch at a time."""
-    batch: list[tuple[int, str]] = []
-    for item in chain(pending, [None]):
-        if item is not None:
-            batch.append(item)
-        if batch and (item is None or len(batch) >= 65536):
-            flags = open_keys([key for _, key in batch])
-            yield from ((i, key, flag) for (i, key), flag in zip(batch, flags, strict=True))
-            batch = []
-
-
 def choose(
     loaded: LoadResult,
     *,
@@ -126,17 +112,20 @@ def choose(
     picked: list[int] = []
     recycled: list[tuple[int, str]] = []
     dialable = 0
-    if open_keys is None:
-        judged = ((i, key, open_key(key)) for i, key in loaded.pending_keys())
-    else:
-        judged = _judged(loaded.pending_keys(), open_keys)
-    for i, key, opened in judged:
-        dialable += 1
-        if opened:
-            picked.append(i)
-        elif due is not None and (why := due(i, key)) is not None:
-            recycled.append((i, why))
-            picked.append(i)
+    pending = loaded.pending_keys()
+    while batch := list(islice(pending, 65536)):  # a batch of leads judged at once
+        keys = [key for _, key in batch]
+        opened = open_keys(keys) if open_keys is not None else [open_key(k) for k in keys]
+        dialable += len(batch)
+        if due is None:
+            picked.extend(compress([i for i, _ in batch], opened))
+            continue
+        for (i, key), one_open in zip(batch, opened, strict=True):
+            if one_open:
+                picked.append(i)
+            elif (why := due(i, key)) is not None:
+                recycled.append((i, why))
+                picked.append(i)
     choice = Choice(Subset(leads, picked), recycled, already_done=dialable - len(picked))
     if closed is not None and picked:
         inside = []

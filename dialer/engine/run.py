@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -332,12 +333,11 @@ def _opens_in(
         return None
 
     def opens(keys: Sequence[str]) -> list[bool]:
-        found = []
-        for key, status in zip(keys, state.statuses(keys), strict=True):
-            if status is None or status in NEVER_SENT:
-                found.append(True)
-            else:
-                found.append(status in _DOUBT and _open_in(state, settings, key, now))
+        found = state.status_in(keys, [None, *NEVER_SENT])
+        if settings.redial_in_doubt:  # a lead in doubt may be open again: looked at alone
+            doubt = state.status_in(keys, _DOUBT)
+            for n in compress(range(len(keys)), doubt):
+                found[n] = _open_in(state, settings, keys[n], now)
         return found
 
     return opens

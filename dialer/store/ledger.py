@@ -414,7 +414,7 @@ class Ledger:
 
     def open_keys(self, keys: Sequence[str]) -> list[bool]:
         """``open_key`` of each of ``keys`` at once (a resume's planner asks for a million)."""
-        return [status is None or status in NEVER_SENT for status in self._entries.statuses(keys)]
+        return self._entries.status_in(keys, [None, *NEVER_SENT])
 
     def status_of(self, key: str) -> Status | None:
         """The status recorded for ``key``, None if none (no ``Entry`` is built)."""
