@@ -1,18 +1,19 @@
 """Derived files that only save time, never the source of truth: the parse cache and the snapshot.
 
-Owns two files beside the results CSV (``leads.results.csv`` below), both written only under the
-run lock, atomically (temp file, fsync, rename, fsync of the directory), each with a SHA-256 of
-its payload; any doubt about one (a checksum, a key, a size, a format) and it is ignored, never
-trusted, and the slow path runs instead. Deleting either at any time is safe.
+Owns three files in the campaign's state folder (``leads.results.csv.dialer/`` beside the
+results CSV ``leads.results.csv``: ``files.state_file``), each written only under the run
+lock, atomically (temp file, fsync, rename, fsync of the directory), with a SHA-256 of its
+payload; any doubt about one (a checksum, a key, a size, a format) and it is ignored, never
+trusted, and the slow path runs instead. Deleting any of them at any time is safe.
 
-* ``leads.results.csv.leads-cache``  the leads file as the loader parsed it (``LeadRows.dump``),
+* ``leads-cache``  the leads file as the loader parsed it (``LeadRows.dump``),
   keyed by a SHA-256 of everything the parse depends on (``leads_key``): the leads file's bytes,
   the do-not-call file's bytes, the column mapping, region, encoding, delimiter, sheet,
   ``allow_possible``, the phonenumbers version and the source of the parsing modules.
-* ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
+* ``state``        the ledger's replayed state (``EntryTable``) as of a journal
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
-* ``leads.results.csv.leads-mark``  which leads file (its parse cache key) the ledger was last
+* ``leads-mark``   which leads file (its parse cache key) the ledger was last
   compared with (``dialer.store.edits``), and what that left to say, as of the journal and results
   files' sizes and last 64 KiB at the close. While nothing has touched them since and the file
   is the same, a run need not compare a million leads again.
