@@ -33,7 +33,14 @@ import os
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -707,8 +714,46 @@ class LedgerState(MutableMapping[str, Entry]):
         keys = self.base.keys
         yield from (key for key in self.overlay if key not in keys)
 
+    def values(self) -> ValuesView[Entry]:
+        """Every entry, in ``__iter__``'s order, walking the table (no key looked up)."""
+        return _Values(self)
+
+    def items(self) -> ItemsView[str, Entry]:
+        """``(key, entry)`` in ``__iter__``'s order, walking the table (no key looked up)."""
+        return _Items(self)
+
+    def walk(self) -> Iterator[tuple[str, Entry]]:
+        """``items`` as a plain iterator: the table's entries (the overlay's where it has
+        one), then the overlay's new leads."""
+        base, overlay = self.base, self.overlay
+        keys, extra, shown = base.keys, [], {}
+        for key, entry in overlay.items():
+            i = keys.get(key)
+            if i is None:
+                extra.append((key, entry))
+            else:
+                shown[i] = entry
+        for i, key in enumerate(keys):
+            entry = shown.get(i)
+            yield key, entry if entry is not None else base.entry(i)
+        yield from extra
+
     def __len__(self) -> int:
         return len(self.base) + self._extra
 
     def __contains__(self, key: object) -> bool:
         return key in self.overlay or key in self.base.keys
+
+
+class _Values(ValuesView[Entry]):
+    _mapping: LedgerState
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (entry for _, entry in self._mapping.walk())
+
+
+class _Items(ItemsView[str, Entry]):
+    _mapping: LedgerState
+
+    def __iter__(self) -> Iterator[tuple[str, Entry]]:
+        return self._mapping.walk()
