@@ -725,17 +725,24 @@ class LedgerState(MutableMapping[str, Entry]):
     def walk(self) -> Iterator[tuple[str, Entry]]:
         """``items`` as a plain iterator: the table's entries (the overlay's where it has
         one), then the overlay's new leads."""
+        return ((entry.key, entry) for entry in self.walk_entries())
+
+    def walk_entries(self) -> Iterator[Entry]:
+        """``values`` as a plain iterator (see ``walk``)."""
         base, overlay = self.base, self.overlay
         keys, extra, shown = base.keys, [], {}
         for key, entry in overlay.items():
             i = keys.get(key)
             if i is None:
-                extra.append((key, entry))
+                extra.append(entry)
             else:
                 shown[i] = entry
-        for i, key in enumerate(keys):
-            entry = shown.get(i)
-            yield key, entry if entry is not None else base.entry(i)
+        if not shown:
+            yield from map(base.entry, range(len(base)))
+        else:
+            for i in range(len(base)):
+                entry = shown.get(i)
+                yield entry if entry is not None else base.entry(i)
         yield from extra
 
     def __len__(self) -> int:
@@ -749,7 +756,7 @@ class _Values(ValuesView[Entry]):
     _mapping: LedgerState
 
     def __iter__(self) -> Iterator[Entry]:
-        return (entry for _, entry in self._mapping.walk())
+        return self._mapping.walk_entries()
 
 
 class _Items(ItemsView[str, Entry]):
