@@ -285,3 +285,19 @@ def test_a_table_updated_in_place_dumps_and_restores_to_the_same_entries(first, 
         table.entry(i) for i in range(len(table))
     ]
     assert again.garbage == 0 and len(again.text) == len(table.text) - table.garbage
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(tables, tables)
+def test_a_states_items_and_values_walk_the_table_as_its_keys_and_lookups_say(first, changes):
+    """``items``/``values`` walk the table by position (no key looked up, ``dialer status``'s
+    million leads): the same pairs, in the same order, as iterating the keys and asking each,
+    the overlay's entries winning and its new leads last; ``status_in`` agrees with ``status``."""
+    from dialer.store.cache import LedgerState
+
+    state = LedgerState(EntryTable.build(first.values()), {k: e for k, (e, _) in changes.items()})
+    assert list(state.items()) == [(key, state[key]) for key in state]
+    assert list(state.values()) == [state[key] for key in state]
+    keys = [*state, "+999", "row:77"]
+    wanted = {None, Status.CALLED}
+    assert state.status_in(keys, wanted) == [state.status(key) in wanted for key in keys]

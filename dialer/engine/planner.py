@@ -14,9 +14,10 @@ It is pure: it reads nothing, writes nothing and keeps leads as indices (a milli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress, islice
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -93,6 +94,7 @@ def choose(
     loaded: LoadResult,
     *,
     open_key: Callable[[str], bool],
+    open_keys: Callable[[Sequence[str]], Sequence[bool]] | None = None,
     due: Callable[[int, str], str | None] | None = None,
     closed: Callable[[Lead], str | None] | None = None,
     max_calls: int | None = None,
@@ -100,7 +102,8 @@ def choose(
 ) -> Choice:
     """Who is dialed now, from the dialable leads of ``loaded`` in file order.
 
-    ``open_key(key)``: the records allow a first call (none yet, or never sent). ``due(index,
+    ``open_key(key)``: the records allow a first call (none yet, or never sent); ``open_keys``,
+    when given, answers it for many keys at once (asked instead). ``due(index,
     key)``: for a lead that is not open, why it is due another call (recycling), else None.
     ``closed(lead)``: why it may not be called now (calling hours), else None. ``max_calls``
     caps the leads dialed; ``until`` is the seconds left before ``--until`` (<= 0: passed, so
@@ -109,13 +112,20 @@ def choose(
     picked: list[int] = []
     recycled: list[tuple[int, str]] = []
     dialable = 0
-    for i, key in loaded.pending_keys():
-        dialable += 1
-        if open_key(key):
-            picked.append(i)
-        elif due is not None and (why := due(i, key)) is not None:
-            recycled.append((i, why))
-            picked.append(i)
+    pending = loaded.pending_keys()
+    while batch := list(islice(pending, 65536)):  # a batch of leads judged at once
+        keys = [key for _, key in batch]
+        opened = open_keys(keys) if open_keys is not None else [open_key(k) for k in keys]
+        dialable += len(batch)
+        if due is None:
+            picked.extend(compress([i for i, _ in batch], opened))
+            continue
+        for (i, key), one_open in zip(batch, opened, strict=True):
+            if one_open:
+                picked.append(i)
+            elif (why := due(i, key)) is not None:
+                recycled.append((i, why))
+                picked.append(i)
     choice = Choice(Subset(leads, picked), recycled, already_done=dialable - len(picked))
     if isinstance(closed, Hours) and closed.window is None:
         closed = None  # no calling hours: nobody is closed, and no Lead need be built to see it

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,7 @@ def plan(
     changes = _changes(settings, loaded, state)
     stamp = now.timestamp()
     choice = choose(loaded, open_key=lambda key: _open_in(state, settings, key, stamp),
+                    open_keys=_opens_in(state, settings, stamp),
                     due=lambda index, key: _due_in(state, settings, key, stamp),
                     closed=Hours(settings, lambda: now),
                     max_calls=settings.max_calls,
@@ -331,6 +333,28 @@ def _open_in(state: Mapping[str, Entry], settings: Settings, key: str, now: floa
         and settings.redial_in_doubt
         and (grace_ends(entry, settings.in_doubt_grace) <= now)
     )
+
+
+def _opens_in(
+    state: Mapping[str, Entry], settings: Settings, now: float
+) -> Callable[[Sequence[str]], list[bool]] | None:
+    """``_open_in`` for many keys at once, over the ledger's table (None for a plain dict):
+    only a lead in doubt is looked at one by one."""
+    if not isinstance(state, LedgerState):
+        return None
+
+    def opens(keys: Sequence[str]) -> list[bool]:
+        found = state.status_in(keys, [None, *NEVER_SENT])
+        if settings.redial_in_doubt:  # a lead in doubt may be open again: looked at alone
+            doubt = state.status_in(keys, _DOUBT)
+            for n in compress(range(len(keys)), doubt):
+                found[n] = _open_in(state, settings, keys[n], now)
+        return found
+
+    return opens
+
+
+_DOUBT = (Status.IN_DOUBT, Status.DIALING)
 
 
 def _due_in(state: Mapping[str, Entry], settings: Settings, key: str, now: float) -> str | None:

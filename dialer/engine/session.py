@@ -170,7 +170,7 @@ class Session:
             entry = ledger.get(key)
             return None if entry is None else due_under(self.settings, entry, now=now)
 
-        choice = choose(self.loaded, open_key=ledger.open_key,
+        choice = choose(self.loaded, open_key=ledger.open_key, open_keys=ledger.open_keys,
                         due=due if self.settings.retry_outcomes else None,
                         closed=self.hours if self.hours.window else None,
                         max_calls=self.settings.max_calls, until=until)  # fmt: skip

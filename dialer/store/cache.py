@@ -1,18 +1,19 @@
 """Derived files that only save time, never the source of truth: the parse cache and the snapshot.
 
-Owns two files beside the results CSV (``leads.results.csv`` below), both written only under the
-run lock, atomically (temp file, fsync, rename, fsync of the directory), each with a SHA-256 of
-its payload; any doubt about one (a checksum, a key, a size, a format) and it is ignored, never
-trusted, and the slow path runs instead. Deleting either at any time is safe.
+Owns three files in the campaign's state folder (``leads.results.csv.dialer/`` beside the
+results CSV ``leads.results.csv``: ``files.state_file``), each written only under the run
+lock, atomically (temp file, fsync, rename, fsync of the directory), with a SHA-256 of its
+payload; any doubt about one (a checksum, a key, a size, a format) and it is ignored, never
+trusted, and the slow path runs instead. Deleting any of them at any time is safe.
 
-* ``leads.results.csv.leads-cache``  the leads file as the loader parsed it (``LeadRows.dump``),
+* ``leads-cache``  the leads file as the loader parsed it (``LeadRows.dump``),
   keyed by a SHA-256 of everything the parse depends on (``leads_key``): the leads file's bytes,
   the do-not-call file's bytes, the column mapping, region, encoding, delimiter, sheet,
   ``allow_possible``, the phonenumbers version and the source of the parsing modules.
-* ``leads.results.csv.state``       the ledger's replayed state (``EntryTable``) as of a journal
+* ``state``        the ledger's replayed state (``EntryTable``) as of a journal
   prefix and a results-file prefix, each named by its length and SHA-256. It is used only while
   both files still begin with exactly those bytes; then only what follows is replayed.
-* ``leads.results.csv.leads-mark``  which leads file (its parse cache key) the ledger was last
+* ``leads-mark``   which leads file (its parse cache key) the ledger was last
   compared with (``dialer.store.edits``), and what that left to say, as of the journal and results
   files' sizes and last 64 KiB at the close. While nothing has touched them since and the file
   is the same, a run need not compare a million leads again.
@@ -32,7 +33,14 @@ import os
 import sys
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -42,11 +50,13 @@ from dialer.leads.leadrows import LeadRows
 from dialer.leads.loader import LoadResult
 from dialer.model import Status
 from dialer.store.journal import from_record
+from dialer.store.keyindex import KeyIndex
 from dialer.store.results import Entry
 
 _MAGIC = b"dialer-cache 1\n"
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
 _STATUSES = list(Status)
+_SHOWN: list[Status | None] = [*_STATUSES]
 _CODES = {status: code for code, status in enumerate(_STATUSES)}
 _SEP_BYTE = _SEP.encode()
 # The code a parse depends on: a change to any of it makes every cache stale.
@@ -261,8 +271,7 @@ class EntryTable:
     one costs a byte an entry."""
 
     def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.index: dict[str, int] = {}
+        self.keys = KeyIndex()  # each entry's key, and each key's entry (``keys.get``)
         self.status = bytearray()  # index into Status
         self.journaled = bytearray()  # 1: the journal's last record; 0: a results row
         self.rows = array("q")
@@ -296,7 +305,7 @@ class EntryTable:
         if odd:
             raw = b""
         code = _CODES[entry.status]
-        i = self.index.get(entry.key)
+        i = self.keys.get(entry.key)
         if i is not None and i not in self.odd and self.text[self.starts[i] : self.ends[i]] == raw:
             start = self.starts[i]  # the same text (a journal line over its results row)
             self.garbage -= len(raw)  # not garbage after all (counted again below)
@@ -304,7 +313,6 @@ class EntryTable:
             start = len(self.text)
             self.text += raw
         if i is None:
-            self.index[entry.key] = len(self.keys)
             self.keys.append(entry.key)
             self.status.append(code)
             self.journaled.append(journaled)
@@ -340,7 +348,7 @@ class EntryTable:
 
     def copy(self) -> EntryTable:
         table = EntryTable()
-        table.keys, table.index = list(self.keys), dict(self.index)
+        table.keys = self.keys.copy()
         table.status, table.journaled = bytearray(self.status), bytearray(self.journaled)
         table.rows, table.attempts, table.sent = (array("q", self.rows),
             array("q", self.attempts), array("d", self.sent))  # fmt: skip
@@ -358,31 +366,41 @@ class EntryTable:
         table = base.copy() if base is not None else cls()
         return table if table.update(changes.values()) else None
 
-    def _packed_text(self) -> tuple[bytes | bytearray, array[int]]:
-        """The blob with each entry's text in entry order and nothing else, and the offsets
-        (n + 1, cumulative) of that layout; the blob itself when it already is so."""
-        starts, ends = self.starts, self.ends
-        offsets = array("q", [0])
-        if not self.garbage and (not starts or (starts[0] == 0 and all(
-                starts[i + 1] == ends[i] for i in range(len(starts) - 1)))):  # fmt: skip
-            offsets += ends
-            return self.text, offsets
-        text, packed = memoryview(self.text), bytearray()
-        for s, e in zip(starts, ends, strict=True):
-            packed += text[s:e]
-            offsets.append(len(packed))
-        return packed, offsets
+    def pack(self) -> None:
+        """Lay the blob out as each entry's text in entry order and nothing else, in place:
+        the entries already so from the first one on (usually all but the few a run changed)
+        stay where they are; only the text of the entries after them is copied (a million
+        leads' blob is never held twice)."""
+        starts, ends, text = self.starts, self.ends, self.text
+        n, k, at = len(starts), 0, 0
+        while k < n and starts[k] == at:
+            at = ends[k]
+            k += 1
+        if k == n and at == len(text):
+            self.garbage = 0
+            return
+        tail = bytearray()
+        with memoryview(text) as view:
+            for i in range(k, n):
+                start, end = starts[i], ends[i]
+                starts[i] = at + len(tail)
+                tail += view[start:end]
+                ends[i] = at + len(tail)
+        del text[at:]
+        text += tail
+        self.garbage = 0
 
     def dump(self) -> tuple[dict[str, Any], list[bytes | bytearray | memoryview]]:
         """The header and parts of the snapshot file (views of the table: write them before
-        changing it)."""
-        header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items())}
-        text, offsets = self._packed_text()
+        changing it). Packs the blob first (``pack``)."""
+        self.pack()
+        keys, other = self.keys.dump()
+        header = {"fields": _LAYOUT, "count": len(self), "odd": list(self.odd.items()),
+                  "other_keys": other}  # fmt: skip
+        offsets = array("q", [0])
+        offsets += self.ends
         arrays = (self.rows, self.attempts, self.sent, offsets)
-        keys = bytearray()  # a slice of keys at a time: never a second copy of them all
-        for at in range(0, len(self.keys), 65536):
-            keys += "".join((_SEP.join(self.keys[at : at + 65536]), _SEP)).encode()
-        parts = [keys, self.status, self.journaled, text]
+        parts = [keys, self.status, self.journaled, self.text]
         return header, parts + [memoryview(values).cast("B") for values in arrays]
 
     @classmethod
@@ -398,10 +416,8 @@ class EntryTable:
         taken = list(parts)
         if isinstance(parts, list):
             parts.clear()
-        keys = str(taken[0], "utf-8")
+        table.keys = KeyIndex.restore(taken[0], header["other_keys"])
         taken[0] = b""
-        table.keys = keys.split(_SEP)[:-1] if n else []
-        del keys
         table.status, table.journaled = bytearray(taken[1]), bytearray(taken[2])
         text = taken[3]
         table.text = text if isinstance(text, bytearray) else bytearray(text)
@@ -422,9 +438,6 @@ class EntryTable:
         table.starts, table.ends = offsets[:-1], offsets[1:]
         del offsets
         table.odd = {int(i): [str(v) for v in values] for i, values in header["odd"]}
-        table.index = dict(zip(table.keys, range(n), strict=True))
-        if len(table.index) != n:
-            raise ValueError("a key twice")
         return table
 
 
@@ -446,7 +459,9 @@ def _text_fields() -> tuple[str, ...] | None:
 
 
 _TEXT_FIELDS = _text_fields()
-_LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder]
+# "keys 2": the keys as numbers (``store.keyindex``); a snapshot of text keys is not read.
+_LAYOUT = [[f.name for f in fields(Entry)], [s.value for s in _STATUSES], sys.byteorder,
+           "keys 2"]  # fmt: skip
 
 
 # --- the ledger's state, over the snapshot -------------------------------------------------
@@ -509,19 +524,22 @@ class LedgerState(MutableMapping[str, Entry]):
     def __init__(self, base: EntryTable | None, overlay: dict[str, Entry]) -> None:
         self.base = base if base is not None else EntryTable()
         self.overlay = overlay
-        self._extra = sum(key not in self.base.index for key in overlay)
+        self._extra = sum(key not in self.base.keys for key in overlay)
 
     def __getitem__(self, key: str) -> Entry:
         entry = self.overlay.get(key)
         if entry is not None:
             return entry
-        return self.base.entry(self.base.index[key])
+        i = self.base.keys.get(key)
+        if i is None:
+            raise KeyError(key)
+        return self.base.entry(i)
 
     def get(self, key: str, default: Any = None) -> Any:
         entry = self.overlay.get(key)
         if entry is not None:
             return entry
-        i = self.base.index.get(key)
+        i = self.base.keys.get(key)
         return default if i is None else self.base.entry(i)
 
     def status(self, key: str) -> Status | None:
@@ -529,8 +547,44 @@ class LedgerState(MutableMapping[str, Entry]):
         entry = self.overlay.get(key)
         if entry is not None:
             return entry.status
-        i = self.base.index.get(key)
+        i = self.base.keys.get(key)
         return None if i is None else _STATUSES[self.base.status[i]]
+
+    def statuses(self, keys: Sequence[str]) -> list[Status | None]:
+        """``status`` of each of ``keys`` at once (the table searched in one call)."""
+        base, overlay = self.base, self.overlay
+        codes, shown = base.status, _SHOWN
+        found = [shown[codes[i]] if i >= 0 else None for i in base.keys.find_many(keys)]
+        if overlay:
+            for n, key in enumerate(keys):
+                entry = overlay.get(key)
+                if entry is not None:
+                    found[n] = entry.status
+        return found
+
+    def status_in(self, keys: Sequence[str], wanted: Iterable[Status | None]) -> list[bool]:
+        """Whether the status of each of ``keys`` is one of ``wanted`` (None: no entry), all
+        at once: ``statuses`` with no ``Status`` looked at one by one."""
+        wanted = set(wanted)
+        if len(keys) < 4096:
+            return [status in wanted for status in self.statuses(keys)]
+        import numpy
+
+        base, overlay = self.base, self.overlay
+        at = base.keys.find_array(keys)
+        codes = numpy.frombuffer(base.status, dtype=numpy.uint8) if base.status else None
+        known = numpy.full(len(keys), len(_STATUSES), dtype=numpy.int64)  # no entry
+        if codes is not None:
+            known[at >= 0] = codes[at[at >= 0]]
+            del codes
+        table = numpy.array([s in wanted for s in _STATUSES] + [None in wanted], dtype=bool)
+        found: list[bool] = table[known].tolist()
+        if overlay:
+            for n, key in enumerate(keys):
+                entry = overlay.get(key)
+                if entry is not None:
+                    found[n] = entry.status in wanted
+        return found
 
     def with_status(self, status: Status) -> list[Entry]:
         code, base, overlay = _STATUSES.index(status), self.base, self.overlay
@@ -546,18 +600,21 @@ class LedgerState(MutableMapping[str, Entry]):
         """Every entry, ordered by (row, phone) as ``sorted`` would (stably, in iteration
         order), building one ``Entry`` at a time: the results CSV's compaction."""
         base, overlay = self.base, self.overlay
-        n, keys, index = len(base), base.keys, base.index
-        extra = [entry for key, entry in overlay.items() if key not in index]
+        n, keys = len(base), base.keys
+        extra, shown = [], {}  # the overlay's new leads; the table's entries it replaces
         rows = array("q", base.rows)
         for key, entry in overlay.items():
-            if (i := index.get(key)) is not None:
+            if (i := keys.get(key)) is not None:
                 rows[i] = entry.row
+                shown[i] = entry
+            else:
+                extra.append(entry)
         rows.extend(entry.row for entry in extra)
 
         def at(i: int) -> Entry:
             if i >= n:
                 return extra[i - n]
-            entry = overlay.get(keys[i])
+            entry = shown.get(i)
             return entry if entry is not None else base.entry(i)
 
         # The table is in the order the results CSV had when it was read, which this wrote
@@ -602,7 +659,9 @@ class LedgerState(MutableMapping[str, Entry]):
             entry = replace(entry, row=row)
             self.overlay[key] = entry
             return entry
-        i = self.base.index[key]
+        i = self.base.keys.get(key)
+        if i is None:
+            raise KeyError(key)
         self.base.rows[i] = row
         return self.base.entry(i)
 
@@ -636,7 +695,7 @@ class LedgerState(MutableMapping[str, Entry]):
     def counts(self) -> Counter[str]:
         base, overlay = self.base, self.overlay
         found = [base.status.count(code) for code in range(len(_STATUSES))]
-        for i in map(base.index.get, overlay):
+        for i in map(base.keys.get, overlay):
             if i is not None:
                 found[base.status[i]] -= 1  # shown by the overlay instead
         counts = Counter({_STATUSES[code].value: n for code, n in enumerate(found) if n})
@@ -644,7 +703,7 @@ class LedgerState(MutableMapping[str, Entry]):
         return counts
 
     def __setitem__(self, key: str, entry: Entry) -> None:
-        if key not in self.overlay and key not in self.base.index:
+        if key not in self.overlay and key not in self.base.keys:
             self._extra += 1
         self.overlay[key] = entry
 
@@ -653,11 +712,56 @@ class LedgerState(MutableMapping[str, Entry]):
 
     def __iter__(self) -> Iterator[str]:
         yield from self.base.keys
-        index = self.base.index
-        yield from (key for key in self.overlay if key not in index)
+        keys = self.base.keys
+        yield from (key for key in self.overlay if key not in keys)
+
+    def values(self) -> ValuesView[Entry]:
+        """Every entry, in ``__iter__``'s order, walking the table (no key looked up)."""
+        return _Values(self)
+
+    def items(self) -> ItemsView[str, Entry]:
+        """``(key, entry)`` in ``__iter__``'s order, walking the table (no key looked up)."""
+        return _Items(self)
+
+    def walk(self) -> Iterator[tuple[str, Entry]]:
+        """``items`` as a plain iterator: the table's entries (the overlay's where it has
+        one), then the overlay's new leads."""
+        return ((entry.key, entry) for entry in self.walk_entries())
+
+    def walk_entries(self) -> Iterator[Entry]:
+        """``values`` as a plain iterator (see ``walk``)."""
+        base, overlay = self.base, self.overlay
+        keys, extra, shown = base.keys, [], {}
+        for key, entry in overlay.items():
+            i = keys.get(key)
+            if i is None:
+                extra.append(entry)
+            else:
+                shown[i] = entry
+        if not shown:
+            yield from map(base.entry, range(len(base)))
+        else:
+            for i in range(len(base)):
+                entry = shown.get(i)
+                yield entry if entry is not None else base.entry(i)
+        yield from extra
 
     def __len__(self) -> int:
         return len(self.base) + self._extra
 
     def __contains__(self, key: object) -> bool:
-        return key in self.overlay or key in self.base.index
+        return key in self.overlay or key in self.base.keys
+
+
+class _Values(ValuesView[Entry]):
+    _mapping: LedgerState
+
+    def __iter__(self) -> Iterator[Entry]:
+        return self._mapping.walk_entries()
+
+
+class _Items(ItemsView[str, Entry]):
+    _mapping: LedgerState
+
+    def __iter__(self) -> Iterator[tuple[str, Entry]]:
+        return self._mapping.walk()

@@ -161,7 +161,7 @@ def compare(
         state = LedgerState(None, state if isinstance(state, dict) else dict(state))
     table = state
     base, overlay = table.base, table.overlay
-    index, codes, rows = base.index, base.status, base.rows
+    index, codes, rows = base.keys, base.status, base.rows
     changes = FileChanges(moves=Moves(base))
     if not len(table):  # nothing recorded (a first run): nothing can differ, no pass needed
         return changes
@@ -221,7 +221,7 @@ def _unseen(
         if keys[at] not in overlay:
             yield keys[at], _STATUSES[codes[at]]
     for key, entry in overlay.items():
-        at = base.index.get(key)
+        at = base.keys.get(key)
         if key not in seen_extra and (at is None or not seen[at]):
             yield key, entry.status
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from dialer.errors import LeadsFileError, LedgerError
 from dialer.files import PRIVATE_FILE
@@ -42,6 +43,7 @@ from dialer.store.results import RESULT_COLUMNS, Entry, safe_cell
 
 _BOM = codecs.BOM_UTF8
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
+_BLOCK = 1 << 20  # the results file is read this many bytes at a time
 _LINES = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+")  # a line and its end, as csv reads it
 _STATUS = {status.value: status for status in Status}
 _REQUIRED = ("row", "phone", "status")
@@ -87,36 +89,38 @@ def inspect_results(
     """
     try:
         with open(path, "rb") as handle:
-            if start == 0:
-                data = handle.read()
-            else:
-                header_line = handle.readline()
-                handle.seek(start)
-                data = handle.read()
+            return _inspect(handle, start, written)
     except FileNotFoundError:
         return ResultsCheck(problem="is missing", kind="missing")
     except OSError as exc:
         raise LedgerError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _inspect(handle: BinaryIO, start: int, written: tuple[int, str] | None) -> ResultsCheck:
+    """``inspect_results`` of an open file, read a block at a time: a million rows' text is
+    never held whole (only the table it fills)."""
+    size = os.fstat(handle.fileno()).st_size
     check = ResultsCheck()
     signs = []  # what another program did to the file as a whole
+    header_line = handle.readline()
     if start == 0:
-        if not data:
+        if not size:
             return ResultsCheck(problem="is empty", kind="missing")
-        if written is not None and not _begins_with(data, *written):
+        if written is not None and not _begins_with(handle, *written):
             check.kind, check.problem = "re-saved", "rows were sorted, deleted or edited"
-        if not data.startswith(_BOM):
+        if not header_line.startswith(_BOM):
             signs.append("no UTF-8 BOM")
-        header_line, at = _first_line(data)
-        body = memoryview(data)[at:]  # no copy of a big file
+        at = len(header_line)
     else:
-        body, at = memoryview(data), start
+        at = start
+    decodes = _decodes(handle, at, size)
     try:
         header_text = header_line.removeprefix(_BOM).decode("utf-8")
-        text = str(body, "utf-8")
     except UnicodeDecodeError:
-        signs.append("not UTF-8")
+        decodes = False
         header_text = header_line.removeprefix(_BOM).decode("utf-8", "replace")
-        text = ""
+    if not decodes:
+        signs.append("not UTF-8")
     header = next(csv.reader([header_text]), [])
     missing = [c for c in _REQUIRED if c not in header]
     if missing and any(len(header_text.split(d)) > len(header) for d in ";\t"):
@@ -129,20 +133,22 @@ def inspect_results(
         return _resaved("its header was re-written")
     if any(name not in RESULT_COLUMNS for name in header):
         return _damaged("its header has columns the dialer never writes")
-    torn = _torn(data, len(data) - len(body))
-    if torn is not None and _whole_row(bytes(body[torn:]), len(header), header.index("status")):
-        check.unterminated = True  # a whole row, only its line end lost: kept
-        text += "\r\n"
-    elif torn is not None:
-        check.torn_at = at + torn
-        text = str(body[:torn], "utf-8")
-    del data, body  # from here on only the text is held (and the table it fills)
+    torn = _torn(handle, at, size)
+    end, tail = size, ""
+    if torn is not None:
+        handle.seek(at + torn)
+        if _whole_row(handle.read(), len(header), header.index("status")):
+            check.unterminated = True  # a whole row, only its line end lost: kept
+            tail = "\r\n"
+        else:
+            check.torn_at = end = at + torn
     lines: list[str] = []  # the physical lines of the row being read
 
-    def feed() -> Iterator[str]:  # as io.StringIO(text, newline="") splits, without its copy
-        for match in _LINES.finditer(text):  # (four bytes a character)
-            lines.append(match.group())
-            yield lines[-1]
+    def feed() -> Iterator[str]:  # as io.StringIO(text, newline="") splits the text
+        for text in _text(handle, at, end, tail):
+            for match in _LINES.finditer(text):
+                lines.append(match.group())
+                yield lines[-1]
 
     reader = csv.reader(feed(), strict=True)
     width = len(header)
@@ -157,7 +163,7 @@ def inspect_results(
             line += 1
             last = following is None and check.torn_at is None
             if last and cells and len(cells) < width and not _cell(cells, columns, "status"):
-                check.torn_at = at + len(text[:pos].encode("utf-8"))
+                check.torn_at = at + _bytes_of(handle, at, pos)
                 break  # a torn last row that happened to end its line: left out
             if not cells:
                 return _resaved(f"blank lines (line {line})")
@@ -191,7 +197,7 @@ def inspect_results(
 def missing_rows(check: ResultsCheck, journal: Iterable[Entry]) -> list[str]:
     """Keys of the leads the journal says finished (or were settled) that the results file has
     no row for: rows deleted by hand (the file is then rebuilt from the journal)."""
-    have = set(check.table.index) | set(check.loads)
+    have = set(check.table.keys) | set(check.loads)
     last = {entry.key: entry for entry in journal}
     return [k for k, e in last.items() if e.status in DIALED - {Status.DIALING} and k not in have]
 
@@ -279,17 +285,70 @@ def _delimiter(line: str) -> str:
     return "tab" if line.count("\t") > line.count(";") else ";"
 
 
-def _first_line(data: bytes) -> tuple[bytes, int]:
-    end = data.find(b"\n") + 1 or len(data)
-    return data[:end], end
-
-
-def _torn(data: bytes, at: int) -> int | None:
+def _torn(handle: BinaryIO, at: int, size: int) -> int | None:
     """Where a last row without its newline starts (from ``at``, where the rows start), or
     None when the rows end a line."""
-    if len(data) == at or data.endswith(b"\n"):
+    if size <= at:
         return None
-    return data.rfind(b"\n", at) + 1 - at if data.rfind(b"\n", at) >= 0 else 0
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
+        return None
+    end = size
+    while end > at:  # back a block at a time to the last newline
+        begin = max(at, end - _BLOCK)
+        handle.seek(begin)
+        found = handle.read(end - begin).rfind(b"\n")
+        if found >= 0:
+            return begin + found + 1 - at
+        end = begin
+    return 0
+
+
+def _blocks(handle: BinaryIO, at: int, end: int) -> Iterator[bytes]:
+    """The bytes from ``at`` to ``end``, a block at a time, each ending a line (``\\n``)
+    where one can (a UTF-8 character never holds that byte: each block decodes alone)."""
+    handle.seek(at)
+    left, rest = end - at, b""
+    while left > 0:
+        block = handle.read(min(_BLOCK, left))
+        if not block:
+            break
+        left -= len(block)
+        block = rest + block
+        cut = block.rfind(b"\n") + 1 if left > 0 else len(block)
+        rest = block[cut:]
+        if cut:
+            yield block[:cut]
+    if rest:
+        yield rest
+
+
+def _decodes(handle: BinaryIO, at: int, end: int) -> bool:
+    """Whether the bytes from ``at`` to ``end`` are UTF-8 (read a block at a time)."""
+    try:
+        for block in _blocks(handle, at, end):
+            block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _text(handle: BinaryIO, at: int, end: int, tail: str) -> Iterator[str]:
+    """The text from ``at`` to ``end`` (UTF-8: ``_decodes`` said so), a block at a time,
+    and ``tail`` after it."""
+    last = None
+    for block in _blocks(handle, at, end):
+        if last is not None:
+            yield last.decode("utf-8")
+        last = block
+    if last is not None or tail:
+        yield (last or b"").decode("utf-8") + tail  # the tail ends the last line
+
+
+def _bytes_of(handle: BinaryIO, at: int, chars: int) -> int:
+    """How many bytes the first ``chars`` characters from ``at`` take (the rare torn row)."""
+    handle.seek(at)
+    return len(handle.read(chars * 4).decode("utf-8", "ignore")[:chars].encode("utf-8"))
 
 
 def _whole_row(raw: bytes, width: int, status_at: int) -> bool:
@@ -310,8 +369,19 @@ def _torn_cells(cells: list[str], columns: dict[str, int]) -> bool:
     return not rest and any(known.startswith(status) for known in _STATUS)
 
 
-def _begins_with(data: bytes, size: int, sha: str) -> bool:
-    return len(data) >= size and hashlib.sha256(data[:size]).hexdigest() == sha
+def _begins_with(handle: BinaryIO, size: int, sha: str) -> bool:
+    """Whether the file's first ``size`` bytes have the SHA-256 ``sha`` (read a block at a
+    time)."""
+    digest = hashlib.sha256()
+    handle.seek(0)
+    left = size
+    while left > 0:
+        block = handle.read(min(_BLOCK, left))
+        if not block:
+            return False
+        digest.update(block)
+        left -= len(block)
+    return digest.hexdigest() == sha
 
 
 def _resaved(why: str) -> ResultsCheck:
