@@ -299,3 +299,29 @@ def test_the_lenient_read_puts_the_plus_back_and_refuses_a_guess(tmp_path):
     assert told == "2 leads (1 called, 1 invalid)"
     path.write_bytes(b"row;phone;status\r\n2;612 34 00 00;called\r\n")  # national: ES
     assert [e.key for e in read_leniently(path)[0]] == ["+34612340000"]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_the_file_read_a_block_at_a_time_reads_as_a_whole(tmp_path, monkeypatch, block):
+    """``inspect_results`` reads the file a block at a time (a million rows are never held
+    whole): whatever the block size, a cell holding line ends, a torn or unterminated last row
+    and an accent split between blocks read as they would whole."""
+    import dialer.store.salvage as salvage
+
+    rows = [_rows(CLEAN)[0]]
+    rows += [[str(n), "", f"+3461234{n:04d}", "called", f"c-{n}", "1",
+              "línea\r\ncon\rsaltos" if n % 3 else "", ""] for n in range(2, 40)]  # fmt: skip
+    body = _write(rows)
+    monkeypatch.setattr(salvage, "_BLOCK", block)
+    path = tmp_path / "r.csv"
+    for data, torn, unterminated, count in (
+        (body, None, False, 38),
+        (body + b"40,,+3461234", len(body), False, 38),
+        (body + b"40,,+34612340040,called,c-40,1,,", None, True, 39),
+    ):
+        path.write_bytes(data)
+        check = inspect_results(path)
+        assert check.ok, check.problem
+        found = (check.torn_at, check.unterminated, len(check.entries))
+        assert found == (torn, unterminated, count)
+        assert {e.error for e in check.entries} == {"línea\r\ncon\rsaltos", ""}
