@@ -18,13 +18,13 @@ from dialer.engine.run import load
 from dialer.model import Status
 from dialer.store.cache import (
     _SOURCES,
-    EntryTable,
     leads_cache_path,
     read_parts,
     save_leads_cache,
     write_parts,
 )
 from dialer.store.results import Entry
+from dialer.store.state import EntryTable
 
 
 def write(path: Path, text: str) -> Path:
@@ -225,7 +225,7 @@ def test_unseen_since_finds_exactly_the_entries_watching_for_a_late_call():
     a plain filter over every entry gives, odd entries (a separator in a text) included."""
     import time as _time
 
-    from dialer.store.cache import EntryTable, LedgerState
+    from dialer.store.state import LedgerState
 
     now = _time.time()
     entries = []
@@ -247,7 +247,7 @@ def test_unseen_since_finds_exactly_the_entries_watching_for_a_late_call():
 def test_in_row_order_lists_every_entry_as_sorting_them_by_row_and_phone_does(first, changes, rows):
     """The compaction's streamed order (no list of every ``Entry``) is ``sorted``'s, whatever
     the table's order, the overlay over it and the rows moved in place."""
-    from dialer.store.cache import LedgerState
+    from dialer.store.state import LedgerState
 
     state = LedgerState(EntryTable.build(first.values()), {k: e for k, (e, _) in changes.items()})
     for key, row in zip(list(state), rows, strict=False):
@@ -260,7 +260,7 @@ def test_in_row_order_lists_every_entry_as_sorting_them_by_row_and_phone_does(fi
 
 def test_in_row_order_sorts_a_reordered_million_row_table_too():
     """Beyond the entries merged in (a reordered file): sorted whole, ties by phone."""
-    from dialer.store.cache import LedgerState
+    from dialer.store.state import LedgerState
 
     entries = [(Entry(f"+3460{i:07d}", (i * 7919) % 70_000, f"+3460{i:07d}", Status.CALLED), True)
                for i in range(70_001)]  # fmt: skip
@@ -293,7 +293,7 @@ def test_a_states_items_and_values_walk_the_table_as_its_keys_and_lookups_say(fi
     """``items``/``values`` walk the table by position (no key looked up, ``dialer status``'s
     million leads): the same pairs, in the same order, as iterating the keys and asking each,
     the overlay's entries winning and its new leads last; ``status_in`` agrees with ``status``."""
-    from dialer.store.cache import LedgerState
+    from dialer.store.state import LedgerState
 
     state = LedgerState(EntryTable.build(first.values()), {k: e for k, (e, _) in changes.items()})
     assert list(state.items()) == [(key, state[key]) for key in state]

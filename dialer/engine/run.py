@@ -35,7 +35,6 @@ from dialer.leads.loader import ColumnMapping, LoadResult, load_dnc, load_leads
 from dialer.model import NEVER_SENT, Lead, Outcome, Status, Subset, per_minute
 from dialer.schedule import Slot, campaign_zone, forecast, lead_zones, window_from
 from dialer.store.cache import (
-    LedgerState,
     file_digest,
     leads_key,
     read_leads_cache,
@@ -51,6 +50,7 @@ from dialer.store.ledger import Ledger, read_state
 from dialer.store.results import Entry, require_results, utc_iso
 from dialer.store.sandboxmark import check_kind
 from dialer.store.sandboxmark import open_sandbox_store as open_sandbox_store  # for ``--sandbox``
+from dialer.store.state import LedgerState
 
 
 @dataclass(frozen=True)

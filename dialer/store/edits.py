@@ -39,8 +39,8 @@ from typing import Any
 
 from dialer.leads.loader import LoadResult
 from dialer.model import LOAD_TIME, Lead, Status
-from dialer.store.cache import EntryTable, LedgerState
 from dialer.store.results import Entry
+from dialer.store.state import EntryTable, LedgerState
 
 REMOVED_REASON = "no longer in the leads file: never sent"
 RETURNED_REASON = "back in the leads file"

@@ -1,4 +1,4 @@
-"""The keys of the ledger's table (``store.cache.EntryTable``), kept out of Python objects.
+"""The keys of the ledger's table (``store.state.EntryTable``), kept out of Python objects.
 
 Owns ``KeyIndex``: entry ``i``'s key (``keys[i]``) and the entry of a key (``keys.get(key)``)
 for a million leads in about 24 bytes a lead, where a list of ``str`` and a ``dict`` cost

@@ -35,7 +35,7 @@ the results CSV stay whole lines. Only the ledger writes these files: this modul
 writes), ``replay`` (the state read at open, a damaged file rebuilt, the snapshot saved at
 close) and ``locking`` (the lock), which ``Ledger`` builds on; ``readstate`` reads them without
 the lock. The results CSV's format lives in ``results``, a journal line's in ``journal``, the
-snapshot's in ``cache``, the appends in ``appender``.
+snapshot file's in ``cache``, the state it holds in ``state``, the appends in ``appender``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from dialer.errors import LedgerError
 from dialer.files import RunLock, file_mode, state_folder
 from dialer.model import NEVER_SENT, Lead, Outcome, Status
 from dialer.store.appender import Appender, append_whole
-from dialer.store.cache import EntryTable, LedgerState, state_path
+from dialer.store.cache import state_path
 from dialer.store.journal import encode_line, journal_path
 from dialer.store.locking import Locking, lock_info_path, lock_path
 from dialer.store.readstate import read_runs, read_state, read_state_noted, runs_path
@@ -71,6 +71,7 @@ from dialer.store.results import (
     utc_iso,
 )
 from dialer.store.sandboxmark import check_kind, mark_sandbox
+from dialer.store.state import EntryTable, LedgerState
 
 # Re-exported: the names callers have imported from here.
 __all__ = ["Appender", "Ledger", "append_whole", "journal_path", "lock_info_path", "lock_path",

@@ -20,7 +20,7 @@ from typing import Any
 from dialer.errors import LedgerError
 from dialer.files import state_file
 from dialer.model import LOAD_TIME, Status
-from dialer.store.cache import LedgerState, read_snapshot, snapshot_mark
+from dialer.store.cache import read_snapshot, snapshot_mark
 from dialer.store.journal import journal_path, read_journal, scan_journal
 from dialer.store.results import Entry
 from dialer.store.salvage import (
@@ -30,6 +30,7 @@ from dialer.store.salvage import (
     missing_rows,
     read_leniently,
 )
+from dialer.store.state import LedgerState
 
 STATUSES = list(Status)
 FINISHED = DIALED - {Status.DIALING}  # a journal line so: the results must have a row

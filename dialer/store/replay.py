@@ -24,8 +24,6 @@ from dialer.files import file_mode, truncate_file
 from dialer.model import LOAD_TIME, Status
 from dialer.store.appender import append_whole
 from dialer.store.cache import (
-    EntryTable,
-    LedgerState,
     file_digest,
     read_snapshot,
     release_freed_memory,
@@ -43,6 +41,7 @@ from dialer.store.salvage import (
     read_leniently,
     set_aside,
 )
+from dialer.store.state import EntryTable, LedgerState
 
 
 class Replay:

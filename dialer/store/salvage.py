@@ -38,8 +38,8 @@ from dialer.errors import LeadsFileError, LedgerError
 from dialer.files import PRIVATE_FILE
 from dialer.leads.phones import normalize
 from dialer.model import LOAD_TIME, Status, ledger_key
-from dialer.store.cache import EntryTable
 from dialer.store.results import RESULT_COLUMNS, Entry, safe_cell
+from dialer.store.state import EntryTable
 
 _BOM = codecs.BOM_UTF8
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
