@@ -11,7 +11,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import overload
+from typing import Any, overload
 
 
 class Status(enum.StrEnum):
@@ -48,6 +48,33 @@ def ledger_key(row: int, phone: str, status: Status) -> str:
     """The key a lead has in the ledger: its E.164 phone when dialable (one person, one key),
     ``row:<n>`` for a row rejected at load time (its phone may be empty or repeated)."""
     return f"row:{row}" if status in LOAD_TIME else phone
+
+
+class PhoneKeys(Sequence[str]):
+    """The ledger keys of dialable leads kept as their E.164 numbers (``codes``: an int64
+    array, e.g. numpy's): ``+34600111222`` is 34600111222. A key's text is built only when it
+    is asked for; the ledger's table, which keeps its keys as those numbers too, reads
+    ``codes`` straight (a resume judges a million leads without a string each)."""
+
+    __slots__ = ("codes",)
+
+    def __init__(self, codes: Any) -> None:
+        self.codes = codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> PhoneKeys: ...
+    def __getitem__(self, index: int | slice) -> str | PhoneKeys:
+        if isinstance(index, slice):
+            return PhoneKeys(self.codes[index])
+        return f"+{int(self.codes[index])}"
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"+{code}" for code in self.codes.tolist())
 
 
 # A lead the API never saw: dialed when its phone is (again) a dialable row of the leads file.

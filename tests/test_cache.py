@@ -301,3 +301,34 @@ def test_a_states_items_and_values_walk_the_table_as_its_keys_and_lookups_say(fi
     keys = [*state, "+999", "row:77"]
     wanted = {None, Status.CALLED}
     assert state.status_in(keys, wanted) == [state.status(key) in wanted for key in keys]
+
+
+def test_status_in_a_big_batch_of_phone_keys_agrees_with_status_one_key_at_a_time():
+    """A resume's planner asks ``status_in`` 65,536 keys at a time, as numbers (``PhoneKeys``:
+    no key's text built); the numpy path (4,096 keys or more) must give what ``status`` gives
+    key by key: the table's entries, the overlay's winning over them (new leads, changed
+    statuses, a key repeated in the batch), a key nobody recorded, and ``row:`` keys."""
+    import numpy
+
+    from dialer.model import PhoneKeys
+    from dialer.store.state import LedgerState
+
+    statuses = [Status.CALLED, Status.PENDING, Status.IN_DOUBT, Status.FAILED]
+    base = [Entry(f"+346{i:08d}", i + 2, f"+346{i:08d}", statuses[i % 4]) for i in range(6000)]
+    overlay = {
+        "+34600000004": Entry("+34600000004", 6, "+34600000004", Status.PENDING),  # was called
+        "+34600000001": Entry("+34600000001", 3, "+34600000001", Status.CALLED),  # was pending
+        "+34699999999": Entry("+34699999999", 9000, "+34699999999", Status.DIALING),  # new
+        "row:5": Entry("row:5", 5, "", Status.INVALID),
+    }
+    state = LedgerState(EntryTable.build((e, False) for e in base), overlay)
+    codes = [int(e.key[1:]) for e in base[:5000]]
+    codes += [34600000004, 34699999999, 34688888888, 34600000001]  # a repeat, new, unknown
+    keys = PhoneKeys(numpy.array(codes, dtype=numpy.int64))
+    for wanted in ({None, Status.PENDING}, {Status.CALLED}, {Status.DIALING, Status.IN_DOUBT}):
+        expected = [state.status(key) in wanted for key in keys]
+        assert state.status_in(keys, wanted) == expected
+        assert state.status_in(list(keys), wanted) == expected  # the keys as text: the same
+        texts = [*keys, "row:5", "row:6"]
+        assert state.status_in(texts, wanted) == [state.status(k) in wanted for k in texts]
+    assert state.status("+34600000004") is Status.PENDING  # the check above saw the overlay

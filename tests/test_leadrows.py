@@ -132,3 +132,24 @@ def test_duplicates_follow_the_rule(tmp_path: Path, rows: list[tuple[str, str]])
     assert leads.counts() == dict(Counter(lead.status.value for lead in leads))
     pending = [i for i, lead in enumerate(leads) if lead.status is Status.PENDING]
     assert list(leads.indices({Status.PENDING})) == pending
+
+
+def test_pending_batches_are_pending_keys_in_batches_as_numbers(tmp_path: Path):
+    """The planner's batches: the same indexes and keys as ``pending_keys``, in order, cut
+    every ``size`` leads, the keys as numbers (``PhoneKeys``) read back as the same text."""
+    from dialer.model import PhoneKeys
+
+    lines = ["name,phone"]
+    for row in range(2, 30):  # every fifth phone is no number: an invalid row, not pending
+        lines.append(f"L{row},{'none' if row % 5 == 0 else f'+34 600 00{row:04d}'}")
+    path = tmp_path / "leads.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    leads = load_leads(path).leads
+    assert isinstance(leads, LeadRows)
+    expected = list(leads.pending_keys())
+    batches = list(leads.pending_batches(4))
+    assert all(isinstance(keys, PhoneKeys) for _, keys in batches)
+    assert [len(keys) for _, keys in batches][:-1] == [4] * (len(batches) - 1)
+    got = [(i, key) for indexes, keys in batches for i, key in zip(indexes, keys, strict=True)]
+    assert got == expected and len(expected) == 23
+    assert [keys[0] for _, keys in batches] == [next(iter(keys)) for _, keys in batches]

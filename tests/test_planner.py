@@ -81,8 +81,8 @@ def test_choose_orders_recycles_defers_and_holds():
             _lead(6, "+5"),
         ]
 
-        def pending_keys(self):
-            return ((i, x.phone) for i, x in enumerate(self.leads))
+        def pending_batches(self, size):  # one batch: (indexes, keys), as LoadResult's
+            yield list(range(len(self.leads))), [x.phone for x in self.leads]
 
     choice = choose(
         Loaded(),  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import compress, islice
+from itertools import compress
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -112,15 +112,13 @@ def choose(
     picked: list[int] = []
     recycled: list[tuple[int, str]] = []
     dialable = 0
-    pending = loaded.pending_keys()
-    while batch := list(islice(pending, 65536)):  # a batch of leads judged at once
-        keys = [key for _, key in batch]
+    for indexes, keys in loaded.pending_batches(65536):  # a batch of leads judged at once
         opened = open_keys(keys) if open_keys is not None else [open_key(k) for k in keys]
-        dialable += len(batch)
+        dialable += len(keys)
         if due is None:
-            picked.extend(compress([i for i, _ in batch], opened))
+            picked.extend(compress(indexes, opened))
             continue
-        for (i, key), one_open in zip(batch, opened, strict=True):
+        for i, key, one_open in zip(indexes, keys, opened, strict=True):
             if one_open:
                 picked.append(i)
             elif (why := due(i, key)) is not None:

@@ -39,7 +39,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 
 from dialer.errors import LeadsFileError
@@ -127,6 +127,16 @@ class LoadResult:
         if isinstance(self.leads, LeadRows):
             return self.leads.pending_keys()
         return ((i, x.key) for i, x in enumerate(self.leads) if x.status is Status.PENDING)
+
+    def pending_batches(self, size: int) -> Iterator[tuple[list[int], Sequence[str]]]:
+        """``pending_keys`` ``size`` leads at a time, as ``(indexes, keys)``; for a
+        ``LeadRows`` the keys are ``PhoneKeys`` (numbers, no string built a lead)."""
+        if isinstance(self.leads, LeadRows):
+            yield from self.leads.pending_batches(size)
+            return
+        pending = self.pending_keys()
+        while batch := list(islice(pending, size)):
+            yield [i for i, _ in batch], [key for _, key in batch]
 
     def pending_rows(self) -> Iterator[tuple[int, str, int]]:
         """``(index, ledger key, row number)`` of each dialable lead, in order; no ``Lead`` is

@@ -17,6 +17,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from dialer.model import PhoneKeys
+
 _LIMIT = 1 << 63
 _SMALL = 4096  # up to this many keys, sorted without numpy (a test's table: no import)
 
@@ -38,6 +40,8 @@ def key_codes(keys: Sequence[str]) -> Any:
     a batch of phones as a byte matrix); a key it cannot vouch for is read by ``key_code``."""
     import numpy
 
+    if isinstance(keys, PhoneKeys):  # the keys of dialable leads, already numbers
+        return numpy.asarray(keys.codes, dtype=numpy.int64)
     try:
         raw = numpy.array(keys, dtype="S")
     except UnicodeEncodeError:  # a key that is not ASCII: never a number
@@ -113,12 +117,12 @@ class KeyIndex:
             return [-1 if (i := self.get(key)) is None else i for key in keys]
         return self.find_array(keys).tolist()  # type: ignore[no-any-return]
 
-    def find_array(self, keys: Sequence[str]) -> Any:
-        """``find_many`` as a numpy int64 array."""
+    def find_array(self, keys: Sequence[str], codes: Any = None) -> Any:
+        """``find_many`` as a numpy int64 array; ``codes``: ``key_codes(keys)`` if known."""
         import numpy
 
         self.merge()
-        codes = key_codes(keys)
+        codes = key_codes(keys) if codes is None else codes
         if not self.sorted:
             found = numpy.full(len(keys), -1, dtype=numpy.int64)
         else:

@@ -348,13 +348,14 @@ class Ledger(Locking, Replay):
     def record_load(self, lead: Lead) -> None:
         """A lead final at load time (invalid, duplicate): a results row, no journal record.
         A row the results CSV already holds for it, alike but for its time, is kept as is."""
+        before = self._load_rows.get(lead.key)
         entry = Entry(lead.key, lead.row, lead.phone, lead.status, error=lead.reason,
-                      updated_at=utc_iso(), crm_id=lead.crm_id,
-                      phone_column=lead.phone_column)  # fmt: skip
-        before = self._load_rows.get(entry.key)
-        if before is not None and replace(before, updated_at=entry.updated_at) == entry:
+                      updated_at=before.updated_at if before is not None else "",
+                      crm_id=lead.crm_id, phone_column=lead.phone_column)  # fmt: skip
+        if entry == before:  # (its time taken from the row, so as not to build another)
             self._entries[entry.key] = before
             return
+        entry = replace(entry, updated_at=utc_iso())
         self._entries[entry.key] = entry
         self._write_row(entry)
 

@@ -27,7 +27,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from dialer.model import Status
-from dialer.store.keyindex import KeyIndex
+from dialer.store.keyindex import KeyIndex, key_codes
 from dialer.store.results import Entry
 
 _SEP = "\x1f"  # ends each text field of an entry; an entry holding it is kept aside ("odd")
@@ -308,7 +308,8 @@ class LedgerState(MutableMapping[str, Entry]):
         import numpy
 
         base, overlay = self.base, self.overlay
-        at = base.keys.find_array(keys)
+        asked = key_codes(keys)
+        at = base.keys.find_array(keys, asked)
         codes = numpy.frombuffer(base.status, dtype=numpy.uint8) if base.status else None
         known = numpy.full(len(keys), len(_STATUSES), dtype=numpy.int64)  # no entry
         if codes is not None:
@@ -316,11 +317,8 @@ class LedgerState(MutableMapping[str, Entry]):
             del codes
         table = numpy.array([s in wanted for s in _STATUSES] + [None in wanted], dtype=bool)
         found: list[bool] = table[known].tolist()
-        if overlay:
-            for n, key in enumerate(keys):
-                entry = overlay.get(key)
-                if entry is not None:
-                    found[n] = entry.status in wanted
+        for n, entry in _in_overlay(keys, asked, overlay):
+            found[n] = entry.status in wanted
         return found
 
     def with_status(self, status: Status) -> list[Entry]:
@@ -502,3 +500,29 @@ class _Items(ItemsView[str, Entry]):
 
     def __iter__(self) -> Iterator[tuple[str, Entry]]:
         return self._mapping.walk()
+
+
+def _in_overlay(
+    keys: Sequence[str], asked: Any, overlay: dict[str, Entry]
+) -> Iterator[tuple[int, Entry]]:
+    """``(n, entry)`` for each of ``keys`` (``asked``: their numbers, ``key_codes``) that the
+    overlay holds, found by number (the overlay's keys as numbers searched among the batch's,
+    no key's text built) and, for a key that is no number, by its text."""
+    if not overlay:
+        return
+    import numpy
+
+    held = list(overlay)
+    held_codes = key_codes(held)
+    order = numpy.argsort(asked, kind="stable")
+    ordered = asked[order]
+    low = numpy.searchsorted(ordered, held_codes, "left")
+    high = numpy.searchsorted(ordered, held_codes, "right")
+    for m in numpy.flatnonzero((high > low) & (held_codes >= 0)).tolist():
+        entry = overlay[held[m]]
+        for n in order[low[m] : high[m]].tolist():
+            yield n, entry
+    for n in numpy.flatnonzero(asked < 0).tolist():  # keys that are no number: by their text
+        entry = overlay.get(keys[n])
+        if entry is not None:
+            yield n, entry
