@@ -134,10 +134,15 @@ def test_duplicates_follow_the_rule(tmp_path: Path, rows: list[tuple[str, str]])
     assert list(leads.indices({Status.PENDING})) == pending
 
 
-def test_pending_batches_are_pending_keys_in_batches_as_numbers(tmp_path: Path):
+@pytest.mark.parametrize("bulk", [True, False])
+def test_pending_batches_are_pending_keys_in_batches_as_numbers(tmp_path: Path, monkeypatch, bulk):
     """The planner's batches: the same indexes and keys as ``pending_keys``, in order, cut
-    every ``size`` leads, the keys as numbers (``PhoneKeys``) read back as the same text."""
+    every ``size`` leads; in a big file the keys as numbers (``PhoneKeys``) read back as the
+    same text, in a small one as text (no numpy imported for a few leads)."""
+    from dialer.leads import leadrows
     from dialer.model import PhoneKeys
+
+    monkeypatch.setattr(leadrows, "BULK_KEYS", 1 if bulk else 4096)
 
     lines = ["name,phone"]
     for row in range(2, 30):  # every fifth phone is no number: an invalid row, not pending
@@ -148,7 +153,7 @@ def test_pending_batches_are_pending_keys_in_batches_as_numbers(tmp_path: Path):
     assert isinstance(leads, LeadRows)
     expected = list(leads.pending_keys())
     batches = list(leads.pending_batches(4))
-    assert all(isinstance(keys, PhoneKeys) for _, keys in batches)
+    assert all(isinstance(keys, PhoneKeys) is bulk for _, keys in batches)
     assert [len(keys) for _, keys in batches][:-1] == [4] * (len(batches) - 1)
     got = [(i, key) for indexes, keys in batches for i, key in zip(indexes, keys, strict=True)]
     assert got == expected and len(expected) == 23

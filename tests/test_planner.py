@@ -97,3 +97,30 @@ def test_choose_orders_recycles_defers_and_holds():
     assert (choice.already_done, choice.ended_by) == (0, "max_calls")
     passed = choose(Loaded(), open_key=lambda key: True, until=-5)  # type: ignore[arg-type]
     assert (len(passed.to_dial), passed.held_count, passed.ended_by) == (0, 5, "until")
+
+
+def test_choose_judges_the_same_leads_with_their_keys_as_numbers(tmp_path, monkeypatch):
+    """A big file's dialable leads reach the ledger as numbers (``PhoneKeys``), a small one's
+    as text: the planner picks the same leads either way, the called ones left out, the
+    overlay's (a lead made pending again, rejects) taken into account."""
+    from dialer.leads import leadrows
+    from dialer.leads.loader import load_leads
+    from dialer.model import Outcome
+    from dialer.store.ledger import Ledger
+
+    path = write_leads(tmp_path / "l.csv", [*mobiles(40), "nonsense", mobiles(1)[0]])
+    loaded = load_leads(path)
+    leads = [lead for lead in loaded.leads if lead.status is Status.PENDING]
+    with Ledger(tmp_path / "l.results.csv", durable=False) as ledger:
+        for lead in leads[::3]:
+            ledger.intent(lead)
+            ledger.outcome(Outcome(lead, Status.CALLED, call_id=f"c-{lead.row}", attempts=1))
+        for lead in loaded.rejects():
+            ledger.record_load(lead)
+        picked = {}
+        for bulk in (1, 4096):
+            monkeypatch.setattr(leadrows, "BULK_KEYS", bulk)
+            choice = choose(loaded, open_key=ledger.open_key, open_keys=ledger.open_keys)
+            picked[bulk] = [lead.key for lead in choice.to_dial]
+    assert picked[1] == picked[4096] == [lead.key for lead in leads if leads.index(lead) % 3]
+    assert len(picked[1]) == 26

@@ -40,6 +40,7 @@ def _taker(columns: Sequence[int]) -> Callable[[Sequence[str]], Sequence[str]]:
     return lambda values: ()
 
 
+BULK_KEYS = 4096  # from this many dialable leads, the planner gets their keys as numbers
 _BULK_ROWS = 100_000  # from this many rows, duplicates are found with numpy (``_claimed_in_bulk``)
 _BLOCK = 1 << 16  # rows looked up at a time there
 
@@ -243,12 +244,16 @@ class LeadRows(Sequence[Lead]):
     def pending_batches(self, size: int) -> Iterator[tuple[list[int], PhoneKeys]]:
         """``pending_keys`` ``size`` leads at a time, as ``(indexes, keys)``: the keys as
         their numbers (``PhoneKeys``), read from the phones' array with numpy, no string
-        built."""
+        built; a small file's as text (numpy's import costs more than its keys)."""
+        at = self.indices({Status.PENDING})
+        if len(at) < BULK_KEYS:
+            phones = self._phones
+            for start in range(0, len(at), size):
+                part = at[start : start + size].tolist()
+                yield part, [f"+{phones[i]}" for i in part]
+            return
         import numpy as np
 
-        at = self.indices({Status.PENDING})
-        if not at:
-            return
         indexes = np.frombuffer(at, dtype=at.typecode)
         phones = np.frombuffer(self._phones, dtype=self._phones.typecode)
         for start in range(0, len(indexes), size):
