@@ -13,7 +13,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from itertools import accumulate, compress
+from itertools import accumulate, compress, islice
 from operator import itemgetter
 from types import MappingProxyType
 from typing import overload
@@ -149,6 +149,15 @@ class RowPlan:
         return [param for _, param in self.params]
 
 
+def key_batches(
+    pending: Iterable[tuple[int, str]], size: int
+) -> Iterator[tuple[list[int], list[str]]]:
+    """``(index, key)`` pairs ``size`` at a time, as ``(indexes, keys)``."""
+    pending = iter(pending)
+    while batch := list(islice(pending, size)):
+        yield [i for i, _ in batch], [key for _, key in batch]
+
+
 class LeadRows(Sequence[Lead]):
     """The leads of one file, in file order, kept compactly; each ``Lead`` is built on access.
 
@@ -247,10 +256,7 @@ class LeadRows(Sequence[Lead]):
         built; a small file's as text (numpy's import costs more than its keys)."""
         at = self.indices({Status.PENDING})
         if len(at) < BULK_KEYS:
-            phones = self._phones
-            for start in range(0, len(at), size):
-                part = at[start : start + size].tolist()
-                yield part, [f"+{phones[i]}" for i in part]
+            yield from key_batches(self.pending_keys(), size)
             return
         import numpy as np
 

@@ -39,13 +39,13 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 from dialer.errors import LeadsFileError
 from dialer.leads.columns import ColumnMapping, plan_columns
 from dialer.leads.headers import distinct
-from dialer.leads.leadrows import REASON_DNC, LeadRows
+from dialer.leads.leadrows import REASON_DNC, LeadRows, key_batches
 from dialer.leads.phonecolumns import SAMPLE_ROWS, dnc_column
 from dialer.leads.phonepool import Cells, PhoneParser
 from dialer.leads.phones import check_region, country_region
@@ -134,9 +134,7 @@ class LoadResult:
         if isinstance(self.leads, LeadRows):
             yield from self.leads.pending_batches(size)
             return
-        pending = self.pending_keys()
-        while batch := list(islice(pending, size)):
-            yield [i for i, _ in batch], [key for _, key in batch]
+        yield from key_batches(self.pending_keys(), size)
 
     def pending_rows(self) -> Iterator[tuple[int, str, int]]:
         """``(index, ledger key, row number)`` of each dialable lead, in order; no ``Lead`` is

@@ -506,22 +506,20 @@ def _in_overlay(
     keys: Sequence[str], asked: Any, overlay: dict[str, Entry]
 ) -> Iterator[tuple[int, Entry]]:
     """``(n, entry)`` for each of ``keys`` (``asked``: their numbers, ``key_codes``) that the
-    overlay holds, found by number (the overlay's keys as numbers searched among the batch's,
-    no key's text built) and, for a key that is no number, by its text."""
+    overlay holds, found by number (each of the batch's numbers searched among the overlay's,
+    sorted: no key's text built) and, for a key that is no number, by its text."""
     if not overlay:
         return
     import numpy
 
     held = list(overlay)
     held_codes = key_codes(held)
-    order = numpy.argsort(asked, kind="stable")
-    ordered = asked[order]
-    low = numpy.searchsorted(ordered, held_codes, "left")
-    high = numpy.searchsorted(ordered, held_codes, "right")
-    for m in numpy.flatnonzero((high > low) & (held_codes >= 0)).tolist():
-        entry = overlay[held[m]]
-        for n in order[low[m] : high[m]].tolist():
-            yield n, entry
+    order = numpy.argsort(held_codes)
+    ordered = held_codes[order]
+    j = numpy.searchsorted(ordered, asked)
+    j[j >= len(ordered)] = 0
+    for n in numpy.flatnonzero((ordered[j] == asked) & (asked >= 0)).tolist():
+        yield n, overlay[held[order[j[n]]]]
     for n in numpy.flatnonzero(asked < 0).tolist():  # keys that are no number: by their text
         entry = overlay.get(keys[n])
         if entry is not None:
